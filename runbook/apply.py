@@ -1,0 +1,194 @@
+"""``runbook apply``: from a runbook, a saved plan or a journaled run to a finished run.
+
+Everything that can be wrong with the input is found before the first command starts:
+the plan is complete, secrets are read, the journal is open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from runbook.errors import ConnectError, UsageError
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any, set]:
+    """→ (plan, masker, secret values, secret sources, done-set for --resume)."""
+    from runbook import planfile
+    from runbook.cli import _prepare, _secret_sources
+    from runbook.errors import InputError
+    from runbook.journal import read_run, runs_dir
+    from runbook.model import SecretSpec
+    from runbook.secrets import Masker, detokenize, resolve_secrets
+
+    if args.resume:
+        run = read_run(runs_dir(args.file, args.journal), args.resume)
+        digest = _digest(args.file) if not planfile.is_saved_plan(args.file) else None
+        if digest and digest != run.meta.get("digest") and not args.force:
+            raise InputError(
+                f"{args.file} changed since run {args.resume} (digest "
+                f"{run.meta.get('digest', '?')[:19]} → {digest[:19]}); "
+                "use --force to resume the journaled plan anyway"
+            )
+        data = run.plan()
+        sources = data.get("secret_sources", {})
+        values = resolve_secrets(_specs(sources, SecretSpec))
+        plan = planfile.plan_from_dict(data, args.file, lambda t: detokenize(t, values))
+        return plan, Masker(values.values()), values, sources, run.ok_commands()
+    if planfile.is_saved_plan(args.file):
+        import json
+
+        with open(args.file, encoding="utf-8") as f:
+            sources = json.load(f).get("secret_sources", {})
+        values = resolve_secrets(_specs(sources, SecretSpec))
+        plan = planfile.load_plan(args.file, lambda t: detokenize(t, values))
+        return plan, Masker(values.values()), values, sources, set()
+    rb, plan, (mask, values) = _prepare(args)
+    return plan, mask, values, _secret_sources(rb), set()
+
+
+def _specs(sources: dict[str, dict[str, str]], cls: Any) -> list[Any]:
+    return [cls(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()]
+
+
+def _digest(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
+def apply(args: argparse.Namespace) -> int:
+    from runbook import planfile
+    from runbook.journal import Journal, new_run_id, runs_dir
+    from runbook.runner import Runner
+    from runbook.secrets import tokenize
+
+    plan, mask, values, sources, done = _load(args)
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    if not args.yes and not tty:
+        raise UsageError("apply needs --yes when not run from a terminal")
+    if not args.yes and not _ask(f"{_summary(plan)}\nProceed? [y/N] "):
+        print("aborted; nothing was run", file=sys.stderr)
+        return 1
+
+    run_id = new_run_id()
+    journal_root = runs_dir(plan.source if not args.journal else None, args.journal)
+    plan_data = planfile.plan_to_dict(plan, lambda t: tokenize(t, values))
+    plan_data["secret_sources"] = sources
+    meta = {
+        "runbook": plan.name,
+        "source": os.path.abspath(plan.source),
+        "digest": plan.digest,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "resumes": args.resume,
+        "argv": [_mask_arg(a, mask) for a in sys.argv[1:]],
+    }
+    journal = Journal(journal_root, run_id, meta, plan_data)
+
+    listeners: list[Any] = [journal]
+    if args.output == "json":
+        listeners.append(_JsonLines())
+    else:
+        from runbook.output import LiveConsole, PlainConsole
+
+        listeners.append(
+            LiveConsole(args.verbose)
+            if tty and sys.stdout.isatty()
+            else PlainConsole(sys.stdout, args.verbose)
+        )
+
+    context = _context(args, plan)
+    confirm = (
+        None
+        if args.yes
+        else (lambda step: _ask(f"{mask(step.confirm)}\nContinue with step {step.name!r}? [y/N] "))
+    )
+    runner = Runner(
+        plan,
+        context,
+        run_id=run_id,
+        forks=args.forks,
+        listeners=listeners,
+        fault_point=os.environ.get("RUNBOOK_FAULT_POINT"),
+        mask=mask,
+        confirm=confirm,
+        done=done,
+    )
+    previous = {
+        s: signal.signal(s, lambda *_: runner.interrupt()) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        result = runner.run()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        context.close()
+        journal.close()
+    if args.output != "json":
+        from runbook.output import recap
+
+        recap(result, str(journal.path))
+    return result.exit_code
+
+
+def _context(args: argparse.Namespace, plan: Any) -> Any:
+    from runbook.contexts.router import HostRouter
+
+    def ssh_factory() -> Any:
+        from runbook.contexts.ssh import SshExecutionContext, SshOptions
+
+        opts = SshOptions(
+            host_key_policy=args.host_key_policy,
+            known_hosts=args.known_hosts,
+            ssh_config=args.ssh_config,
+            connect_timeout=args.connect_timeout,
+        )
+        if opts.host_key_policy == "off":
+            print(
+                "runbook: WARNING: --host-key-policy off: host keys are NOT checked; "
+                "anyone on the path can impersonate your hosts",
+                file=sys.stderr,
+            )
+        return SshExecutionContext(opts)
+
+    return HostRouter(ssh_factory)
+
+
+def _summary(plan: Any) -> str:
+    hosts = sorted({c.host.name for c in plan.commands})
+    shown = ", ".join(hosts[:8]) + (f", … ({len(hosts)} in all)" if len(hosts) > 8 else "")
+    steps = "\n".join(
+        f"  {i}. {s.name} ({len(s.commands)} hosts)" for i, s in enumerate(plan.steps, 1)
+    )
+    return f"{plan.name}\n{steps}\nhosts: {shown}"
+
+
+def _ask(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(prompt).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _mask_arg(arg: str, mask: Any) -> str:
+    return mask(arg)
+
+
+class _JsonLines:
+    """``--output json``: one event per line on stdout."""
+
+    def handle(self, event: Any) -> None:
+        import json
+
+        sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+__all__ = ["apply", "ConnectError"]

@@ -1,0 +1,1 @@
+"""Execution contexts: where a ``Command`` runs. ``base`` is the interface."""

@@ -1,0 +1,115 @@
+"""The exception tree.
+
+Input errors (``InputError`` and subclasses) carry a source position and are rendered as
+one line, ``file:line:col: step 'X': host 'Y': message``, and exit code 2; they are always
+raised before anything executes. ``Failure`` carries a ``CommandResult`` the way Invoke's
+``UnexpectedExit`` does, for callers of the Python API that prefer exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runbook.command import CommandResult
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where something came from: 1-based line and column; 0 means unknown."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.col or 1}"
+        return self.file
+
+
+class RunbookError(Exception):
+    """Base class for every error ``runbook`` raises on purpose."""
+
+
+class InputError(RunbookError):
+    """Bad input: the operator must fix a file or an argument. Exit code 2."""
+
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        position: Position | None = None,
+        *,
+        step: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
+        self.step = step
+        self.host = host
+        # Further errors found in the same pass; the CLI prints one line for each.
+        self.others: list[InputError] = []
+
+    def __str__(self) -> str:
+        parts = []
+        if self.position is not None:
+            parts.append(str(self.position))
+        if self.step is not None:
+            parts.append(f"step {self.step!r}")
+        if self.host is not None:
+            parts.append(f"host {self.host!r}")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class LoadError(InputError):
+    """The file cannot be read or is not valid YAML."""
+
+
+class SchemaError(InputError):
+    """The document does not match ``schemas/runbook.schema.json``."""
+
+
+class TemplateError(InputError):
+    """A Jinja template does not compile or does not render (undefined name, ...)."""
+
+
+class InventoryError(InputError):
+    """An inventory is malformed, or a host pattern matches nothing."""
+
+
+class UsageError(InputError):
+    """A command-line argument is wrong."""
+
+
+class JournalError(RunbookError):
+    """The run journal cannot be written or read."""
+
+
+class ConnectError(RunbookError):
+    """A connection to a host could not be established (the host is ``unreachable``)."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.message = message
+
+
+class Failure(RunbookError):
+    """A command did not end ``ok``; carries its result."""
+
+    def __init__(self, result: CommandResult) -> None:
+        super().__init__(f"{result.host}: {result.step}: {result.status.value}")
+        self.result = result
+
+
+class CommandFailed(Failure):
+    """The command exited non-zero."""
+
+
+class CommandTimedOut(Failure):
+    """The command outlived its timeout and was killed."""

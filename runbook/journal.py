@@ -1,0 +1,152 @@
+"""The run journal: ``.runbook/runs/<run-id>/{meta.json,plan.json,events.jsonl}``.
+
+Every event is appended and flushed as it arrives, so killing the controller (even with
+SIGKILL) loses no finished result; a background thread fsyncs after each burst of writes
+so results also survive a machine crash without making every command wait for the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets as _random
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runbook import events as ev
+from runbook.errors import JournalError
+from runbook.events import Event
+
+RUNS_DIR = os.path.join(".runbook", "runs")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + _random.token_hex(3)
+
+
+def runs_dir(runbook_path: str | None, journal: str | None = None) -> Path:
+    if journal:
+        return Path(journal)
+    base = Path(runbook_path).resolve().parent if runbook_path else Path.cwd()
+    return base / RUNS_DIR
+
+
+class Journal:
+    """A listener that writes one run's journal. Open it before the first command runs:
+    an unwritable directory or a full disk is reported then, not halfway through."""
+
+    def __init__(self, root: Path, run_id: str, meta: dict[str, Any], plan: dict[str, Any]) -> None:
+        self.path = root / run_id
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+            _write_json(self.path / "meta.json", {"run_id": run_id, **meta})
+            _write_json(self.path / "plan.json", plan)
+            self._f = open(self.path / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise JournalError(f"cannot write the run journal in {root}: {exc.strerror}") from None
+        self._dirty = threading.Event()
+        self._closed = False
+        self._warned = False
+        self._syncer = threading.Thread(target=self._sync_loop, name="runbook-journal", daemon=True)
+        self._syncer.start()
+
+    def handle(self, event: Event) -> None:
+        try:
+            self._f.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            self._f.flush()
+        except (OSError, ValueError) as exc:
+            if not self._warned:
+                self._warned = True
+                print(f"runbook: WARNING: journal write failed: {exc}", file=sys.stderr)
+            return
+        self._dirty.set()
+        if event.kind == ev.RUN_FINISHED:
+            self.close()
+
+    def _sync_loop(self) -> None:
+        while not self._closed:
+            self._dirty.wait()
+            self._dirty.clear()
+            with contextlib.suppress(OSError, ValueError):
+                os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._dirty.set()
+        self._syncer.join(5)
+        with contextlib.suppress(OSError, ValueError):
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class RunRecord:
+    """A journaled run, read back for ``runs``, ``show`` and ``--resume``."""
+
+    run_id: str
+    path: Path
+    meta: dict[str, Any]
+    events: list[dict[str, Any]]
+
+    @property
+    def finished(self) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events) if e["event"] == ev.RUN_FINISHED), None)
+
+    @property
+    def status(self) -> str:
+        f = self.finished
+        return f["status"] if f else "incomplete"
+
+    def results(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == ev.COMMAND_FINISHED]
+
+    def ok_commands(self) -> set[tuple[str, str]]:
+        return {(e["step"], e["host"]) for e in self.results() if e["status"] == "ok"}
+
+    def plan(self) -> dict[str, Any]:
+        with open(self.path / "plan.json", encoding="utf-8") as f:
+            return json.load(f)
+
+
+def read_run(root: Path, run_id: str) -> RunRecord:
+    path = root / run_id
+    try:
+        with open(path / "meta.json", encoding="utf-8") as f:
+            meta = json.load(f)
+        events = []
+        with open(path / "events.jsonl", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    break  # a torn last line from a kill mid-write: everything before is good
+    except (OSError, ValueError) as exc:
+        raise JournalError(f"no readable run {run_id!r} in {root}: {exc}") from None
+    return RunRecord(run_id, path, meta, events)
+
+
+def list_runs(root: Path) -> list[RunRecord]:
+    if not root.is_dir():
+        return []
+    runs = []
+    for p in sorted(root.iterdir()):
+        if (p / "meta.json").exists():
+            with contextlib.suppress(JournalError):
+                runs.append(read_run(root, p.name))
+    return runs

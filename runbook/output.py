@@ -1,0 +1,253 @@
+"""What the operator sees: the plan as text, run progress, and the recap.
+
+Plain line-per-result output when stdout is not a terminal (logs, CI, benchmarks); a live
+per-step status line on a terminal. ``NO_COLOR`` is honoured by rich.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import IO, Any
+
+from runbook import events as ev
+from runbook.command import Status
+from runbook.events import Event
+from runbook.planner import Plan
+
+FAILED_OUTPUT_LINES = 40
+
+
+def plan_text(plan: Plan, mask: Callable[[str], str] = str) -> str:
+    """The reviewable plan. Deterministic: same input, same bytes."""
+    hosts = {c.host.name for c in plan.commands}
+    lines = [
+        f"Plan: {plan.name}",
+        f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
+        f"{len(plan.steps)} steps, {len(hosts)} hosts, {len(plan.commands)} commands",
+    ]
+    for i, step in enumerate(plan.steps, 1):
+        cmds = step.commands
+        lines.append("")
+        head = f"[{i}] {step.name}"
+        policy = f"on_failure: {step.on_failure}"
+        if step.max_failures:
+            policy += f", max_failures: {step.max_failures}"
+        where = "controller (local)" if step.local else _hosts_label(step.hosts)
+        lines.append(f"{head}    hosts: {where} ({len(cmds)})    {policy}")
+        extras = []
+        if cmds and cmds[0].timeout is not None:
+            extras.append(f"timeout: {cmds[0].timeout:g}s")
+        if step.serial is not None:
+            extras.append(f"serial: {step.serial} → {len(step.batches)} batches")
+        if cmds and cmds[0].retries:
+            extras.append(f"retries: {cmds[0].retries} every {cmds[0].delay:g}s")
+        if cmds and cmds[0].until:
+            extras.append(f"until: {cmds[0].until}")
+        if step.run_once:
+            extras.append("run_once")
+        if cmds and cmds[0].become:
+            extras.append(f"become: {cmds[0].become_user or 'root'}")
+        if step.tags:
+            extras.append("tags: " + ", ".join(step.tags))
+        if extras:
+            lines.append("    " + "    ".join(extras))
+        if step.confirm:
+            lines.append(f"    confirm: {mask(step.confirm)}")
+        envs = {tuple(c.env.items()) for c in cmds}
+        shared_env = len(envs) == 1
+        if shared_env and cmds and cmds[0].env:
+            lines.append("    env: " + _env(cmds[0].env, mask))
+        if not cmds:
+            lines.append("    (no hosts)")
+        width = max((len(c.host.name) for c in cmds), default=0)
+        for b, batch in enumerate(step.batches, 1):
+            indent = "    "
+            if len(step.batches) > 1:
+                lines.append(f"    batch {b}/{len(step.batches)}")
+                indent = "      "
+            for c in batch:
+                name = c.host.name.ljust(width)
+                if c.skip_reason:
+                    lines.append(f"{indent}{name}  (skipped: {c.skip_reason})")
+                    continue
+                cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
+                lines.append(f"{indent}{name}  $ {cmd_lines[0]}")
+                lines += [f"{indent}{' ' * width}    {ln}" for ln in cmd_lines[1:]]
+                if not shared_env and c.env:
+                    lines.append(f"{indent}{' ' * width}    env: {_env(c.env, mask)}")
+    return "\n".join(lines) + "\n"
+
+
+def _hosts_label(hosts: Any) -> str:
+    return ", ".join(hosts) if isinstance(hosts, list) else str(hosts)
+
+
+def _env(env: dict[str, str], mask: Callable[[str], str]) -> str:
+    return " ".join(f"{k}={mask(shlex.quote(v))}" for k, v in env.items())
+
+
+def _indent(text: str, prefix: str = "      ") -> list[str]:
+    lines = text.rstrip("\n").split("\n")
+    if len(lines) > FAILED_OUTPUT_LINES:
+        cut = len(lines) - FAILED_OUTPUT_LINES
+        lines = [
+            f"... ({cut} earlier lines cut; full output in the journal)",
+            *lines[-FAILED_OUTPUT_LINES:],
+        ]
+    return [prefix + ln for ln in lines]
+
+
+class PlainConsole:
+    """One line per result; failed commands' output; a line per step."""
+
+    def __init__(self, out: IO[str] | None = None, verbose: bool = False) -> None:
+        self.out = out or sys.stdout
+        self.verbose = verbose
+        self.total_steps = 0
+        self._index: dict[str, int] = {}
+
+    def write(self, *lines: str) -> None:
+        self.out.write("".join(ln + "\n" for ln in lines))
+        self.out.flush()
+
+    def handle(self, e: Event) -> None:
+        d = e.data
+        if e.kind == ev.RUN_STARTED:
+            self.total_steps = len(d["steps"])
+            self._index = {n: i for i, n in enumerate(d["steps"], 1)}
+            self.write(
+                f"run {d['run_id']}: {d['runbook']} ({len(d['steps'])} steps, "
+                f"{d['hosts']} hosts, {d['commands']} commands, forks {d['forks']})"
+            )
+        elif e.kind == ev.STEP_STARTED:
+            self.write(
+                f"[{self._index[d['step']]}/{self.total_steps}] {d['step']} "
+                f"({len(d['hosts'])} hosts)"
+            )
+        elif e.kind == ev.BATCH_STARTED:
+            self.write(f"  batch {d['batch']}: {', '.join(d['hosts'])}")
+        elif e.kind == ev.COMMAND_FINISHED:
+            self._result(d)
+        elif e.kind == ev.STEP_FINISHED:
+            counts = ", ".join(f"{n} {s}" for s, n in d["counts"].items() if n)
+            self.write(f"  => {d['status']}: {counts or 'nothing to do'} ({d['duration']:.2f}s)")
+
+    def _result(self, d: dict[str, Any]) -> None:
+        status = d["status"]
+        if status == "cancelled" and not self.verbose:
+            return
+        detail = f"rc={d['rc']}" if d["rc"] is not None else ""
+        if d["attempts"] > 1:
+            detail += f" attempts={d['attempts']}"
+        if d.get("error") and status != "ok":
+            detail += f" ({d['error']})"
+        label = status if status == "ok" else status.upper()
+        lines = [f"  {label:<11} {d['host']}  {detail.strip()}  {d['duration']:.2f}s"]
+        if self.verbose or Status(status).is_failure:
+            for name in ("stdout", "stderr"):
+                if d[name].strip():
+                    lines.append(f"    {name}:")
+                    lines += _indent(d[name])
+        self.write(*lines)
+
+
+class LiveConsole(PlainConsole):
+    """On a terminal: a live status line per running step, failures printed above it."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        super().__init__(sys.stdout, verbose)
+        self.console = Console(highlight=False)
+        self.live = Live(
+            console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
+        )
+        self._lock = threading.Lock()
+        self._step: dict[str, Any] | None = None
+        self._counts: Counter[str] = Counter()
+        self._running = 0
+
+    def write(self, *lines: str) -> None:
+        for ln in lines:
+            self.console.print(ln, markup=False, highlight=False)
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        s = self._step
+        if s is None:
+            return Text("")
+        done = sum(self._counts.values())
+        parts = [f"{n} {k}" for k, n in sorted(self._counts.items()) if n]
+        elapsed = time.monotonic() - s["t0"]
+        return Text(
+            f"  {s['name']}: {done}/{s['total']} hosts done, {self._running} running"
+            f"{' · ' + ', '.join(parts) if parts else ''} · {elapsed:.1f}s",
+            style="bold",
+        )
+
+    def handle(self, e: Event) -> None:
+        d = e.data
+        with self._lock:
+            if e.kind == ev.STEP_STARTED:
+                self._step = {"name": d["step"], "total": len(d["hosts"]), "t0": time.monotonic()}
+                self._counts.clear()
+                self._running = 0
+                if not self.live.is_started:
+                    self.live.start()
+            elif e.kind == ev.COMMAND_STARTED:
+                self._running += 1
+                return
+            elif e.kind == ev.COMMAND_FINISHED and self._step is not None:
+                self._counts[d["status"]] += 1
+                self._running = (
+                    max(0, self._running - 1) if d["status"] != "cancelled" else self._running
+                )
+                if d["status"] == "ok" and not self.verbose:
+                    return
+            elif e.kind == ev.STEP_FINISHED:
+                self._step = None
+            elif e.kind == ev.RUN_FINISHED and self.live.is_started:
+                self.live.stop()
+        super().handle(e)
+
+
+def recap(result: Any, journal: str | None, out: IO[str] | None = None) -> None:
+    """Per-host counts per status, the steps that never ran, the run id, the journal path."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out or sys.stdout, highlight=False, width=120)
+    per_host: dict[str, Counter[str]] = {}
+    for r in result.results:
+        per_host.setdefault(r.host, Counter())[r.status.value] += 1
+    table = Table(title=f"RECAP · run {result.run_id} · {result.status}", title_justify="left")
+    table.add_column("host")
+    for s in Status:
+        table.add_column(s.value, justify="right")
+    for host in sorted(per_host):
+        c = per_host[host]
+        table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
+    console.print(table)
+    if result.steps_not_run:
+        console.print("steps not run (halted): " + ", ".join(result.steps_not_run), markup=False)
+    if result.halted:
+        console.print(f"halted: {result.halted}", markup=False)
+    total = result.finished - result.started
+    console.print(f"total time: {total:.2f}s · exit code {result.exit_code}", markup=False)
+    if journal:
+        console.print(f"journal: {journal}", markup=False)
+
+
+def _cell(n: int, status: Status) -> str:
+    if not n:
+        return "."
+    if status.is_failure:
+        return f"[red]{n}[/red]"
+    return f"[green]{n}[/green]" if status is Status.OK else str(n)

@@ -1,0 +1,218 @@
+"""Runbook × Inventory → Plan: every command on every host, rendered before anything runs.
+
+Pure: no I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
+error in step 9 stops the run before step 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.command import Command
+from runbook.errors import InputError, Position, TemplateError
+from runbook.inventory import Inventory
+from runbook.model import Host, Runbook, Step
+from runbook.templating import check_syntax, evaluate, render
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    name: str
+    position: Position
+    batches: tuple[tuple[Command, ...], ...]
+    hosts: str | list[str] = "all"
+    on_failure: str = "halt"
+    max_failures: int = 0
+    confirm: str | None = None
+    tags: tuple[str, ...] = ()
+    run_once: bool = False
+    local: bool = False
+    serial: Any = None
+
+    @property
+    def commands(self) -> list[Command]:
+        return [c for batch in self.batches for c in batch]
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    source: str
+    digest: str
+    steps: tuple[PlannedStep, ...]
+    secret_names: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def commands(self) -> list[Command]:
+        return [c for s in self.steps for c in s.commands]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep."""
+
+    limit: str | None = None
+    tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
+    start_at: str | None = None
+
+
+def make_plan(
+    runbook: Runbook,
+    inventory: Inventory,
+    extra_vars: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    selection: Selection | None = None,
+) -> Plan:
+    """Render every step for every host. Raises ``InputError`` for any problem."""
+    selection = selection or Selection()
+    extra_vars = extra_vars or {}
+    secrets = secrets or {}
+    for name in secrets:
+        if name in runbook.vars or name in extra_vars:
+            spec = next(s for s in runbook.secrets if s.name == name)
+            raise InputError(f"secret {name!r} has the same name as a variable", spec.position)
+    limited = _limit(inventory, selection.limit, runbook.path)
+    steps = _select_steps(runbook, selection)
+    groups = {g: list(m) for g, m in inventory.groups.items()}
+    rb_facts = {"name": runbook.name, "path": runbook.path}
+    base_cache: dict[str, dict[str, Any]] = {}
+
+    def base(host: Host) -> dict[str, Any]:
+        ctx = base_cache.get(host.name)
+        if ctx is None:
+            ctx = {**runbook.vars, **host.vars, **extra_vars, **secrets}
+            ctx.update(host=host.facts(), groups=groups, runbook=rb_facts)
+            base_cache[host.name] = ctx
+        return ctx
+
+    planned = []
+    for step in steps:
+        for field_name in ("run", "until"):
+            source = getattr(step, field_name)
+            if source is not None:
+                check_syntax(source, step.field_positions.get(field_name), field_name == "until")
+        planned.append(_plan_step(step, runbook, inventory, limited, base))
+    return Plan(
+        name=runbook.name,
+        source=runbook.path,
+        digest=runbook.digest,
+        steps=tuple(planned),
+        secret_names=tuple(secrets),
+    )
+
+
+def _limit(inventory: Inventory, limit: str | None, path: str) -> set[str] | None:
+    if not limit:
+        return None
+    hosts = inventory.resolve(limit, Position(path))
+    if not hosts:
+        raise InputError(f"--limit {limit!r} matches no host")
+    return {h.name for h in hosts}
+
+
+def _select_steps(runbook: Runbook, sel: Selection) -> list[Step]:
+    steps = list(runbook.steps)
+    if sel.start_at:
+        names = [s.name for s in steps]
+        if sel.start_at not in names:
+            raise InputError(f"--start-at: no step named {sel.start_at!r}")
+        steps = steps[names.index(sel.start_at) :]
+    if sel.tags:
+        steps = [s for s in steps if set(s.tags) & set(sel.tags) or "always" in s.tags]
+    if sel.skip_tags:
+        steps = [s for s in steps if not set(s.tags) & set(sel.skip_tags)]
+    return steps
+
+
+def _plan_step(
+    step: Step, runbook: Runbook, inventory: Inventory, limited: set[str] | None, base: Any
+) -> PlannedStep:
+    pos = step.field_positions
+    if step.local:
+        hosts = [inventory.hosts.get("localhost", inventory.controller)]
+    else:
+        hosts = inventory.resolve(step.hosts, pos.get("hosts", step.position), step.name)
+        if limited is not None:
+            hosts = [h for h in hosts if h.name in limited]
+        if step.run_once:
+            hosts = hosts[:1]
+    commands = []
+    step_facts = {"name": step.name, "tags": list(step.tags)}
+    for host in hosts:
+        ctx = {**base(host), "step": step_facts}
+        try:
+            env = {k: render(v, ctx, runbook.position("env", k)) for k, v in runbook.env.items()}
+            ctx["env"] = env
+            env.update({k: render(v, ctx, pos.get("env")) for k, v in step.env.items()})
+            ctx["env"] = env
+            skip = None
+            if step.when is not None and not evaluate(step.when, ctx, pos.get("when")):
+                skip = f"when: {step.when}"
+            cmd = render(step.run, ctx, pos.get("run")) if skip is None else step.run
+        except TemplateError as exc:
+            exc.step, exc.host = step.name, host.name
+            raise
+        for k, v in env.items():
+            if "\0" in v:
+                raise InputError(
+                    f"env {k}: value contains a NUL byte",
+                    pos.get("env"),
+                    step=step.name,
+                    host=host.name,
+                )
+        commands.append(
+            Command(
+                step=step.name,
+                host=host,
+                cmd=cmd,
+                env=env,
+                timeout=step.timeout,
+                shell=step.shell,
+                become=step.become,
+                become_user=step.become_user,
+                retries=step.retries,
+                delay=step.delay,
+                until=step.until,
+                skip_reason=skip,
+            )
+        )
+    return PlannedStep(
+        name=step.name,
+        position=step.position,
+        batches=batches(commands, step.serial),
+        hosts=step.hosts if not step.local else "localhost",
+        on_failure=step.on_failure,
+        max_failures=_count(step.max_failures, len(commands)),
+        confirm=step.confirm,
+        tags=step.tags,
+        run_once=step.run_once,
+        local=step.local,
+        serial=step.serial,
+    )
+
+
+def _count(spec: int | str, total: int) -> int:
+    """``3`` → 3; ``"25%"`` → floor of 25% of ``total`` (as Ansible's max_fail_percentage)."""
+    if isinstance(spec, str):
+        return math.floor(float(spec.rstrip("%")) * total / 100)
+    return spec
+
+
+def batches(commands: list[Command], serial: Any) -> tuple[tuple[Command, ...], ...]:
+    """Split into rolling batches. A list of sizes is used in turn, the last one repeating."""
+    if not commands:
+        return ()
+    if serial is None:
+        return (tuple(commands),)
+    sizes = serial if isinstance(serial, list) else [serial]
+    out, i, k = [], 0, 0
+    while i < len(commands):
+        spec = sizes[min(k, len(sizes) - 1)]
+        n = max(1, _count(spec, len(commands)))
+        out.append(tuple(commands[i : i + n]))
+        i, k = i + n, k + 1
+    return tuple(out)

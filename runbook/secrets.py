@@ -1,0 +1,92 @@
+"""Secrets: read at plan time, used in commands, never shown.
+
+``Masker`` is applied to every text that leaves the process (plan, console, events,
+journal) — including a command's own stdout/stderr, since commands echo their arguments.
+A value is masked both as written and as ``quote`` renders it, so ``{{ pw | quote }}``
+does not leak a password containing a quote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+
+from runbook.errors import InputError
+from runbook.model import SecretSpec
+
+MASK = "********"
+
+
+def resolve_secrets(
+    specs: Iterable[SecretSpec], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Read every secret; a missing one is an input error (exit 2, nothing runs)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    for spec in specs:
+        if spec.env is not None:
+            if spec.env not in environ:
+                raise InputError(
+                    f"secret {spec.name!r}: environment variable {spec.env} is not set",
+                    spec.position,
+                )
+            values[spec.name] = environ[spec.env]
+        else:
+            assert spec.file is not None
+            try:
+                with open(spec.file, encoding="utf-8") as f:
+                    values[spec.name] = f.read().rstrip("\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise InputError(
+                    f"secret {spec.name!r}: cannot read {spec.file}: {why}", spec.position
+                ) from None
+        if not values[spec.name]:
+            raise InputError(f"secret {spec.name!r} is empty", spec.position)
+        if "\0" in values[spec.name]:
+            raise InputError(f"secret {spec.name!r} contains a NUL byte", spec.position)
+    return values
+
+
+class Masker:
+    """Callable that replaces every secret value in a text with ``********``."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        forms = {form for v in values if v for form in (v, shlex.quote(v))}
+        ordered = sorted(forms, key=len, reverse=True)
+        self._rx = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __bool__(self) -> bool:
+        return self._rx is not None
+
+    def __call__(self, text: str) -> str:
+        if self._rx is None or not text:
+            return text
+        return self._rx.sub(MASK, text)
+
+
+def tokenize(text: str, values: Mapping[str, str]) -> str:
+    """Replace secret values by named tokens, for saved plans that must not hold them."""
+    for name, value in sorted(values.items(), key=lambda kv: -len(kv[1])):
+        quoted = shlex.quote(value)
+        if quoted != value:
+            text = text.replace(quoted, f"((secret:{name}|quote))")
+        text = text.replace(value, f"((secret:{name}))")
+    return text
+
+
+_TOKEN = re.compile(r"\(\(secret:([A-Za-z_][A-Za-z0-9_]*)(\|quote)?\)\)")
+
+
+def detokenize(text: str, values: Mapping[str, str]) -> str:
+    """Put secret values back into a saved plan's text at apply time."""
+
+    def put(m: re.Match[str]) -> str:
+        if m.group(1) not in values:
+            raise InputError(f"saved plan needs secret {m.group(1)!r}, which is not defined")
+        v = values[m.group(1)]
+        return shlex.quote(v) if m.group(2) else v
+
+    return _TOKEN.sub(put, text)

@@ -1,0 +1,83 @@
+"""The one Jinja environment: strict (undefined names are errors), no HTML escaping.
+
+Only step fields (``run``, ``env``, ``when``, ``until``) and runbook ``env`` are templates.
+Variable *values* are data and are never rendered again, so a value that contains
+``{{ ... }}`` or ``$(...)`` arrives as written (no template injection).
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+
+from runbook.errors import Position, TemplateError
+
+
+def _env() -> jinja2.Environment:
+    # Sandboxed: runbooks come from git, but vars come from -e and inventories too.
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["quote"] = shlex.quote
+    return env
+
+
+ENV = _env()
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> jinja2.Template:
+    """Compiled once per distinct source, rendered per host."""
+    return ENV.from_string(source)
+
+
+@lru_cache(maxsize=1024)
+def compile_expression(source: str) -> Any:
+    return ENV.compile_expression(source, undefined_to_none=False)
+
+
+def render(source: str, context: dict[str, Any], position: Position | None = None) -> str:
+    if "{" not in source:  # fast path: most commands have no template syntax at all
+        return source
+    try:
+        return compile_template(source).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax: {exc.message}", _at(position, exc.lineno)) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(str(exc.message), position) from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"template error: {exc}", position) from None
+
+
+def evaluate(source: str, context: dict[str, Any], position: Position | None = None) -> bool:
+    """A ``when``/``until`` expression → bool."""
+    try:
+        return bool(compile_expression(source)(**context))
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"expression syntax: {exc.message}", position) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(str(exc.message), position) from None
+    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"expression error: {exc}", position) from None
+
+
+def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:
+    try:
+        if expression:
+            compile_expression(source)
+        else:
+            compile_template(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax: {exc.message}", _at(position, exc.lineno)) from None
+
+
+def _at(position: Position | None, lineno: int | None) -> Position | None:
+    if position is None or not lineno or lineno <= 1:
+        return position
+    return Position(position.file, position.line + lineno - 1, 1)

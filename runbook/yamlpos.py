@@ -1,0 +1,124 @@
+"""YAML loading that keeps where every key and value came from.
+
+PyYAML's node graph carries marks; we build plain Python data from it ourselves so that
+each document path maps to a ``Position``. Building from nodes also lets us refuse what a
+runbook never needs: non-standard tags (``!!python/object``), duplicate keys (PyYAML
+silently keeps the last), and alias bombs (billion laughs expand exponentially).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from runbook.errors import LoadError, Position
+
+MAX_BYTES = 5 * 1024 * 1024
+MAX_NODES = 200_000
+
+Path = tuple[Any, ...]
+
+_SAFE_TAGS = {
+    "tag:yaml.org,2002:" + t
+    for t in ("null", "bool", "int", "float", "str", "timestamp", "binary", "map", "seq")
+}
+
+
+class _Builder:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.positions: dict[Path, Position] = {}
+        self.nodes = 0
+        self._scalars = yaml.constructor.SafeConstructor()
+
+    def pos(self, node: yaml.Node) -> Position:
+        m = node.start_mark
+        return Position(self.filename, m.line + 1, m.column + 1)
+
+    def build(self, node: yaml.Node, path: Path, depth: int = 0) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES or depth > 100:
+            raise LoadError(
+                "document too large or too deeply nested (alias expansion?); "
+                f"limit is {MAX_NODES} values",
+                self.pos(node),
+            )
+        if node.tag not in _SAFE_TAGS and not node.tag.startswith("tag:yaml.org,2002:merge"):
+            raise LoadError(f"unsupported YAML tag {node.tag!r}", self.pos(node))
+        self.positions.setdefault(path, self.pos(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                return self._scalars.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:
+                raise LoadError(f"bad scalar: {exc}", self.pos(node)) from None
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
+        return self._mapping(node, path, depth)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge":
+                sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                for src in sources:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise LoadError("'<<' merges only mappings", self.pos(src))
+                    for k, v in self._mapping(src, path, depth + 1).items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(knode, yaml.ScalarNode):
+                raise LoadError("mapping keys must be plain strings", self.pos(knode))
+            key = self.build(knode, (*path, "<key>"), depth + 1)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                raise LoadError(f"duplicate key {key!r}", self.pos(knode))
+            self.positions[(*path, key)] = self.pos(knode)
+            out[key] = self.build(vnode, (*path, key), depth + 1)
+            if isinstance(vnode, yaml.ScalarNode) and vnode.style in ("|", ">"):
+                # Block scalar text starts on the line after the indicator.
+                m = vnode.start_mark
+                self.positions[(*path, key, "<text>")] = Position(self.filename, m.line + 2, 1)
+        for k, v in merged.items():
+            out.setdefault(k, v)
+        return out
+
+
+def load_yaml(filename: str) -> tuple[Any, dict[Path, Position]]:
+    """Read and parse ``filename``; every failure is a ``LoadError`` with a position."""
+    try:
+        with open(filename, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror}", Position(filename)) from None
+    return parse_yaml(raw, filename)
+
+
+def parse_yaml(raw: bytes, filename: str) -> tuple[Any, dict[Path, Position]]:
+    if len(raw) > MAX_BYTES:
+        raise LoadError(f"file larger than {MAX_BYTES // (1024 * 1024)} MiB", Position(filename))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise LoadError(
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", Position(filename, line, 1)
+        ) from None
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Position(filename, mark.line + 1, mark.column + 1) if mark else Position(filename)
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise LoadError(f"YAML syntax error: {what}", where) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(f"YAML error: {exc}", Position(filename)) from None
+    if len(nodes) > 1:
+        raise LoadError("more than one YAML document", _Builder(filename).pos(nodes[1]))
+    if not nodes:
+        return None, {}
+    builder = _Builder(filename)
+    data = builder.build(nodes[0], ())
+    return data, builder.positions
