@@ -118,6 +118,7 @@ def apply(args: argparse.Namespace) -> int:
         mask=mask,
         confirm=confirm,
         done=done,
+        resumes=args.resume,
     )
     previous = {
         s: signal.signal(s, lambda *_: runner.interrupt()) for s in (signal.SIGINT, signal.SIGTERM)

@@ -72,7 +72,8 @@ def _step_name(data: Any, doc_path: tuple) -> str | None:
 def _describe(err: Any, data: Any, positions: dict, path: str) -> list[SchemaError]:
     doc_path = tuple(err.absolute_path)
     step = _step_name(data, doc_path)
-    where = ".".join(str(p) for p in doc_path) or "top level"
+    shown = doc_path[2:] if step is not None else doc_path  # the step is named already
+    where = ".".join(str(p) for p in shown) or ("the step" if step is not None else "top level")
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in err.schema.get("properties", {})]

@@ -110,6 +110,7 @@ class PlainConsole:
         self.verbose = verbose
         self.total_steps = 0
         self._index: dict[str, int] = {}
+        self._started = False  # between step_started and step_finished
 
     def write(self, *lines: str) -> None:
         self.out.write("".join(ln + "\n" for ln in lines))
@@ -125,6 +126,7 @@ class PlainConsole:
                 f"{d['hosts']} hosts, {d['commands']} commands, forks {d['forks']})"
             )
         elif e.kind == ev.STEP_STARTED:
+            self._started = True
             self.write(
                 f"[{self._index[d['step']]}/{self.total_steps}] {d['step']} "
                 f"({len(d['hosts'])} hosts)"
@@ -133,8 +135,13 @@ class PlainConsole:
             self.write(f"  batch {d['batch']}: {', '.join(d['hosts'])}")
         elif e.kind == ev.COMMAND_FINISHED:
             self._result(d)
+        elif e.kind == ev.STEP_FINISHED and d["status"] == "cancelled" and not self._started:
+            self.write(
+                f"[{self._index[d['step']]}/{self.total_steps}] {d['step']}: not run (halted)"
+            )
         elif e.kind == ev.STEP_FINISHED:
             counts = ", ".join(f"{n} {s}" for s, n in d["counts"].items() if n)
+            self._started = False
             self.write(f"  => {d['status']}: {counts or 'nothing to do'} ({d['duration']:.2f}s)")
 
     def _result(self, d: dict[str, Any]) -> None:
@@ -144,7 +151,7 @@ class PlainConsole:
         detail = f"rc={d['rc']}" if d["rc"] is not None else ""
         if d["attempts"] > 1:
             detail += f" attempts={d['attempts']}"
-        if d.get("error") and status != "ok":
+        if d.get("error") and (status != "ok" or not d["attempts"]):
             detail += f" ({d['error']})"
         label = status if status == "ok" else status.upper()
         lines = [f"  {label:<11} {d['host']}  {detail.strip()}  {d['duration']:.2f}s"]

@@ -66,6 +66,7 @@ class Runner:
         mask: Callable[[str], str] = str,
         confirm: Callable[[PlannedStep], bool] | None = None,
         done: set[tuple[str, str]] | None = None,
+        resumes: str | None = None,
     ) -> None:
         self.plan = plan
         self.context = context
@@ -76,6 +77,7 @@ class Runner:
         self.mask = mask
         self.confirm = confirm
         self.done = done or set()  # (step, host) already ok in an earlier run: --resume
+        self.resumes = resumes
         self._halt = threading.Event()
         self._emit_lock = threading.Lock()
         self._interrupts = 0
@@ -196,15 +198,17 @@ class Runner:
             for cmd in batch:
                 if cmd.key in self.done:
                     now = time.time()
-                    skipped = CommandResult(
+                    # Reported ok (attempts 0): the host is done, by an earlier run.
+                    earlier = CommandResult(
                         cmd.step,
                         cmd.host.name,
-                        Status.SKIPPED,
+                        Status.OK,
                         started=now,
                         finished=now,
-                        error="already ok in the resumed run",
+                        attempts=0,
+                        error=f"already ok in run {self.resumes}",
                     )
-                    counts[self._finish(skipped).status.value] += 1
+                    counts[self._finish(earlier).status.value] += 1
                 else:
                     self._pool.submit(self._execute, cmd)
             expected = sum(1 for c in batch if c.key not in self.done)
