@@ -2,8 +2,8 @@
 
 ``Masker`` is applied to every text that leaves the process (plan, console, events,
 journal) — including a command's own stdout/stderr, since commands echo their arguments.
-A value is masked both as written and as ``quote`` renders it, so ``{{ pw | quote }}``
-does not leak a password containing a quote.
+A value is masked as written, as ``quote`` renders it (so ``{{ pw | quote }}`` does not
+leak a password containing a quote) and word by word for words of 6+ characters.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from runbook.errors import InputError
 from runbook.model import SecretSpec
 
 MASK = "********"
+MIN_WORD = 6
 
 
 def resolve_secrets(
@@ -55,6 +56,9 @@ class Masker:
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         forms = {form for v in values if v for form in (v, shlex.quote(v))}
+        # A value spliced unquoted into a command is split and expanded by the shell, so
+        # its words can surface alone: mask every word long enough not to be noise.
+        forms |= {w for v in values for w in v.split() if len(w) >= MIN_WORD}
         ordered = sorted(forms, key=len, reverse=True)
         self._rx = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 

@@ -1,0 +1,65 @@
+"""Running the CLI as a user does: a subprocess, its exit code and its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def runbook(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "NO_COLOR": "1"}
+    full_env.pop("RUNBOOK_FAULT_POINT", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "runbook", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runbook", *args],
+        cwd=cwd,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def events(lines: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines.splitlines() if line.strip()]
+
+
+def journal_dirs(base: Path) -> list[Path]:
+    root = base / ".runbook" / "runs"
+    return sorted(p for p in root.iterdir()) if root.is_dir() else []
+
+
+def journal_events(run_dir: Path) -> list[dict[str, Any]]:
+    return events((run_dir / "events.jsonl").read_text())
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll until ``predicate()`` is true; fail the test (never hang) after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
