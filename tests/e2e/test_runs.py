@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -11,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 from tests.e2e.helpers import (
     events,
