@@ -58,10 +58,12 @@ def plan_text(plan: Plan, mask: Callable[[str], str] = str) -> str:
             lines.append("    " + "    ".join(extras))
         if step.confirm:
             lines.append(f"    confirm: {mask(step.confirm)}")
-        envs = {tuple(c.env.items()) for c in cmds}
-        shared_env = len(envs) == 1
-        if shared_env and cmds and cmds[0].env:
-            lines.append("    env: " + _env(cmds[0].env, mask))
+        # Env shared by every host is shown once; each host line shows only what differs.
+        common = dict(set.intersection(*(set(c.env.items()) for c in cmds))) if cmds else {}
+        if common:
+            lines.append(
+                "    env: " + _env({k: v for k, v in cmds[0].env.items() if k in common}, mask)
+            )
         if not cmds:
             lines.append("    (no hosts)")
         width = max((len(c.host.name) for c in cmds), default=0)
@@ -78,8 +80,9 @@ def plan_text(plan: Plan, mask: Callable[[str], str] = str) -> str:
                 cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
                 lines.append(f"{indent}{name}  $ {cmd_lines[0]}")
                 lines += [f"{indent}{' ' * width}    {ln}" for ln in cmd_lines[1:]]
-                if not shared_env and c.env:
-                    lines.append(f"{indent}{' ' * width}    env: {_env(c.env, mask)}")
+                own = {k: v for k, v in c.env.items() if k not in common}
+                if own:
+                    lines.append(f"{indent}{' ' * width}    env: {_env(own, mask)}")
     return "\n".join(lines) + "\n"
 
 
