@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from runbook.errors import ConnectError, UsageError
+from runbook.errors import UsageError
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any, set]:
@@ -90,24 +90,23 @@ def apply(args: argparse.Namespace) -> int:
     }
     journal = Journal(journal_root, run_id, meta, plan_data)
 
-    listeners: list[Any] = [journal]
+    console: Any = None
     if args.output == "json":
-        listeners.append(_JsonLines())
+        from runbook.output import JsonLines
+
+        console = JsonLines()
     else:
         from runbook.output import LiveConsole, PlainConsole
 
-        listeners.append(
-            LiveConsole(args.verbose)
-            if tty and sys.stdout.isatty()
-            else PlainConsole(sys.stdout, args.verbose)
-        )
+        console = LiveConsole(args.verbose) if tty else PlainConsole(sys.stdout, args.verbose)
+    listeners: list[Any] = [journal, console]
 
     context = _context(args, plan)
-    confirm = (
-        None
-        if args.yes
-        else (lambda step: _ask(f"{mask(step.confirm)}\nContinue with step {step.name!r}? [y/N] "))
-    )
+
+    def confirm(step: Any) -> bool:
+        with console.suspended():
+            return _ask(f"{mask(step.confirm)}\nContinue with step {step.name!r}? [y/N] ")
+
     runner = Runner(
         plan,
         context,
@@ -116,7 +115,7 @@ def apply(args: argparse.Namespace) -> int:
         listeners=listeners,
         fault_point=os.environ.get("RUNBOOK_FAULT_POINT"),
         mask=mask,
-        confirm=confirm,
+        confirm=None if args.yes else confirm,
         done=done,
         resumes=args.resume,
     )
@@ -180,16 +179,3 @@ def _ask(prompt: str) -> bool:
 
 def _mask_arg(arg: str, mask: Any) -> str:
     return mask(arg)
-
-
-class _JsonLines:
-    """``--output json``: one event per line on stdout."""
-
-    def handle(self, event: Any) -> None:
-        import json
-
-        sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-
-
-__all__ = ["apply", "ConnectError"]

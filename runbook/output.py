@@ -6,12 +6,14 @@ per-step status line on a terminal. ``NO_COLOR`` is honoured by rich.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shlex
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from runbook import events as ev
@@ -105,7 +107,24 @@ def _indent(text: str, prefix: str = "      ") -> list[str]:
     return [prefix + ln for ln in lines]
 
 
-class PlainConsole:
+class Console:
+    """Base of what shows a run on stdout."""
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """While the operator is asked something, nothing else may draw."""
+        yield
+
+
+class JsonLines(Console):
+    """``--output json``: one event per line on stdout (schemas/events.schema.json)."""
+
+    def handle(self, event: Event) -> None:
+        sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+class PlainConsole(Console):
     """One line per result; failed commands' output; a line per step."""
 
     def __init__(self, out: IO[str] | None = None, verbose: bool = False) -> None:
@@ -174,18 +193,31 @@ class LiveConsole(PlainConsole):
         from rich.live import Live
 
         super().__init__(sys.stdout, verbose)
-        self.console = Console(highlight=False)
-        self.live = Live(
-            console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
-        )
         self._lock = threading.Lock()
         self._step: dict[str, Any] | None = None
         self._counts: Counter[str] = Counter()
         self._running = 0
+        self.console = Console(highlight=False)
+        self.live = Live(
+            console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
+        )
 
     def write(self, *lines: str) -> None:
         for ln in lines:
             self.console.print(ln, markup=False, highlight=False)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        with self._lock:
+            was_live = self.live.is_started
+            if was_live:
+                self.live.stop()
+        try:
+            yield
+        finally:
+            if was_live:
+                with self._lock:
+                    self.live.start()
 
     def _render(self) -> Any:
         from rich.text import Text
