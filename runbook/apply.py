@@ -154,7 +154,9 @@ def _context(args: argparse.Namespace, plan: Any) -> Any:
                 "anyone on the path can impersonate your hosts",
                 file=sys.stderr,
             )
-        return SshExecutionContext(opts)
+        return SshExecutionContext(
+            opts, on_warning=lambda m: print(f"runbook: WARNING: {m}", file=sys.stderr)
+        )
 
     return HostRouter(ssh_factory)
 

@@ -1,0 +1,646 @@
+"""Runs commands over SSH with paramiko: one connection per host, one channel per command.
+
+Imported lazily by the CLI (only when a plan has SSH hosts): paramiko is slow to import.
+
+Statuses, as ``run_command`` derives them from what this context reports:
+
+- The connection cannot be established (refused, reset, DNS, banner dropped by sshd's
+  MaxStartups, timeout; retried ``connect_retries`` times with capped exponential backoff
+  and jitter; auth and host-key failures are not retried) → ``ConnectError`` →
+  ``unreachable``. The failure is remembered: every later command on that host raises
+  at once.
+- The connection dies while a command runs (peer killed, reset, or silent for
+  ``3 * keepalive`` seconds) → ``ConnectError`` → ``unreachable``; the command may have
+  partly run and is never re-run silently. The dead connection is dropped; the next
+  command on that host reconnects (with retries) and the host is unreachable from then
+  on only if that fails.
+- The command outlives its timeout → ``Outcome(timed_out=True)``; ``kill_all`` →
+  ``Outcome(killed=True)``. Either way the remote process group is killed, TERM then KILL
+  after ``kill_grace``: closing a channel does not kill anything (paramiko #203).
+
+The wire command (see ``wire_command``) runs the command under GNU ``timeout``, which
+leads its own process group and is a remote-side deadline that holds even if the
+controller dies; its first stderr line reports that group, which the controller kills
+through a second channel. Remote hosts need a POSIX ``/bin/sh``; without ``timeout``
+the command still runs and is still killed by the controller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+import select
+import shlex
+import signal
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paramiko
+from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_GLOBAL_REQUEST
+
+from runbook import shell
+from runbook.command import Command, Outcome
+from runbook.contexts.base import KILL_GRACE, ExecutionContext
+from runbook.contexts.hostkeys import HostKeyError, HostKeyVerifier
+from runbook.contexts.ssh_config import ConfigError, Endpoint, load_config, resolve
+from runbook.errors import ConnectError
+from runbook.model import Host
+
+BACKOFF_BASE = 0.5  # seconds before the first connect retry; doubles each time
+BACKOFF_CAP = 8.0
+READ_SIZE = 1 << 18
+DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
+IDLE_WAKE = 1.0  # a waiting command re-checks kill requests at least this often
+MARKER = "RUNBOOK-PGID:"
+_MARKER_LINE = re.compile(rb"^RUNBOOK-PGID:(\d+)\r?$")
+
+# paramiko logs every failed handshake with a traceback at ERROR; without a handler of
+# its own, Python's last-resort handler would print them to the operator's terminal.
+# Failures reach the operator as ConnectError; an application that configures logging
+# still gets paramiko's records.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    host_key_policy: str = "strict"  # strict | accept-new | off
+    known_hosts: str | None = None  # default: UserKnownHostsFile, else ~/.ssh/known_hosts
+    ssh_config: str | None = None  # default ~/.ssh/config if it exists
+    connect_timeout: float = 10.0
+    keepalive: float = 5.0  # transport keepalive interval; dead peer detected within 3x
+    connect_retries: int = 3  # extra tries after the first, capped exponential backoff + jitter
+    kill_grace: float = KILL_GRACE  # TERM -> KILL
+
+
+def _seconds(value: float) -> str:
+    """A duration for ``timeout``/``sleep``: plain decimal, never ``1e+06``."""
+    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def wire_command(command: Command, kill_grace: float) -> str:
+    """What the remote login shell runs: report the process group, then the command.
+
+    ``exec`` keeps one pid from the login shell through sh to ``timeout``, so ``$$`` is
+    the group that ``timeout`` leads (sshd also makes it a session leader). A timeout of
+    0 means no deadline, but ``timeout`` still makes the group.
+    """
+    line = shell.command_line(command)
+    deadline = _seconds(command.timeout) if command.timeout else "0"
+    script = (
+        f"echo {MARKER}$$ >&2; if command -v timeout >/dev/null 2>&1; "
+        f"then exec timeout -k {_seconds(kill_grace)} {deadline} {line}; fi; exec {line}"
+    )
+    return f"exec /bin/sh -c {shlex.quote(script)}"
+
+
+def kill_command(pgid: int, kill_grace: float, become: bool) -> str:
+    """TERM the group, wait up to ``kill_grace`` for it to go, then KILL it.
+
+    The shell's builtin ``kill -SIG -PGID``: dash has no ``--``, and procps' ``/bin/kill``
+    silently ignores ``-SIG -PGID`` without it. A ``become`` command runs as another user,
+    so the script runs under ``sudo -n`` when that is allowed.
+    """
+    if pgid <= 1:  # kill -1 would signal every process of the user
+        raise ValueError(f"refusing to kill process group {pgid}")
+    ticks = max(1, round(kill_grace / 0.1))
+    script = (
+        f"kill -TERM -{pgid} 2>/dev/null || exit 0; i=0; "
+        f"while [ $i -lt {ticks} ]; do kill -0 -{pgid} 2>/dev/null || exit 0; "
+        f"sleep 0.1; i=$((i+1)); done; kill -KILL -{pgid} 2>/dev/null; exit 0"
+    )
+    run = f"/bin/sh -c {shlex.quote(script)}"
+    if become:
+        return f"sudo -n {run} 2>/dev/null || {run}"
+    return f"exec {run}"
+
+
+def _channel_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
+    """paramiko ignores ``exit-signal``; keep the signal so rc is ``-N`` as locally."""
+    start = m.packet.tell()
+    with contextlib.suppress(Exception):
+        if m.get_text() == "exit-signal":
+            m.get_boolean()
+            chan.runbook_signal = m.get_text()
+    m.packet.seek(start)
+    paramiko.Channel._handle_request(chan, m)
+
+
+class _Transport(paramiko.Transport):
+    """A Transport that notices a silent peer.
+
+    paramiko's own keepalive asks for no reply (``want_reply=False``), so a peer that
+    stopped answering (frozen, partitioned) is never noticed and reads hang. Here each
+    keepalive asks for a reply; if one is still unanswered ``2 * interval`` later (3x
+    after the last traffic we sent), the transport is closed, which ends every channel.
+    Uses two paramiko internals: the packetizer's keepalive hook and the global-reply
+    handlers.
+    """
+
+    _channel_handler_table = {
+        **paramiko.Transport._channel_handler_table,
+        MSG_CHANNEL_REQUEST: _channel_request,
+    }
+    dead_reason: str | None = None
+    _unanswered: float | None = None
+
+    def watch(self, interval: float) -> None:
+        if interval <= 0:
+            return
+        ref = weakref.ref(self)
+
+        def keepalive() -> None:
+            transport = ref()
+            if transport is not None:
+                transport._keepalive(interval)
+
+        self.packetizer.set_keepalive(interval, keepalive)
+
+    def _keepalive(self, interval: float) -> None:
+        # Runs in the transport thread, after `interval` seconds without sending.
+        now = time.monotonic()
+        if self._unanswered is not None and now - self._unanswered >= 2 * interval:
+            self.dead_reason = f"no reply to keepalives for {3 * interval:g}s"
+            self.close()
+            return
+        if not self.clear_to_send.is_set():  # mid-rekey: sending would block this thread
+            return
+        m = paramiko.Message()
+        m.add_byte(cMSG_GLOBAL_REQUEST)
+        m.add_string("keepalive@openssh.com")
+        m.add_boolean(True)
+        self._send_user_message(m)
+        if self._unanswered is None:
+            self._unanswered = now
+
+    def _parse_request_success(self, m: paramiko.Message) -> None:
+        self._unanswered = None
+        super()._parse_request_success(m)
+
+    def _parse_request_failure(self, m: paramiko.Message) -> None:
+        self._unanswered = None  # OpenSSH answers unknown requests with a failure: alive
+        super()._parse_request_failure(m)
+
+    def loss(self) -> str:
+        """Why the connection ended, for the operator."""
+        if self.dead_reason:
+            return self.dead_reason
+        exc = self.saved_exception or self.get_exception()
+        if exc is None or isinstance(exc, EOFError):
+            return "the server closed the connection"
+        return str(exc) or type(exc).__name__
+
+
+class _NotStarted(Exception):
+    """The connection was found dead before the command could start."""
+
+
+class _Retry(Exception):
+    """A connection attempt failed in a way a later attempt may not (network, sshd load)."""
+
+
+class _Connection:
+    """An authenticated transport to one endpoint (a host, or a jump host shared by many)."""
+
+    def __init__(self, endpoint: Endpoint, client: paramiko.SSHClient) -> None:
+        self.endpoint = endpoint
+        self.client = client
+        self.transport: _Transport = client.get_transport()  # type: ignore[assignment]
+
+    @property
+    def alive(self) -> bool:
+        return self.transport is not None and self.transport.is_active()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class SshExecutionContext(ExecutionContext):
+    """One paramiko connection per host, opened lazily, reused by every command.
+
+    ``warnings`` collects what the operator should be told (unverified or newly recorded
+    host keys); ``on_warning`` is also called with each as it happens.
+    """
+
+    def __init__(
+        self,
+        options: SshOptions | None = None,
+        *,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = options or SshOptions()
+        self.warnings: list[str] = []
+        self._on_warning = on_warning
+        self._verifier = HostKeyVerifier(self.options.host_key_policy, self._warn)
+        self._config: paramiko.SSHConfig | None = None
+        self._config_loaded = False
+        self._lock = threading.Lock()
+        self._locks: dict[object, threading.Lock] = {}
+        self._conns: dict[object, _Connection] = {}
+        self._errors: dict[object, ConnectError] = {}
+        self._running: set[_Run] = set()
+        self._closing = threading.Event()
+
+    # -- the ExecutionContext interface -------------------------------------------------
+
+    def connect(self, host: Host) -> None:
+        self._connection(host)
+
+    def execute(self, command: Command) -> Outcome:
+        for attempt in range(2):
+            run = _Run(self, self._connection(command.host), command)
+            with self._lock:
+                self._running.add(run)
+            try:
+                return run.run()
+            except _NotStarted as exc:
+                # The connection died while idle (noticed only now); the command never
+                # started, so reconnecting (with retries) and starting it is safe.
+                if attempt:
+                    raise ConnectError(command.host.name, str(exc)) from exc
+            finally:
+                with self._lock:
+                    self._running.discard(run)
+        raise AssertionError("not reached")
+
+    def kill_all(self) -> None:
+        with self._lock:
+            runs = list(self._running)
+        # In parallel: each kill opens a channel, a round trip to its host.
+        threads = [threading.Thread(target=r.request_kill, args=("kill",)) for r in runs]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + self.options.connect_timeout
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            conns = sorted(self._conns.items(), key=lambda kv: not isinstance(kv[0], str))
+            self._conns.clear()
+        # Hosts first, jump hosts (tuple keys) last: their transports carry the others.
+        for _, conn in conns:
+            conn.close()
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        with self._lock:
+            self.warnings.append(message)
+        if self._on_warning is not None:
+            self._on_warning(message)
+
+    def _connection(self, host: Host) -> _Connection:
+        return self._cached(
+            host.name,
+            host.name,
+            lambda: resolve(host, self._ssh_config(), self.options.known_hosts),
+        )
+
+    def _ssh_config(self) -> paramiko.SSHConfig | None:
+        """Read once, on first use: an unreadable config makes hosts unreachable, with why."""
+        with self._lock:
+            if not self._config_loaded:
+                self._config = load_config(self.options.ssh_config)
+                self._config_loaded = True
+            return self._config
+
+    def _cached(self, key: object, label: str, endpoint: Callable[[], Endpoint]) -> _Connection:
+        """The live connection for ``key``, opened under a per-key lock.
+
+        A failure to connect is remembered; a connection that died is reopened.
+        """
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._errors:
+                raise ConnectError(label, self._errors[key].message)
+            if self._closing.is_set():
+                raise ConnectError(label, "the SSH context is closed")
+            conn = self._conns.get(key)
+            if conn is not None and conn.alive:
+                return conn
+            if conn is not None:
+                conn.close()
+            try:
+                conn = self._open(endpoint())
+            except ConfigError as exc:
+                self._errors[key] = ConnectError(label, str(exc))
+                raise self._errors[key] from exc
+            except ConnectError as exc:
+                self._errors[key] = ConnectError(label, exc.message)
+                raise self._errors[key] from exc
+            with self._lock:
+                self._conns[key] = conn
+            return conn
+
+    def _open(self, ep: Endpoint) -> _Connection:
+        """Connect with retries; raises ``ConnectError`` naming the endpoint's label."""
+        attempts = 1 + max(0, self.options.connect_retries)
+        for attempt in range(attempts):
+            try:
+                return self._open_once(ep)
+            except _Retry as exc:
+                if attempt + 1 == attempts:
+                    suffix = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+                    raise ConnectError(ep.label, f"{exc}{suffix}") from exc
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+            if self._closing.wait(delay / 2 + random.uniform(0, delay / 2)):
+                raise ConnectError(ep.label, "connection abandoned: the run is closing")
+        raise AssertionError("not reached")
+
+    def _open_once(self, ep: Endpoint) -> _Connection:
+        opts = self.options
+        try:
+            preferred = self._verifier.preferred_algorithms(ep.known_hosts_name, ep.known_hosts)
+        except HostKeyError as exc:
+            raise ConnectError(ep.label, str(exc)) from exc
+        sock = self._socket(ep)
+
+        def transport_factory(sock: object, **kwargs: object) -> _Transport:
+            transport = _Transport(sock, **kwargs)
+            if preferred:
+                security = transport.get_security_options()
+                rest = [a for a in security.key_types if a not in preferred]
+                security.key_types = [a for a in preferred if a in security.key_types] + rest
+            return transport
+
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_Verify(self._verifier, ep))
+        try:
+            client.connect(
+                ep.address,
+                ep.port,
+                username=ep.user,
+                key_filename=list(ep.identity_files),
+                timeout=opts.connect_timeout,
+                banner_timeout=opts.connect_timeout,
+                auth_timeout=opts.connect_timeout,
+                channel_timeout=opts.connect_timeout,
+                allow_agent=not ep.identities_only,
+                look_for_keys=not ep.identities_only,
+                sock=sock,
+                transport_factory=transport_factory,
+            )
+        except (HostKeyError, OSError, EOFError, paramiko.SSHException) as exc:
+            client.close()
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise self._classify(ep, exc) from exc
+        conn = _Connection(ep, client)
+        conn.transport.watch(opts.keepalive)
+        return conn
+
+    @staticmethod
+    def _classify(ep: Endpoint, exc: BaseException) -> ConnectError | _Retry:
+        """Auth, host-key and negotiation failures are final; the rest may be transient."""
+        if isinstance(exc, HostKeyError):
+            return ConnectError(ep.label, str(exc))
+        if isinstance(exc, paramiko.AuthenticationException) or (
+            str(exc) == "No authentication methods available"
+        ):
+            keys = ", ".join(ep.identity_files) or "default keys"
+            agent = "" if ep.identities_only else " and the ssh-agent"
+            return ConnectError(
+                ep.label, f"authentication failed for {ep} (tried {keys}{agent}): {exc}"
+            )
+        if isinstance(exc, paramiko.ssh_exception.IncompatiblePeer):
+            return ConnectError(ep.label, f"cannot negotiate with {ep}: {exc}")
+        return _Retry(f"SSH handshake with {ep} failed: {_describe(exc)}")
+
+    def _socket(self, ep: Endpoint) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
+        where = f"{ep.address}:{ep.port}"
+        if ep.jump is not None:
+            jump = ep.jump
+            try:
+                via = self._cached(jump.key, jump.label, lambda: jump)
+            except ConnectError as exc:
+                raise ConnectError(ep.label, f"via {jump.label}: {exc.message}") from exc
+            try:
+                return via.transport.open_channel(
+                    "direct-tcpip",
+                    (ep.address, ep.port),
+                    ("127.0.0.1", 0),
+                    timeout=self.options.connect_timeout,
+                )
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise _Retry(f"{jump.label} cannot reach {where}: {_describe(exc)}") from exc
+        if ep.proxy_command:
+            try:
+                return paramiko.ProxyCommand(ep.proxy_command)
+            except (OSError, paramiko.SSHException) as exc:
+                raise _Retry(f"ProxyCommand for {where} failed: {exc}") from exc
+        try:
+            sock = socket.create_connection((ep.address, ep.port), self.options.connect_timeout)
+        except socket.gaierror as exc:
+            raise _Retry(f"cannot resolve {ep.address}: {exc.strerror}") from exc
+        except TimeoutError as exc:
+            raise _Retry(
+                f"timed out connecting to {where} after {self.options.connect_timeout:g}s"
+            ) from exc
+        except ConnectionRefusedError as exc:
+            raise _Retry(f"connection refused by {where} (is sshd running?)") from exc
+        except OSError as exc:
+            raise _Retry(f"cannot connect to {where}: {_describe(exc)}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small requests, no Nagle
+        return sock
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError) or not str(exc):
+        return "the server closed the connection (sshd MaxStartups, or not an SSH server?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if "protocol banner" in str(exc):
+        return f"{exc} (sshd drops new connections beyond its MaxStartups)"
+    return str(exc)
+
+
+class _Verify(paramiko.MissingHostKeyPolicy):
+    """Every key goes through here: the client is given no known keys of its own."""
+
+    def __init__(self, verifier: HostKeyVerifier, ep: Endpoint) -> None:
+        self.verifier, self.ep = verifier, ep
+
+    def missing_host_key(self, client: object, hostname: str, key: paramiko.PKey) -> None:
+        ep = self.ep
+        self.verifier.verify(
+            ep.label, ep.known_hosts_name, key, ep.known_hosts, ep.port, ep.address
+        )
+
+
+class _Run:
+    """One attempt of one command on one channel; see the module docstring for the protocol."""
+
+    def __init__(self, context: SshExecutionContext, conn: _Connection, command: Command) -> None:
+        self.context = context
+        self.conn = conn
+        self.command = command
+        self.grace = context.options.kill_grace
+        self._lock = threading.Lock()
+        self.pgid: int | None = None
+        self.kill_reason: str | None = None
+        self._kill_sent = False
+        self._finished = False
+        self._kill_channels: list[paramiko.Channel] = []
+        self._stdout = bytearray()
+        self._stderr = bytearray()
+        self._head: bytearray | None = bytearray()  # stderr before the marker line
+
+    def run(self) -> Outcome:
+        command, transport = self.command, self.conn.transport
+        host = command.host.name
+        started = time.monotonic()
+        if self.kill_reason is not None:  # kill_all came first: do not start it at all
+            return Outcome(rc=None, killed=self.kill_reason == "kill")
+        try:
+            chan = transport.open_session(timeout=self.context.options.connect_timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if not transport.is_active():
+                raise _NotStarted(f"connection lost: {transport.loss()}") from exc
+            raise ConnectError(host, f"cannot open a session: {_describe(exc)}") from exc
+        try:
+            chan.exec_command(wire_command(command, self.grace))
+            chan.shutdown_write()  # stdin: EOF, never a hang on a read
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            chan.close()
+            # The request may have reached the host: the command may be running.
+            reason = transport.loss() if not transport.is_active() else _describe(exc)
+            raise ConnectError(host, f"lost while starting the command: {reason}") from exc
+        try:
+            abandoned = self._pump(chan, started)
+            return self._outcome(chan, started, abandoned)
+        finally:
+            chan.close()
+            with self._lock:
+                self._finished = True
+                kills, self._kill_channels = self._kill_channels, []
+            for kill in kills:  # the kill script itself runs on to its end
+                kill.close()
+
+    def _pump(self, chan: paramiko.Channel, started: float) -> bool:
+        """Read both streams to EOF and wait for the exit status, enforcing the deadline.
+
+        One thread, no polling: ``chan.fileno()`` is a pipe paramiko signals when either
+        stream has data or ends. Returns True if it gave up on a killed command.
+        """
+        poller = select.poll()  # not select(): no FD_SETSIZE limit with hundreds of hosts
+        poller.register(chan.fileno(), select.POLLIN)
+        deadline = started + self.command.timeout if self.command.timeout else None
+        give_up: float | None = None
+        while True:
+            busy = False
+            if chan.recv_ready():
+                self._stdout += chan.recv(READ_SIZE)
+                busy = True
+            if chan.recv_stderr_ready():
+                self._on_stderr(chan.recv_stderr(READ_SIZE))
+                busy = True
+            if busy:
+                continue
+            if chan.closed or (chan.eof_received and chan.status_event.is_set()):
+                return False
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.request_kill("timeout")
+                deadline = None
+            if give_up is None and self.kill_reason is not None:
+                give_up = now + self.grace + DRAIN_AFTER_KILL
+            if give_up is not None and now >= give_up:
+                return True
+            wake = min(t for t in (deadline, give_up, now + IDLE_WAKE) if t is not None)
+            if chan.eof_received:  # the fd stays readable after EOF: wait for the status
+                chan.status_event.wait(max(0.0, wake - now))
+            else:
+                poller.poll(max(0.0, wake - now) * 1000)
+
+    def _on_stderr(self, data: bytes) -> None:
+        if self._head is None:
+            self._stderr += data
+            return
+        self._head += data
+        while True:
+            nl = self._head.find(b"\n")
+            if nl < 0:
+                return
+            line = bytes(self._head[:nl])
+            del self._head[: nl + 1]
+            found = _MARKER_LINE.match(line)
+            if found is None:  # output of shell start-up files, before our command
+                self._stderr += line + b"\n"
+                continue
+            self._stderr += self._head
+            self._head = None
+            self._found_pgid(int(found[1]))
+            return
+
+    def _found_pgid(self, pgid: int) -> None:
+        with self._lock:
+            self.pgid = pgid
+            pending = self.kill_reason is not None
+        if pending:
+            self._send_kill(pgid)
+
+    def request_kill(self, reason: str) -> None:
+        """Kill the remote process group (now, or as soon as its id is known)."""
+        with self._lock:
+            if self.kill_reason is not None:
+                return
+            self.kill_reason = reason
+            pgid = self.pgid
+        if pgid is not None:
+            self._send_kill(pgid)
+
+    def _send_kill(self, pgid: int) -> None:
+        with self._lock:
+            if self._kill_sent or pgid <= 1:
+                return
+            self._kill_sent = True
+        try:
+            chan = self.conn.transport.open_session(timeout=self.context.options.connect_timeout)
+            chan.exec_command(kill_command(pgid, self.grace, self.command.become))
+        except (OSError, EOFError, paramiko.SSHException):
+            return  # connection gone: the remote `timeout` still ends the command
+        with self._lock:
+            if not self._finished:
+                self._kill_channels.append(chan)
+                return
+        chan.close()
+
+    def _outcome(self, chan: paramiko.Channel, started: float, abandoned: bool) -> Outcome:
+        if self._head is not None:
+            self._stderr += self._head
+        rc: int | None = None
+        if chan.exit_status != -1 and chan.status_event.is_set():
+            rc = chan.exit_status
+        elif getattr(chan, "runbook_signal", None):
+            sig = getattr(signal, f"SIG{chan.runbook_signal}", None)
+            rc = -int(sig) if sig is not None else -1
+        transport = self.conn.transport
+        if rc is None and self.kill_reason is None and not abandoned and not transport.is_active():
+            raise ConnectError(
+                self.command.host.name,
+                f"connection to {self.conn.endpoint} lost during the command "
+                f"({transport.loss()}) after {time.monotonic() - started:.1f}s; "
+                f"it may have partly run",
+            )
+        timed_out = self.kill_reason == "timeout"
+        if (
+            self.kill_reason is None
+            and self.command.timeout is not None
+            and time.monotonic() - started >= self.command.timeout
+        ):
+            timed_out = True  # the remote `timeout` fired first
+        return Outcome(
+            rc=rc,
+            stdout=bytes(self._stdout),
+            stderr=bytes(self._stderr),
+            timed_out=timed_out,
+            killed=self.kill_reason == "kill",
+        )
