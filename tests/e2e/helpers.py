@@ -51,7 +51,12 @@ def journal_dirs(base: Path) -> list[Path]:
 
 
 def journal_events(run_dir: Path) -> list[dict[str, Any]]:
-    return events((run_dir / "events.jsonl").read_text())
+    """Complete lines only: the journal may be mid-write while a run goes on."""
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return events(text[: text.rfind("\n") + 1])
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
