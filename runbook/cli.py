@@ -113,30 +113,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _extra_vars(args: argparse.Namespace) -> dict[str, Any]:
-    """``--vars-file`` files, then ``-e`` in order (later wins)."""
-    import yaml
-
+    """``--vars-file`` files, then each ``-e`` (``KEY=VALUE`` or ``@FILE``) in order."""
     from runbook.errors import Position, UsageError
     from runbook.yamlpos import load_yaml
 
     out: dict[str, Any] = {}
-    for path in args.vars_file + [e[1:] for e in args.extra_vars if e.startswith("@")]:
-        data, _ = load_yaml(path)
-        if not isinstance(data, dict):
-            raise UsageError("a vars file must be a YAML mapping", Position(path, 1, 1))
-        out.update(data)
-    for item in args.extra_vars:
+    for item in [f"@{f}" for f in args.vars_file] + args.extra_vars:
         if item.startswith("@"):
+            data, _ = load_yaml(item[1:])
+            if not isinstance(data, dict):
+                raise UsageError("a vars file must be a YAML mapping", Position(item[1:], 1, 1))
+            out.update(data)
             continue
         key, sep, raw = item.partition("=")
         if not sep or not key.isidentifier():
             raise UsageError(f"-e {item!r}: expected KEY=VALUE with KEY a variable name")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        out[key] = value if isinstance(value, (str, int, float, bool)) or value is None else raw
+        out[key] = scalar(raw)
     return out
+
+
+def scalar(raw: str) -> Any:
+    """``-e`` value → int, float, bool or null when the text says so unambiguously, else the
+    text as written: ``1.10`` stays "1.10", ``0755`` stays "0755", ``no`` stays "no"."""
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~"):
+        return None
+    for kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            continue
+        return value if str(value) == raw else raw
+    return raw
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:

@@ -63,6 +63,8 @@ class Inventory:
                 excl |= self._match(part[1:], position, step)
             else:
                 union |= self._match(part, position, step)
+        if not any(not p.startswith(("&", "!")) for p in parts):
+            union = set(self.hosts)  # only exclusions/intersections: start from all, as Ansible
         for s in inter:
             union &= s
         union -= excl

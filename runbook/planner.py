@@ -7,7 +7,7 @@ error in step 9 stops the run before step 1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.command import Command
@@ -93,8 +93,13 @@ def make_plan(
     for step in steps:
         for field_name in ("run", "until"):
             source = getattr(step, field_name)
-            if source is not None:
+            if source is None:
+                continue
+            try:
                 check_syntax(source, step.field_positions.get(field_name), field_name == "until")
+            except TemplateError as exc:
+                exc.step = step.name
+                raise
         planned.append(_plan_step(step, runbook, inventory, limited, base))
     return Plan(
         name=runbook.name,
@@ -133,7 +138,9 @@ def _plan_step(
 ) -> PlannedStep:
     pos = step.field_positions
     if step.local:
-        hosts = [inventory.hosts.get("localhost", inventory.controller)]
+        # Always the controller, even if the inventory reaches a "localhost" over SSH.
+        known = inventory.hosts.get("localhost")
+        hosts = [replace(known, connection="local") if known else inventory.controller]
     else:
         hosts = inventory.resolve(step.hosts, pos.get("hosts", step.position), step.name)
         if limited is not None:
