@@ -133,6 +133,12 @@ class CommandResult:
         }
 
     @classmethod
+    def decided(cls, command: Command, status: Status, error: str | None) -> CommandResult:
+        """A result reached without running anything (skipped, cancelled, resumed...)."""
+        now = time.time()
+        return cls(command.step, command.host.name, status, started=now, finished=now, error=error)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CommandResult:
         return cls(
             step=d["step"],
@@ -169,16 +175,9 @@ def run_command(
     A connection that could not be established is ``unreachable`` (the context already
     retried the connect); a command that started is re-run only when ``retries`` says so.
     """
-    started = time.time()
     if command.skip_reason is not None:
-        return CommandResult(
-            command.step,
-            command.host.name,
-            Status.SKIPPED,
-            started=started,
-            finished=started,
-            error=command.skip_reason,
-        )
+        return CommandResult.decided(command, Status.SKIPPED, command.skip_reason)
+    started = time.time()
     attempts = 0
     while True:
         attempts += 1

@@ -197,16 +197,9 @@ class Runner:
                 )
             for cmd in batch:
                 if cmd.key in self.done:
-                    now = time.time()
                     # Reported ok (attempts 0): the host is done, by an earlier run.
-                    earlier = CommandResult(
-                        cmd.step,
-                        cmd.host.name,
-                        Status.OK,
-                        started=now,
-                        finished=now,
-                        attempts=0,
-                        error=f"already ok in run {self.resumes}",
+                    earlier = CommandResult.decided(
+                        cmd, Status.OK, f"already ok in run {self.resumes}"
                     )
                     counts[self._finish(earlier).status.value] += 1
                 else:
@@ -242,29 +235,13 @@ class Runner:
         if done.cancelled:
             result = self._cancelled(cmd)
         elif done.error is not None:
-            now = time.time()
-            result = CommandResult(
-                cmd.step,
-                cmd.host.name,
-                Status.FAILED,
-                started=now,
-                finished=now,
-                error=f"internal error: {done.error!r}",
-            )
+            result = CommandResult.decided(cmd, Status.FAILED, f"internal error: {done.error!r}")
         else:
             result = done.result
         return self._finish(result)
 
     def _cancelled(self, cmd: Command) -> CommandResult:
-        now = time.time()
-        return CommandResult(
-            cmd.step,
-            cmd.host.name,
-            Status.CANCELLED,
-            started=now,
-            finished=now,
-            error=self.result.halted,
-        )
+        return CommandResult.decided(cmd, Status.CANCELLED, self.result.halted)
 
     def _finish(self, result: CommandResult) -> CommandResult:
         self.result.results.append(result)
