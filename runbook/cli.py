@@ -171,11 +171,13 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from runbook.output import counted
+
     _, plan, _ = _prepare(args)
     hosts = {c.host.name for c in plan.commands}
     print(
-        f"{args.file}: ok ({len(plan.steps)} steps, {len(hosts)} hosts, "
-        f"{len(plan.commands)} commands)"
+        f"{args.file}: ok ({counted(len(plan.steps), 'step')}, {counted(len(hosts), 'host')}, "
+        f"{counted(len(plan.commands), 'command')})"
     )
     return 0
 

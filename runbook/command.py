@@ -52,6 +52,8 @@ class Command:
     retries: int = 0
     delay: float = 0.0
     until: str | None = None
+    # Runbook vars the ``until`` expression reads, bound at plan time.
+    until_vars: dict[str, Any] = field(default_factory=dict)
     skip_reason: str | None = None
 
     @property
@@ -74,6 +76,8 @@ class Command:
             d["delay"] = self.delay
         if self.until:
             d["until"] = self.until
+            if self.until_vars:
+                d["until_vars"] = dict(self.until_vars)
         if self.skip_reason:
             d["skipped"] = self.skip_reason
         return d
@@ -228,7 +232,8 @@ def _judge(
     if command.until:
         from runbook.templating import evaluate
 
-        done = evaluate(command.until, {"rc": outcome.rc, "stdout": stdout, "stderr": stderr})
+        context = {**command.until_vars, "rc": outcome.rc, "stdout": stdout, "stderr": stderr}
+        done = evaluate(command.until, context)
         return (Status.OK, None) if done else (Status.FAILED, f"until not met: {command.until}")
     if outcome.rc == 0:
         return Status.OK, None

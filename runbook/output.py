@@ -24,13 +24,18 @@ from runbook.planner import Plan
 FAILED_OUTPUT_LINES = 40
 
 
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def plan_text(plan: Plan, mask: Callable[[str], str] = str) -> str:
     """The reviewable plan. Deterministic: same input, same bytes."""
     hosts = {c.host.name for c in plan.commands}
     lines = [
         f"Plan: {plan.name}",
         f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
-        f"{len(plan.steps)} steps, {len(hosts)} hosts, {len(plan.commands)} commands",
+        f"{counted(len(plan.steps), 'step')}, {counted(len(hosts), 'host')}, "
+        f"{counted(len(plan.commands), 'command')}",
     ]
     for i, step in enumerate(plan.steps, 1):
         cmds = step.commands
@@ -145,13 +150,14 @@ class PlainConsole(Console):
             self._index = {n: i for i, n in enumerate(d["steps"], 1)}
             self.write(
                 f"run {d['run_id']}: {d['runbook']} ({len(d['steps'])} steps, "
-                f"{d['hosts']} hosts, {d['commands']} commands, forks {d['forks']})"
+                f"{counted(d['hosts'], 'host')}, {counted(d['commands'], 'command')}, "
+                f"forks {d['forks']})"
             )
         elif e.kind == ev.STEP_STARTED:
             self._started = True
             self.write(
                 f"[{self._index[d['step']]}/{self.total_steps}] {d['step']} "
-                f"({len(d['hosts'])} hosts)"
+                f"({counted(len(d['hosts']), 'host')})"
             )
         elif e.kind == ev.BATCH_STARTED:
             self.write(f"  batch {d['batch']}: {', '.join(d['hosts'])}")

@@ -163,5 +163,6 @@ def _command(
         retries=c.get("retries", 0),
         delay=c.get("delay", 0.0),
         until=c.get("until"),
+        until_vars=c.get("until_vars", {}),
         skip_reason=c.get("skipped"),
     )

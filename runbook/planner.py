@@ -14,7 +14,7 @@ from runbook.command import Command
 from runbook.errors import InputError, Position, TemplateError
 from runbook.inventory import Inventory
 from runbook.model import Host, Runbook, Step
-from runbook.templating import check_syntax, evaluate, render
+from runbook.templating import check_syntax, evaluate, expression_names, render
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,7 @@ def _plan_step(
             if step.when is not None and not evaluate(step.when, ctx, pos.get("when")):
                 skip = f"when: {step.when}"
             cmd = render(step.run, ctx, pos.get("run")) if skip is None else step.run
+            until_vars = _until_vars(step, ctx)
         except TemplateError as exc:
             exc.step, exc.host = step.name, host.name
             raise
@@ -184,6 +185,7 @@ def _plan_step(
                 retries=step.retries,
                 delay=step.delay,
                 until=step.until,
+                until_vars=until_vars,
                 skip_reason=skip,
             )
         )
@@ -200,6 +202,24 @@ def _plan_step(
         local=step.local,
         serial=step.serial,
     )
+
+
+RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
+
+
+def _until_vars(step: Step, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Bind the vars ``until`` reads now; an unknown name is an error now, not after the
+    command ran."""
+    if step.until is None:
+        return {}
+    names = expression_names(step.until) - RESULT_NAMES
+    for name in sorted(names):
+        if name not in ctx:
+            raise TemplateError(
+                f"'{name}' is undefined in until (it sees vars, rc, stdout, stderr)",
+                step.field_positions.get("until"),
+            )
+    return {n: ctx[n] for n in sorted(names)}
 
 
 def _count(spec: int | str, total: int) -> int:

@@ -67,6 +67,14 @@ def evaluate(source: str, context: dict[str, Any], position: Position | None = N
         raise TemplateError(f"expression error: {exc}", position) from None
 
 
+@lru_cache(maxsize=1024)
+def expression_names(source: str) -> frozenset[str]:
+    """Names an expression reads, so they can be checked (and bound) at plan time."""
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(ENV.parse("{{ " + source + " }}")))
+
+
 def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:
     try:
         if expression:

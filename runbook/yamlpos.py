@@ -8,6 +8,7 @@ silently keeps the last), and alias bombs (billion laughs expand exponentially).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -16,6 +17,7 @@ from runbook.errors import LoadError, Position
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_NODES = 200_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Path = tuple[Any, ...]
 
@@ -49,12 +51,25 @@ class _Builder:
         self.positions.setdefault(path, self.pos(node))
         if isinstance(node, yaml.ScalarNode):
             try:
-                return self._scalars.construct_object(node, deep=True)
+                value = self._scalars.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
                 raise LoadError(f"bad scalar: {exc}", self.pos(node)) from None
+            if isinstance(value, str) and _SURROGATE.search(value):
+                value = self._join_surrogates(value, node)
+            return value
         if isinstance(node, yaml.SequenceNode):
             return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
         return self._mapping(node, path, depth)
+
+    def _join_surrogates(self, value: str, node: yaml.Node) -> str:
+        """``"\\ud83c\\udf89"`` (JSON-style escapes) is one character; a lone half is an error:
+        it cannot be encoded, so it would fail later, in the middle of a run."""
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise LoadError(
+                "string contains an unpaired UTF-16 surrogate escape", self.pos(node)
+            ) from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -10,6 +10,7 @@ bomb, a hostile tag, a bad argument) also run as real subprocesses.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -300,7 +301,9 @@ def test_input_error_names_file_line_col(capsys, monkeypatch, tmp_path, fixture,
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("case", ["yaml_syntax_bad_indent", "python_object_tag", "duplicate_yaml_key"])
+@pytest.mark.parametrize(
+    "case", ["yaml_syntax_bad_indent", "python_object_tag", "duplicate_yaml_key"]
+)
 def test_input_error_as_a_subprocess(tmp_path, case):
     _, fixture, prefix, needles = next(c for c in CASES if c[0] == case)
     write(tmp_path, fixture)
@@ -353,7 +356,9 @@ def test_missing_file(tmp_path):
 
 def test_missing_vars_file(capsys, monkeypatch, tmp_path):
     write(tmp_path, "name: x\nsteps:\n  - name: a\n    hosts: localhost\n    run: echo\n")
-    proc = main_in_process(capsys, monkeypatch, tmp_path, "validate", "rb.yml", "--vars-file", "gone.yml")
+    proc = main_in_process(
+        capsys, monkeypatch, tmp_path, "validate", "rb.yml", "--vars-file", "gone.yml"
+    )
     assert_input_error(proc, "gone.yml: ", "cannot read")
 
 
@@ -365,7 +370,11 @@ def test_non_utf8_file_names_the_line(tmp_path):
 
 
 def _billion_laughs(levels: int = 9) -> str:
-    lines = ["name: x", "vars:", '  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines = [
+        "name: x",
+        "vars:",
+        '  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    ]
     for i in range(1, levels + 1):
         lines.append(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]")
     lines += ["steps:", "  - name: a", "    hosts: localhost", "    run: echo"]
@@ -398,7 +407,7 @@ def test_small_aliases_are_fine(capsys, monkeypatch, tmp_path):
     )
     proc = main_in_process(capsys, monkeypatch, tmp_path, "validate", "rb.yml")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "rb.yml: ok (1 steps, 1 hosts, 1 commands)\n"
+    assert proc.stdout == "rb.yml: ok (1 step, 1 host, 1 command)\n"
 
 
 def test_validate_ok(tmp_path):
@@ -464,3 +473,22 @@ def test_template_syntax_error_names_the_step(capsys, monkeypatch, tmp_path):
     )
     proc = main_in_process(capsys, monkeypatch, tmp_path, "validate", "rb.yml")
     assert_input_error(proc, "rb.yml:5:", "step 'broken step'", "template syntax")
+
+
+def test_surrogate_escape_pair_is_a_character_or_an_input_error(tmp_path):
+    (tmp_path / "rb.yml").write_text(
+        "name: x\n"
+        "vars:\n"
+        '  party: "\\ud83c\\udf89"\n'  # line 3; the file holds the 12 characters \ud83c\udf89
+        "steps:\n"
+        "  - name: a\n"
+        "    hosts: localhost\n"
+        "    run: echo {{ party }}\n",
+        encoding="utf-8",
+    )
+    proc = runbook_cli("plan", "rb.yml", "--format", "json", cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if proc.returncode == 0:  # decoded as YAML 1.2 and JSON do: one character, U+1F389
+        assert json.loads(proc.stdout)["steps"][0]["batches"][0][0]["cmd"] == "echo \U0001f389"
+    else:  # or refused as input, with its position
+        assert_input_error(proc, "rb.yml:3:")

@@ -268,10 +268,13 @@ def test_env_values_are_rendered_per_host(tmp_path):
     )
     step = plan_of(path).steps[0]
     envs = {c.host.name: c.env for c in step.commands}
+    shared = {"APP_HOME": "/opt/app", "NUM": "7", "FLAG": "true"}
     assert envs == {
-        "a": {"APP_HOME": "/opt/app", "NUM": "7", "FLAG": "true", "APP_PORT": "1", "WHO": "a@/opt/app"},
-        "b": {"APP_HOME": "/opt/app", "NUM": "7", "FLAG": "true", "APP_PORT": "2", "WHO": "b@/opt/app"},
+        "a": {**shared, "APP_PORT": "1", "WHO": "a@/opt/app"},
+        "b": {**shared, "APP_PORT": "2", "WHO": "b@/opt/app"},
     }
+    # Runbook env first, then the step's, in file order.
+    assert list(envs["a"]) == ["APP_HOME", "NUM", "FLAG", "APP_PORT", "WHO"]
     # Env is exported, not substituted into the command text.
     assert {c.cmd for c in step.commands} == {"echo $APP_PORT"}
 
@@ -667,9 +670,10 @@ def test_selection_through_the_cli(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert [
-        (s["name"], [c["host"] for b in s["batches"] for c in b]) for s in data["steps"]
-    ] == [("deploy", ["b"]), ("notify", ["b"])]
+    assert [(s["name"], [c["host"] for b in s["batches"] for c in b]) for s in data["steps"]] == [
+        ("deploy", ["b"]),
+        ("notify", ["b"]),
+    ]
 
 
 def test_max_failures_percentage_is_resolved_per_step(tmp_path):

@@ -276,3 +276,23 @@ steps:
     (r,) = finished(proc.stdout)
     assert r["status"] == "ok", r
     assert r["stdout"] == "nobody\nhi there; $HOME"
+
+
+def test_until_reads_runbook_vars(tmp_path: Path) -> None:
+    rb = write(tmp_path / "rb.yml", """\
+name: until vars
+hosts:
+  local: [localhost]
+vars: {wanted: ready}
+steps:
+  - name: wait
+    hosts: local
+    retries: 2
+    delay: 0
+    run: echo ready
+    until: wanted in stdout
+""")
+    proc = runbook("apply", str(rb), "--yes", "--output", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (r,) = finished(proc.stdout)
+    assert r["status"] == "ok" and r["attempts"] == 1
