@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +20,9 @@ import pytest
 
 from runbook.errors import LoadError, SchemaError
 from runbook.loader import load_runbook
+from tests.e2e.helpers import runbook as runbook_cli
 
 HANG = 60
-
-
-def runbook_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @dataclass

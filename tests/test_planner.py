@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from runbook.inventory import build_inventory
 from runbook.loader import load_runbook
 from runbook.planner import Plan, Selection, batches, make_plan
 from runbook.secrets import resolve_secrets
+from tests.e2e.helpers import runbook as runbook_cli
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data" / "runbooks"
@@ -63,18 +63,6 @@ def cmds(plan: Plan, step: str) -> dict[str, str]:
 
 def hosts_of(plan: Plan, step: str) -> list[str]:
     return list(cmds(plan, step))
-
-
-def runbook_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
 
 
 FLEET = """

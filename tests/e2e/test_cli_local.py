@@ -8,7 +8,6 @@ that exists or not. The journal lands in ``tmp_path/.runbook``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.helpers import events, runbook
 
 HANG = 60  # seconds; only a hang reaches it
 
@@ -50,29 +51,8 @@ def write(tmp_path: Path, text: str, name: str = "rb.yml") -> Path:
     return path
 
 
-def runbook(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "NO_COLOR": "1"}
-    full_env.pop("RUNBOOK_FAULT_POINT", None)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "runbook", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        stdin=subprocess.DEVNULL,  # not a terminal
-    )
-
-
 def apply(tmp_path: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return runbook("apply", "rb.yml", "--yes", *args, cwd=tmp_path, **kw)
-
-
-def events(stdout: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stdout.splitlines()]
 
 
 def results(stdout: str) -> dict[tuple[str, str], dict[str, Any]]:
