@@ -68,3 +68,13 @@ def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def finished(stdout: str) -> list[dict[str, Any]]:
+    """The ``command_finished`` events of an ``--output json`` run."""
+    return [e for e in events(stdout) if e["event"] == "command_finished"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import events, runbook
+from tests.e2e.helpers import events, finished, runbook, write
 
 FOUR_LOCAL = """\
 hosts:
@@ -23,15 +23,6 @@ hosts:
       d1: {connection: local}
       d2: {connection: local}
 """
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def finished(proc_stdout: str) -> list[dict]:
-    return [e for e in events(proc_stdout) if e["event"] == "command_finished"]
 
 
 def test_ansible_ini_inventory_with_group_vars_and_patterns(tmp_path: Path) -> None:
@@ -279,7 +270,9 @@ steps:
 
 
 def test_until_reads_runbook_vars(tmp_path: Path) -> None:
-    rb = write(tmp_path / "rb.yml", """\
+    rb = write(
+        tmp_path / "rb.yml",
+        """\
 name: until vars
 hosts:
   local: [localhost]
@@ -291,7 +284,8 @@ steps:
     delay: 0
     run: echo ready
     until: wanted in stdout
-""")
+""",
+    )
     proc = runbook("apply", str(rb), "--yes", "--output", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (r,) = finished(proc.stdout)

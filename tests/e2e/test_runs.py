@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     runbook,
     start,
     wait_for,
+    write,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +31,6 @@ hosts:
       n2: {connection: local}
       n3: {connection: local}
 """
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 def side_effects(log: Path) -> Counter[str]:
