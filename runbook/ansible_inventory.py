@@ -714,6 +714,7 @@ class _YamlReader:
         return key.value
 
     def value(self, node: yaml.Node) -> dict[str, Any]:
+        _check_expansion(node, self.b.file)
         try:
             return dict(self.loader.construct_document(node))
         except yaml.YAMLError as e:
@@ -732,6 +733,39 @@ def _yaml_error(e: yaml.YAMLError, file: str) -> InventoryError:
         )
     problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
     return InventoryError(f"not valid YAML: {problem}", where)
+
+
+_MAX_VALUES = 200_000  # as runbook.yamlpos: what a var may expand to through aliases
+
+
+def _check_expansion(node: yaml.Node, file: str) -> None:
+    """Refuse values whose aliases expand past ``_MAX_VALUES`` (billion laughs) or that
+    contain themselves, before PyYAML builds them: built, they are shared and small, but
+    printing or templating them expands them for ever."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node, depth: int) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = _MAX_VALUES + 1  # met again while inside itself: a recursive alias
+        if depth > 100:
+            total = _MAX_VALUES + 1
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(c, depth + 1) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in n.value)
+        else:
+            total = 1
+        if total > _MAX_VALUES:
+            raise InventoryError(
+                f"value too large or too deeply nested (alias expansion?); "
+                f"limit is {_MAX_VALUES} values",
+                Position(file, n.start_mark.line + 1, n.start_mark.column + 1),
+            )
+        sizes[id(n)] = total
+        return total
+
+    size(node, 0)
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -794,10 +828,16 @@ def _load_vars_file(file: str) -> dict[str, Any]:
             where = Position(file, e.lineno, e.colno)
             raise InventoryError(f"not valid JSON: {e.msg}", where) from None
     else:
+        loader = _Loader(text)  # a SafeLoader: builds no Python objects
         try:
-            data = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds no Python objects
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expansion(node, file)
+            data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as e:
             raise _yaml_error(e, file) from None
+        finally:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -119,6 +119,7 @@ def apply(args: argparse.Namespace) -> int:
         done=done,
         resumes=args.resume,
     )
+    journal.on_error = runner.halt
     previous = {
         s: signal.signal(s, lambda *_: runner.interrupt()) for s in (signal.SIGINT, signal.SIGTERM)
     }

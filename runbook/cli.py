@@ -128,6 +128,10 @@ def _extra_vars(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.isidentifier():
             raise UsageError(f"-e {item!r}: expected KEY=VALUE with KEY a variable name")
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"-e {key}: the value is not valid UTF-8 text") from None
         out[key] = scalar(raw)
     return out
 

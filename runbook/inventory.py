@@ -129,8 +129,18 @@ def build_inventory(
     host_vars: dict[str, dict[str, Any]] = {}
     host_fields: dict[str, dict[str, Any]] = {}
     host_pos: dict[str, Position | None] = {}
-    for path in files:
-        _merge_ansible(path, groups, host_vars, host_pos)
+    for i, path in enumerate(files):
+        try:
+            _merge_ansible(path, groups, host_vars, host_pos)
+        except InventoryError as exc:
+            # "not found" has no line of its own: point at the runbook's reference to it.
+            ref = (positions or {}).get(("inventory", i))
+            if ref is None and i == 0:
+                ref = (positions or {}).get(("inventory",))
+            if ref is not None and exc.position is not None and not exc.position.line:
+                exc.message = f"inventory {exc.position.file}: {exc.message}"
+                exc.position = ref
+            raise
     _merge_inline(inline, positions or {}, source, groups, host_vars, host_fields, host_pos)
     depth = _depths(groups)
     members = {g: _members(g, groups) for g in groups}

@@ -14,6 +14,7 @@ import secrets as _random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class Journal:
             self._f = open(self.path / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise JournalError(f"cannot write the run journal in {root}: {exc.strerror}") from None
+        self.on_error: Callable[[str], None] = lambda why: None
         self._dirty = threading.Event()
         self._closed = False
         self._warned = False
@@ -63,6 +65,8 @@ class Journal:
             if not self._warned:
                 self._warned = True
                 print(f"runbook: WARNING: journal write failed: {exc}", file=sys.stderr)
+                # Results that cannot be recorded would be lost: start nothing new.
+                self.on_error(f"journal write failed: {exc}")
             return
         self._dirty.set()
         if event.kind == ev.RUN_FINISHED:

@@ -89,7 +89,8 @@ def _describe(err: Any, data: Any, positions: dict, path: str) -> list[SchemaErr
         # Report the alternative that got furthest, not jsonschema's generic summary.
         from jsonschema.exceptions import best_match
 
-        return _describe(best_match(err.context), data, positions, path)
+        near = [e for e in err.context if not _type_miss(e)] or list(err.context)
+        return _describe(best_match(near), data, positions, path)
     if err.validator == "required":
         msg = f"{where}: {err.message.replace('is a required property', 'is required')}"
     elif err.validator == "type":
@@ -101,7 +102,16 @@ def _describe(err: Any, data: Any, positions: dict, path: str) -> list[SchemaErr
         msg = f"{where}: {_show(err.instance)} is not a count or a percentage like '25%'"
     else:
         msg = f"{where}: {err.message}"
+    if "propertyNames" in err.absolute_schema_path and isinstance(err.instance, str):
+        doc_path = (*doc_path, err.instance)  # a bad key: point at the key, not its mapping
     return [SchemaError(msg, _lookup(positions, path, doc_path), step=step)]
+
+
+def _type_miss(err: Any) -> bool:
+    """An alternative that failed only because the value has another type."""
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        return all(_type_miss(e) for e in err.context)
+    return err.validator == "type" and not err.relative_path
 
 
 def _types(t: Any) -> str:
@@ -132,6 +142,8 @@ def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") ->
             k: positions.get(("steps", i, k, "<text>")) or _lookup(positions, path, ("steps", i, k))
             for k in raw
         }
+        for k in raw.get("env", {}):
+            field_positions[f"env.{k}"] = _lookup(positions, path, ("steps", i, "env", k))
         merged = {**defaults, **raw}
         when = merged.get("when")
         steps.append(

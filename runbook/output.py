@@ -22,6 +22,7 @@ from runbook.events import Event
 from runbook.planner import Plan
 
 FAILED_OUTPUT_LINES = 40
+FAILED_OUTPUT_CHARS = 8192
 
 
 def counted(n: int, noun: str) -> str:
@@ -102,13 +103,18 @@ def _env(env: dict[str, str], mask: Callable[[str], str]) -> str:
 
 
 def _indent(text: str, prefix: str = "      ") -> list[str]:
-    lines = text.rstrip("\n").split("\n")
-    if len(lines) > FAILED_OUTPUT_LINES:
-        cut = len(lines) - FAILED_OUTPUT_LINES
-        lines = [
-            f"... ({cut} earlier lines cut; full output in the journal)",
-            *lines[-FAILED_OUTPUT_LINES:],
-        ]
+    """The tail of a command's output for the console: the last 40 lines and at most
+    8 KiB (one huge line must not flood a terminal); the journal keeps all of it."""
+    text = text.rstrip("\n")
+    total = text.count("\n") + 1
+    tail = text[-FAILED_OUTPUT_CHARS:]
+    lines = tail.split("\n")[-FAILED_OUTPUT_LINES:]
+    dropped = total - len(lines)
+    if dropped:
+        lines.insert(0, f"... ({dropped} earlier lines cut; full output in the journal)")
+    elif len(tail) < len(text):
+        cut = len(text) - len(tail)
+        lines.insert(0, f"... ({cut} earlier characters cut; full output in the journal)")
     return [prefix + ln for ln in lines]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.command import Command
-from runbook.errors import InputError, Position, TemplateError
+from runbook.errors import InputError, Position, TemplateError, UsageError
 from runbook.inventory import Inventory
 from runbook.model import Host, Runbook, Step
 from runbook.templating import check_syntax, evaluate, expression_names, render
@@ -113,7 +113,10 @@ def make_plan(
 def _limit(inventory: Inventory, limit: str | None, path: str) -> set[str] | None:
     if not limit:
         return None
-    hosts = inventory.resolve(limit, Position(path))
+    try:
+        hosts = inventory.resolve(limit)
+    except InputError as exc:
+        raise UsageError(f"--limit {limit!r}: {exc.message}") from None
     if not hosts:
         raise InputError(f"--limit {limit!r} matches no host")
     return {h.name for h in hosts}
@@ -142,7 +145,15 @@ def _plan_step(
         known = inventory.hosts.get("localhost")
         hosts = [replace(known, connection="local") if known else inventory.controller]
     else:
-        hosts = inventory.resolve(step.hosts, pos.get("hosts", step.position), step.name)
+        where = pos.get("hosts", step.position)
+        hosts = inventory.resolve(step.hosts, where, step.name)
+        if not hosts and not inventory.hosts:
+            raise InputError(
+                "no hosts to run on: the runbook defines none (add `hosts:` or `inventory:`, "
+                "or name `localhost`)",
+                where,
+                step=step.name,
+            )
         if limited is not None:
             hosts = [h for h in hosts if h.name in limited]
         if step.run_once:
@@ -154,7 +165,12 @@ def _plan_step(
         try:
             env = {k: render(v, ctx, runbook.position("env", k)) for k, v in runbook.env.items()}
             ctx["env"] = env
-            env.update({k: render(v, ctx, pos.get("env")) for k, v in step.env.items()})
+            env.update(
+                {
+                    k: render(v, ctx, pos.get(f"env.{k}", pos.get("env")))
+                    for k, v in step.env.items()
+                }
+            )
             ctx["env"] = env
             skip = None
             if step.when is not None and not evaluate(step.when, ctx, pos.get("when")):
@@ -164,11 +180,23 @@ def _plan_step(
         except TemplateError as exc:
             exc.step, exc.host = step.name, host.name
             raise
+        if "\0" in cmd:
+            raise InputError(
+                "the rendered command contains a NUL byte (from a variable?)",
+                pos.get("run"),
+                step=step.name,
+                host=host.name,
+            )
         for k, v in env.items():
             if "\0" in v:
+                where = (
+                    pos.get(f"env.{k}", pos.get("env"))
+                    if k in step.env
+                    else runbook.position("env", k)
+                )
                 raise InputError(
                     f"env {k}: value contains a NUL byte",
-                    pos.get("env"),
+                    where,
                     step=step.name,
                     host=host.name,
                 )

@@ -50,9 +50,21 @@ def render(source: str, context: dict[str, Any], position: Position | None = Non
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax: {exc.message}", _at(position, exc.lineno)) from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(str(exc.message), position) from None
+        raise TemplateError(str(exc.message), _at(position, _template_line(exc))) from None
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateError(f"template error: {exc}", position) from None
+        raise TemplateError(f"template error: {exc}", _at(position, _template_line(exc))) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line being rendered when ``exc`` was raised (Jinja rewrites tracebacks
+    so that template frames carry template line numbers)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def evaluate(source: str, context: dict[str, Any], position: Position | None = None) -> bool:

@@ -8,6 +8,7 @@ silently keeps the last), and alias bombs (billion laughs expand exponentially).
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -101,6 +102,19 @@ class _Builder:
         return out
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML returns the anchored node itself for an alias, so an error found through an
+    alias would point at the anchor; a shallow copy carries the alias's own position."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = copy.copy(super().compose_node(parent, index))
+            node.start_mark = mark
+            return node
+        return super().compose_node(parent, index)
+
+
 def load_yaml(filename: str) -> tuple[Any, dict[Path, Position]]:
     """Read and parse ``filename``; every failure is a ``LoadError`` with a position."""
     try:
@@ -122,9 +136,11 @@ def parse_yaml(raw: bytes, filename: str) -> tuple[Any, dict[Path, Position]]:
             f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", Position(filename, line, 1)
         ) from None
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # the end of the file says nothing: show what is unclosed
         where = Position(filename, mark.line + 1, mark.column + 1) if mark else Position(filename)
         what = " ".join(p for p in (exc.context, exc.problem) if p)
         raise LoadError(f"YAML syntax error: {what}", where) from None

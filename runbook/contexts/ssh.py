@@ -343,14 +343,23 @@ class SshExecutionContext(ExecutionContext):
     def _open(self, ep: Endpoint) -> _Connection:
         """Connect with retries; raises ``ConnectError`` naming the endpoint's label."""
         attempts = 1 + max(0, self.options.connect_retries)
-        for attempt in range(attempts):
+        # A server that accepts TCP and then drops us before its banner is alive but busy
+        # (sshd's MaxStartups): keep trying for as long as the attempts could take anyway.
+        busy_until = time.monotonic() + attempts * self.options.connect_timeout
+        attempt = 0
+        while True:
+            tried = time.monotonic()
             try:
                 return self._open_once(ep)
             except _Retry as exc:
-                if attempt + 1 == attempts:
-                    suffix = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+                attempt += 1
+                # Dropped quickly (reset, EOF before the banner), not a timeout: busy.
+                dropped = time.monotonic() - tried < self.options.connect_timeout / 2
+                busy = dropped and "MaxStartups" in str(exc) and time.monotonic() < busy_until
+                if attempt >= attempts and not busy:
+                    suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
                     raise ConnectError(ep.label, f"{exc}{suffix}") from exc
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt - 1, 2))
             if self._closing.wait(delay / 2 + random.uniform(0, delay / 2)):
                 raise ConnectError(ep.label, "connection abandoned: the run is closing")
         raise AssertionError("not reached")
