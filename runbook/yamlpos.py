@@ -125,6 +125,41 @@ def load_yaml(filename: str) -> tuple[Any, dict[Path, Position]]:
     return parse_yaml(raw, filename)
 
 
+_FAST = getattr(yaml, "CSafeLoader", None)  # libyaml: present with PyYAML's wheels
+
+
+def _compose(text: str) -> list[yaml.Node]:
+    """libyaml composes ~10x faster (1,000 inline hosts: 160 -> 13 ms). It cannot give an
+    alias its own position, and its error messages differ, so a document that uses an
+    alias, or that does not parse, is composed again by ``_Loader``."""
+    if _FAST is not None:
+        try:
+            nodes = list(yaml.compose_all(text, Loader=_FAST))
+        except yaml.YAMLError:
+            pass
+        else:
+            if not any(_has_alias(n) for n in nodes):
+                return nodes
+    return list(yaml.compose_all(text, Loader=_Loader))
+
+
+def _has_alias(root: yaml.Node) -> bool:
+    """An alias is the anchored node object met a second time."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack += (k, v)
+    return False
+
+
 def parse_yaml(raw: bytes, filename: str) -> tuple[Any, dict[Path, Position]]:
     if len(raw) > MAX_BYTES:
         raise LoadError(f"file larger than {MAX_BYTES // (1024 * 1024)} MiB", Position(filename))
@@ -136,7 +171,7 @@ def parse_yaml(raw: bytes, filename: str) -> tuple[Any, dict[Path, Position]]:
             f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", Position(filename, line, 1)
         ) from None
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        nodes = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark and "end of stream" in (exc.problem or ""):

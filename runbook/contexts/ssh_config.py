@@ -63,9 +63,38 @@ def load_config(path: str | None) -> paramiko.SSHConfig | None:
     if not explicit and not os.path.exists(path):
         return None
     try:
-        return paramiko.SSHConfig.from_path(path)
+        return IndexedConfig(paramiko.SSHConfig.from_path(path))  # type: ignore[return-value]
     except (OSError, paramiko.ssh_exception.ConfigParseError) as exc:
         raise ConfigError(f"cannot read ssh config {path}: {exc}") from exc
+
+
+class IndexedConfig:
+    """``paramiko.SSHConfig`` with lookups that cost O(matching blocks), not O(blocks).
+
+    paramiko's ``lookup`` scans every block twice and calls ``getpass.getuser()`` (a
+    passwd lookup) for each: a generated config with one ``Host`` block per host makes
+    resolving N hosts O(N²). Here a lookup runs on a copy holding only the blocks that
+    can apply: those that name the host literally, plus every wildcard, negated or
+    ``Match`` block, in file order, so paramiko's answer is unchanged.
+    """
+
+    def __init__(self, config: paramiko.SSHConfig) -> None:
+        self.config = config
+        self._literal: dict[str, list[int]] = {}
+        self._generic: list[int] = []
+        for i, block in enumerate(config._config):
+            hosts = block.get("host") or []
+            if "matches" in block or not hosts or any(set(h) & set("*?!") for h in hosts):
+                self._generic.append(i)
+            else:
+                for h in hosts:
+                    self._literal.setdefault(h.lower(), []).append(i)
+
+    def lookup(self, alias: str) -> paramiko.SSHConfigDict:
+        chosen = sorted({*self._generic, *self._literal.get(alias.lower(), ())})
+        narrowed = paramiko.SSHConfig()
+        narrowed._config = [self.config._config[i] for i in chosen]
+        return narrowed.lookup(alias)
 
 
 def resolve(
