@@ -22,44 +22,36 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any, set]
     from runbook.cli import _prepare, _secret_sources
     from runbook.errors import InputError
     from runbook.journal import read_run, runs_dir
-    from runbook.model import SecretSpec
-    from runbook.secrets import Masker, detokenize, resolve_secrets
+    from runbook.loader import file_digest
 
+    saved = planfile.read_saved_plan(args.file)
     if args.resume:
         run = read_run(runs_dir(args.file, args.journal), args.resume)
-        digest = _digest(args.file) if not planfile.is_saved_plan(args.file) else None
+        digest = file_digest(args.file) if saved is None else None
         if digest and digest != run.meta.get("digest") and not args.force:
             raise InputError(
                 f"{args.file} changed since run {args.resume} (digest "
                 f"{run.meta.get('digest', '?')[:19]} → {digest[:19]}); "
                 "use --force to resume the journaled plan anyway"
             )
-        data = run.plan()
-        sources = data.get("secret_sources", {})
-        values = resolve_secrets(_specs(sources, SecretSpec))
-        plan = planfile.plan_from_dict(data, args.file, lambda t: detokenize(t, values))
-        return plan, Masker(values.values()), values, sources, run.ok_commands()
-    if planfile.is_saved_plan(args.file):
-        import json
-
-        with open(args.file, encoding="utf-8") as f:
-            sources = json.load(f).get("secret_sources", {})
-        values = resolve_secrets(_specs(sources, SecretSpec))
-        plan = planfile.load_plan(args.file, lambda t: detokenize(t, values))
-        return plan, Masker(values.values()), values, sources, set()
+        return (*_with_secrets(run.plan(), args.file), run.ok_commands())
+    if saved is not None:
+        return (*_with_secrets(saved, args.file), set())
     rb, plan, (mask, values) = _prepare(args)
     return plan, mask, values, _secret_sources(rb), set()
 
 
-def _specs(sources: dict[str, dict[str, str]], cls: Any) -> list[Any]:
-    return [cls(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()]
+def _with_secrets(data: dict[str, Any], path: str) -> tuple[Any, Any, dict[str, str], Any]:
+    """A plan from JSON, its secrets read again now (they are never stored)."""
+    from runbook import planfile
+    from runbook.model import SecretSpec
+    from runbook.secrets import Masker, detokenize, resolve_secrets
 
-
-def _digest(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+    sources = data.get("secret_sources", {})
+    specs = [SecretSpec(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()]
+    values = resolve_secrets(specs)
+    plan = planfile.plan_from_dict(data, path, lambda t: detokenize(t, values))
+    return plan, Masker(values.values()), values, sources
 
 
 def apply(args: argparse.Namespace) -> int:

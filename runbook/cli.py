@@ -252,11 +252,12 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def _is_runbook(path: str) -> bool:
+    from runbook.errors import LoadError
     from runbook.yamlpos import load_yaml
 
     try:
         data, _ = load_yaml(path)
-    except Exception:  # not YAML at all: an INI inventory
+    except LoadError:  # not YAML at all: an INI inventory
         return False
     return isinstance(data, dict) and "steps" in data
 

@@ -29,9 +29,13 @@ def load_runbook(path: str) -> Runbook:
     if not isinstance(data, dict):
         raise LoadError("a runbook is a YAML mapping with 'name' and 'steps'", Position(path, 1, 1))
     validate(data, positions, path)
+    return build(data, positions, path, file_digest(path))
+
+
+def file_digest(path: str) -> str:
+    """What ``--resume`` compares to know the runbook did not change since the run."""
     with open(path, "rb") as f:
-        digest = "sha256:" + hashlib.sha256(f.read()).hexdigest()
-    return build(data, positions, path, digest)
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
 
 
 def validate(data: Any, positions: dict, path: str, name: str = "runbook") -> None:

@@ -89,31 +89,33 @@ def save_plan(
         f.write(dumps(data))
 
 
-def is_saved_plan(path: str) -> bool:
+def read_saved_plan(path: str) -> dict[str, Any] | None:
+    """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook)."""
     if not path.endswith(".json"):
-        return False
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def load_plan(path: str, text: Callable[[str], str] = str) -> Plan:
-    """Rebuild a ``Plan`` from JSON; ``text`` restores secrets. Commands are not re-rendered."""
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return plan_from_dict(data, path, text)
     except OSError as exc:
         raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"not a valid saved plan: {exc}", Position(path)) from None
+    except ValueError:
+        return None  # not JSON: the runbook loader will say what is wrong, with a line
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None  # a runbook written as JSON (YAML's subset)
+    return data
 
 
 def plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str] = str) -> Plan:
+    """Rebuild a ``Plan``; ``text`` restores secrets. Commands are not re-rendered."""
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise InputError(f"not a {FORMAT} v{VERSION} file", Position(path))
+    try:
+        return _plan_from_dict(data, path, text)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a valid saved plan: {exc!r}", Position(path)) from None
+
+
+def _plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str]) -> Plan:
     hosts = {
         name: Host(name=name, **{k: (tuple(v) if k == "groups" else v) for k, v in h.items()})
         for name, h in data["hosts"].items()

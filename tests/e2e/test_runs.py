@@ -344,3 +344,11 @@ steps:
     assert proc.returncode == 2
     assert "journal" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_a_damaged_saved_plan_is_an_input_error(tmp_path: Path) -> None:
+    damaged = write(tmp_path / "plan.json", json.dumps({"format": "runbook-plan", "version": 1}))
+    proc = runbook("apply", str(damaged), "--yes")
+    assert proc.returncode == 2
+    assert "plan.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert journal_dirs(tmp_path) == []
