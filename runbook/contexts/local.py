@@ -11,6 +11,7 @@ import threading
 from runbook import shell
 from runbook.command import Command, Outcome
 from runbook.contexts.base import KILL_GRACE, ExecutionContext
+from runbook.contexts.reaper import Reaper
 
 
 class LocalExecutionContext(ExecutionContext):
@@ -19,6 +20,7 @@ class LocalExecutionContext(ExecutionContext):
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self._killed: set[int] = set()
+        self._reaper = Reaper(kill_grace)
 
     def execute(self, command: Command) -> Outcome:
         # start_new_session: the command leads its own process group, so a timeout can
@@ -32,6 +34,7 @@ class LocalExecutionContext(ExecutionContext):
         )
         with self._lock:
             self._running.add(proc)
+        self._reaper.started(proc.pid)
         try:
             try:
                 out, err = proc.communicate(timeout=command.timeout)
@@ -43,6 +46,7 @@ class LocalExecutionContext(ExecutionContext):
         finally:
             with self._lock:
                 self._running.discard(proc)
+            self._reaper.finished(proc.pid)
         killed = proc.pid in self._killed
         return Outcome(
             rc=proc.returncode, stdout=out, stderr=err, timed_out=timed_out, killed=killed
@@ -57,6 +61,9 @@ class LocalExecutionContext(ExecutionContext):
             t.start()
         for t in threads:
             t.join()
+
+    def close(self) -> None:
+        self._reaper.close()
 
     def _kill_group(self, proc: subprocess.Popen[bytes]) -> None:
         for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, None)):

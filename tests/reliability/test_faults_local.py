@@ -113,11 +113,6 @@ def test_disk_filling_up_mid_run_halts(tmp_path: Path) -> None:
     assert not Path(f"{marker}.2").exists(), "step 2 ran with no journal to record it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: a local command outlives a SIGKILLed controller forever; over SSH the "
-    "remote `timeout` wrapper ends it at its deadline, locally nothing does",
-)
 def test_controller_sigkill_leaves_no_local_orphans(tmp_path: Path) -> None:
     nap = f"{random.randrange(300, 900)}.{random.randrange(10**6):06d}"
     rb = tmp_path / "rb.yml"
