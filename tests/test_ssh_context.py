@@ -22,8 +22,9 @@ from fleet import Fleet, generate_key
 
 from runbook.command import Command, Outcome, Status, run_command
 from runbook.contexts.hostkeys import HostKeyVerifier, parse
-from runbook.contexts.ssh import SshExecutionContext, SshOptions, kill_command, wire_command
+from runbook.contexts.ssh import SshExecutionContext, SshOptions
 from runbook.contexts.ssh_config import resolve
+from runbook.contexts.ssh_run import kill_command, wire_command
 from runbook.errors import ConnectError
 from runbook.model import Host
 
