@@ -274,7 +274,10 @@ class Fleet:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> Fleet:
-        """Generate keys and configs, start every sshd, wait until all listen."""
+        """Generate keys and configs, start every sshd, wait until all listen. Idempotent:
+        a second call (e.g. ``start()`` inside ``with Fleet()``) must not leak a second set."""
+        if self._started:
+            return self
         if not sshd_available():
             raise RuntimeError(f"{SSHD} is not installed")
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
