@@ -7,7 +7,9 @@ Variable *values* are data and are never rendered again, so a value that contain
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -62,7 +64,7 @@ def _names(source: str) -> tuple[str, ...]:
 def render(source: str, context: dict[str, Any], position: Position | None = None) -> str:
     if "{" not in source:  # fast path: most commands have no template syntax at all
         return source
-    try:
+    with _as_template_error("template", position):
         # A template is a pure function of the variables it reads: when those are all
         # scalars, the same values give the same text ({{ gphome }} on 1,000 hosts is
         # rendered once). Anything else (a dict like `host`, a missing name) renders.
@@ -78,12 +80,44 @@ def render(source: str, context: dict[str, Any], position: Position | None = Non
         if key is not None and len(_rendered) < 65536:
             _rendered[key] = text
         return text
+
+
+def evaluate(source: str, context: dict[str, Any], position: Position | None = None) -> bool:
+    """A ``when``/``until`` expression → bool."""
+    # An expression is compiled inside a wrapper template: its line numbers mean nothing.
+    with _as_template_error("expression", position, lines=False):
+        return bool(compile_expression(source)(**context))
+
+
+@lru_cache(maxsize=1024)
+def expression_names(source: str) -> frozenset[str]:
+    """Names an expression reads, so they can be checked (and bound) at plan time."""
+    return frozenset(_names("{{ " + source + " }}"))
+
+
+def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:
+    with _as_template_error("template", position):
+        if expression:
+            compile_expression(source)
+        else:
+            compile_template(source)
+
+
+@contextlib.contextmanager
+def _as_template_error(kind: str, position: Position | None, lines: bool = True) -> Iterator[None]:
+    """Jinja's exceptions → one ``TemplateError``, at the template line Jinja knows."""
+
+    def at(line: int | None) -> Position | None:
+        return _at(position, line) if lines else position
+
+    try:
+        yield
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax: {exc.message}", _at(position, exc.lineno)) from None
+        raise TemplateError(f"{kind} syntax: {exc.message}", at(exc.lineno)) from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(str(exc.message), _at(position, _template_line(exc))) from None
+        raise TemplateError(str(exc.message), at(_template_line(exc))) from None
     except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateError(f"template error: {exc}", _at(position, _template_line(exc))) from None
+        raise TemplateError(f"{kind} error: {exc}", at(_template_line(exc))) from None
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -96,36 +130,6 @@ def _template_line(exc: BaseException) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
-
-
-def evaluate(source: str, context: dict[str, Any], position: Position | None = None) -> bool:
-    """A ``when``/``until`` expression → bool."""
-    try:
-        return bool(compile_expression(source)(**context))
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"expression syntax: {exc.message}", position) from None
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(str(exc.message), position) from None
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateError(f"expression error: {exc}", position) from None
-
-
-@lru_cache(maxsize=1024)
-def expression_names(source: str) -> frozenset[str]:
-    """Names an expression reads, so they can be checked (and bound) at plan time."""
-    from jinja2 import meta
-
-    return frozenset(meta.find_undeclared_variables(ENV.parse("{{ " + source + " }}")))
-
-
-def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:
-    try:
-        if expression:
-            compile_expression(source)
-        else:
-            compile_template(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax: {exc.message}", _at(position, exc.lineno)) from None
 
 
 def _at(position: Position | None, lineno: int | None) -> Position | None:
