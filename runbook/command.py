@@ -181,6 +181,7 @@ def run_command(
     """
     if command.skip_reason is not None:
         return CommandResult.decided(command, Status.SKIPPED, command.skip_reason)
+    cancel = cancel or threading.Event()
     started = time.time()
     attempts = 0
     while True:
@@ -204,10 +205,8 @@ def run_command(
         status, error = _judge(command, outcome, stdout, stderr)
         if status is Status.OK or outcome.killed or attempts > command.retries:
             break
-        if cancel is not None and cancel.wait(command.delay):
+        if cancel.wait(command.delay):  # halted while waiting: do not start again
             break
-        if cancel is None and command.delay:
-            time.sleep(command.delay)
     return CommandResult(
         command.step,
         command.host.name,
