@@ -69,7 +69,7 @@ def apply(args: argparse.Namespace) -> int:
         return 1
 
     run_id = new_run_id()
-    journal_root = runs_dir(plan.source if not args.journal else None, args.journal)
+    journal_root = runs_dir(plan.source, args.journal)
     plan_data = planfile.plan_to_dict(plan, lambda t: tokenize(t, values))
     plan_data["secret_sources"] = sources
     meta = {
