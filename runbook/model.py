@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
+from runbook.spec import ExecSpec
 
 # Only this name is local by default; an address of 127.0.0.1 still means SSH (test fleets).
 LOCAL_NAMES = frozenset({"localhost"})
@@ -51,25 +52,19 @@ class SecretSpec:
 
 @dataclass(frozen=True)
 class Step:
+    """One step as written (``defaults`` already applied into ``spec``)."""
+
     name: str
     run: str
     position: Position
+    spec: ExecSpec = ExecSpec()
     hosts: str | list[str] = "all"
     local: bool = False
     env: dict[str, str] = field(default_factory=dict)
-    timeout: float | None = None
     serial: int | str | list[int | str] | None = None
-    on_failure: str = "halt"
-    max_failures: int | str = 0
-    retries: int = 0
-    delay: float = 0.0
-    until: str | None = None
     when: str | None = None
     run_once: bool = False
-    become: bool = False
-    become_user: str | None = None
     tags: tuple[str, ...] = ()
-    shell: str = "/bin/bash"
     confirm: str | None = None
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)

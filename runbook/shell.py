@@ -8,12 +8,9 @@ otherwise reset it), so it arrives byte-exact.
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from runbook.command import Command
-
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 quote = shlex.quote
 
@@ -29,12 +26,13 @@ def script(command: Command) -> str:
 def argv(command: Command) -> list[str]:
     """The argument vector that runs the command: ``[sudo -n [-u U] --] SHELL -c SCRIPT``."""
     prefix: list[str] = []
-    if command.become:
+    spec = command.spec
+    if spec.become:
         prefix = ["sudo", "-n"]
-        if command.become_user:
-            prefix += ["-u", command.become_user]
+        if spec.become_user:
+            prefix += ["-u", spec.become_user]
         prefix.append("--")
-    return [*prefix, command.shell, "-c", script(command)]
+    return [*prefix, spec.shell, "-c", script(command)]
 
 
 def command_line(command: Command) -> str:

@@ -15,9 +15,11 @@ import subprocess
 import pytest
 
 from runbook import shell
-from runbook.command import Command, Status, run_command
+from runbook.command import Command, Status
 from runbook.contexts.local import LocalExecutionContext
+from runbook.execute import run_command
 from runbook.model import Host
+from runbook.spec import ExecSpec
 
 LOCAL = Host("localhost", connection="local")
 
@@ -46,7 +48,7 @@ NASTY = {
 
 
 def _command(cmd: str, env: dict[str, str], **kw) -> Command:
-    return Command(step="s", host=LOCAL, cmd=cmd, env=env, timeout=30, **kw)
+    return Command(step="s", host=LOCAL, cmd=cmd, env=env, spec=ExecSpec(timeout=30, **kw))
 
 
 def _run(cmd: str, env: dict[str, str], **kw):

@@ -11,19 +11,15 @@ from __future__ import annotations
 import re
 import select
 import shlex
-import signal
 import threading
 import time
-from typing import TYPE_CHECKING
 
 import paramiko
 
 from runbook import shell
 from runbook.command import Command, Outcome
+from runbook.contexts.paramiko_adapter import Connection, exit_signal_rc
 from runbook.errors import ConnectError
-
-if TYPE_CHECKING:
-    from runbook.contexts.ssh import _Connection
 
 READ_SIZE = 1 << 18
 DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
@@ -92,7 +88,7 @@ class ChannelRun:
     """One attempt of one command on one channel; see the module docstring for the protocol."""
 
     def __init__(
-        self, conn: _Connection, command: Command, *, connect_timeout: float, kill_grace: float
+        self, conn: Connection, command: Command, *, connect_timeout: float, kill_grace: float
     ) -> None:
         self.conn = conn
         self.command = command
@@ -219,7 +215,7 @@ class ChannelRun:
             self._kill_sent = True
         try:
             chan = self.conn.transport.open_session(timeout=self.connect_timeout)
-            chan.exec_command(kill_command(pgid, self.grace, self.command.become))
+            chan.exec_command(kill_command(pgid, self.grace, self.command.spec.become))
         except (OSError, EOFError, paramiko.SSHException):
             return  # connection gone: the remote `timeout` still ends the command
         with self._lock:
@@ -234,9 +230,8 @@ class ChannelRun:
         rc: int | None = None
         if chan.exit_status != -1 and chan.status_event.is_set():
             rc = chan.exit_status
-        elif getattr(chan, "runbook_signal", None):
-            sig = getattr(signal, f"SIG{chan.runbook_signal}", None)
-            rc = -int(sig) if sig is not None else -1
+        else:
+            rc = exit_signal_rc(chan)
         transport = self.conn.transport
         if rc is None and self.kill_reason is None and not abandoned and not transport.is_active():
             raise ConnectError(
