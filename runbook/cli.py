@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from runbook import __version__
 from runbook.options import ApplyOptions, PlanOptions
@@ -195,7 +196,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         files = ([args.file] if args.file else []) + args.inventory
         inv = build_inventory({}, files)
     hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
-    data = {
+    data: dict[str, Any] = {
         "groups": {g: m for g, m in sorted(inv.groups.items())},
         "hosts": {
             h.name: {

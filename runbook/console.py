@@ -47,7 +47,10 @@ def _indent(text: str, prefix: str = "      ") -> list[str]:
 
 
 class Console:
-    """Base of what shows a run on stdout."""
+    """Base of what shows a run on stdout: a listener that can be paused for a prompt."""
+
+    def handle(self, event: Event) -> None:
+        raise NotImplementedError
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runbook.errors import LoadError, Position, SchemaError
+from runbook.errors import InputError, LoadError, Position, SchemaError
 from runbook.model import Runbook, SecretSpec, Step
 from runbook.spec import ExecSpec
 from runbook.yamlpos import load_yaml
@@ -20,7 +20,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 @cache
 def schema(name: str = "runbook") -> dict[str, Any]:
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
-        return json.load(f)
+        data: dict[str, Any] = json.load(f)
+    return data
 
 
 def load_runbook(path: str) -> Runbook:
@@ -43,7 +44,7 @@ def validate(data: Any, positions: dict, path: str, name: str = "runbook") -> No
     from jsonschema import Draft202012Validator  # slow import: only when validating
 
     validator = Draft202012Validator(schema(name))
-    errors = []
+    errors: list[InputError] = []
     for err in validator.iter_errors(data):
         errors.extend(_describe(err, data, positions, path))
     if errors:
@@ -58,7 +59,8 @@ def _lookup(positions: dict, path: str, doc_path: tuple) -> Position:
     p = doc_path
     while p:
         if p in positions:
-            return positions[p]
+            found: Position = positions[p]
+            return found
         p = p[:-1]
     return Position(path, 1, 1)
 

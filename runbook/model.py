@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from runbook.errors import Position
@@ -28,6 +28,26 @@ class Host:
     @property
     def is_local(self) -> bool:
         return self.connection == "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        """How a plan file stores the host: its connection fields that are set (vars are
+        not stored: commands are already rendered)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "vars") or value is None or value == ():
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> Host:
+        known = {f.name for f in fields(cls)} - {"name", "vars"}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"host {name!r}: unknown fields {sorted(unknown)}")
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(name=name, **values)
 
     def facts(self) -> dict[str, Any]:
         """What templates see as ``host``."""

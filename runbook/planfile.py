@@ -30,7 +30,7 @@ def plan_to_dict(plan: Plan, text: Callable[[str], str] = str) -> dict[str, Any]
         for batch in step.batches:
             out = []
             for c in batch:
-                hosts.setdefault(c.host.name, _host_dict(c.host))
+                hosts.setdefault(c.host.name, c.host.to_dict())
                 d = c.to_dict()
                 d["cmd"] = text(d["cmd"])
                 if "env" in d:
@@ -63,18 +63,6 @@ def plan_to_dict(plan: Plan, text: Callable[[str], str] = str) -> dict[str, Any]
         "hosts": hosts,
         "steps": steps,
     }
-
-
-def _host_dict(h: Host) -> dict[str, Any]:
-    d = {
-        "address": h.address,
-        "port": h.port,
-        "user": h.user,
-        "identity_file": h.identity_file,
-        "connection": h.connection,
-        "groups": list(h.groups),
-    }
-    return {k: v for k, v in d.items() if v not in (None, [])}
 
 
 def dumps(data: dict[str, Any]) -> str:
@@ -118,10 +106,7 @@ def plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str
 
 
 def _plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str]) -> Plan:
-    hosts = {
-        name: Host(name=name, **{k: (tuple(v) if k == "groups" else v) for k, v in h.items()})
-        for name, h in data["hosts"].items()
-    }
+    hosts = {name: Host.from_dict(name, h) for name, h in data["hosts"].items()}
     steps = []
     for s in data["steps"]:
         policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}

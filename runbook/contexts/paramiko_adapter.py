@@ -26,9 +26,9 @@ def _channel_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
     with contextlib.suppress(Exception):
         if m.get_text() == "exit-signal":
             m.get_boolean()
-            chan.runbook_signal = m.get_text()
+            chan.runbook_signal = m.get_text()  # type: ignore[attr-defined]
     m.packet.seek(start)
-    paramiko.Channel._handle_request(chan, m)
+    paramiko.Channel._handle_request(chan, m)  # type: ignore[attr-defined]
 
 
 class WatchedTransport(paramiko.Transport):
@@ -43,7 +43,7 @@ class WatchedTransport(paramiko.Transport):
     """
 
     _channel_handler_table = {
-        **paramiko.Transport._channel_handler_table,
+        **paramiko.Transport._channel_handler_table,  # type: ignore[attr-defined]
         MSG_CHANNEL_REQUEST: _channel_request,
     }
     dead_reason: str | None = None
@@ -74,17 +74,17 @@ class WatchedTransport(paramiko.Transport):
         m.add_byte(cMSG_GLOBAL_REQUEST)
         m.add_string("keepalive@openssh.com")
         m.add_boolean(True)
-        self._send_user_message(m)
+        self._send_user_message(m)  # type: ignore[attr-defined]
         if self._unanswered is None:
             self._unanswered = now
 
     def _parse_request_success(self, m: paramiko.Message) -> None:
         self._unanswered = None
-        super()._parse_request_success(m)
+        super()._parse_request_success(m)  # type: ignore[misc]
 
     def _parse_request_failure(self, m: paramiko.Message) -> None:
         self._unanswered = None  # OpenSSH answers unknown requests with a failure: alive
-        super()._parse_request_failure(m)
+        super()._parse_request_failure(m)  # type: ignore[misc]
 
     def loss(self) -> str:
         """Why the connection ended, for the operator."""

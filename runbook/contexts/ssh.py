@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import paramiko
 
@@ -220,7 +221,7 @@ class SshExecutionContext(ExecutionContext):
             raise ConnectError(ep.label, str(exc)) from exc
         sock = self._socket(ep)
 
-        def transport_factory(sock: object, **kwargs: object) -> WatchedTransport:
+        def transport_factory(sock: Any, **kwargs: Any) -> WatchedTransport:
             transport = WatchedTransport(sock, **kwargs)
             if preferred:
                 security = transport.get_security_options()
@@ -235,7 +236,8 @@ class SshExecutionContext(ExecutionContext):
                 ep.address,
                 ep.port,
                 username=ep.user,
-                key_filename=list(ep.identity_files),
+                # paramiko accepts a list (its stubs say str)
+                key_filename=list(ep.identity_files),  # type: ignore[arg-type]
                 timeout=opts.connect_timeout,
                 banner_timeout=opts.connect_timeout,
                 auth_timeout=opts.connect_timeout,
