@@ -176,7 +176,11 @@ def test_all_ok_runs_every_command_once_in_step_order(tmp_path):
 def test_event_stream_shape(tmp_path):
     result, rec = run(make(tmp_path, FOUR), FakeContext(), forks=2)
     kinds = rec.kinds(
-        ev.RunStarted.kind, ev.StepStarted.kind, ev.CommandFinished.kind, ev.StepFinished.kind, ev.RunFinished.kind
+        ev.RunStarted.kind,
+        ev.StepStarted.kind,
+        ev.CommandFinished.kind,
+        ev.StepFinished.kind,
+        ev.RunFinished.kind,
     )
     expected = (
         ["run_started", "step_started"]

@@ -33,20 +33,38 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
 
 
-def wire_command(command: Command, kill_grace: float) -> str:
-    """What the remote login shell runs: report the process group, then the command.
+def wire_command(command: Command, kill_grace: float) -> tuple[str, bytes]:
+    """What the remote login shell runs, and what to send on the channel's stdin.
 
-    ``exec`` keeps one pid from the login shell through sh to ``timeout``, so ``$$`` is
-    the group that ``timeout`` leads (sshd also makes it a session leader). A timeout of
-    0 means no deadline, but ``timeout`` still makes the group.
+    The wrapper (POSIX sh) reads the script from stdin (never a command line), starts the
+    command under GNU ``timeout`` — a remote-side deadline and a process group of its own
+    (or, without ``timeout``, in the wrapper's group) — and reports that group on stderr.
+    Then it keeps reading stdin: the controller holds the channel open while the command
+    runs, so EOF there means the controller died or the connection dropped, and the
+    wrapper kills the group at once (SPEC §8) instead of leaving it to its deadline. A
+    command killed by a signal is re-raised on the wrapper, so the channel's exit status
+    says ``-N`` as a local run does.
     """
-    line = shell.command_line(command)
-    deadline = _seconds(command.timeout) if command.timeout else "0"
-    script = (
-        f"echo {MARKER}$$ >&2; if command -v timeout >/dev/null 2>&1; "
-        f"then exec timeout -k {_seconds(kill_grace)} {deadline} {line}; fi; exec {line}"
+    run = shell.invocation(command)
+    script = run.stdin
+    terminator = "\\000" if script.endswith(b"\0") else ""
+    body = script[:-1] if terminator else script
+    line = shlex.join(run.argv)
+    grace = _seconds(kill_grace)
+    wrapper = (
+        f"exec 3<&0; s=$(head -c {len(body)}) || exit 125; "
+        f"if command -v timeout >/dev/null 2>&1; then "
+        f"printf '%s{terminator}' \"$s\" | timeout -k {grace} {_seconds(command.timeout)} {line} & "
+        f"c=$!; pg=$c; else printf '%s{terminator}' \"$s\" | {line} & c=$!; pg=$$; fi; "
+        f"echo {MARKER}$pg >&2; "
+        f"( trap '' TERM; while IFS= read -r _; do :; done; kill -TERM -$pg; "
+        f"kill -TERM $$; sleep {grace}; kill -KILL -$pg ) <&3 >/dev/null 2>&1 & w=$!; "
+        f"wait $c 2>/dev/null; rc=$?; kill -KILL $w 2>/dev/null; "
+        f"if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then "
+        f"trap - $((rc-128)); kill -$((rc-128)) $$; fi; "
+        f"exit $rc"
     )
-    return f"exec /bin/sh -c {shlex.quote(script)}"
+    return f"exec /bin/sh -c {shlex.quote(wrapper)}", body
 
 
 def kill_command(pgid: int, kill_grace: float, become: bool) -> str:
@@ -117,8 +135,11 @@ class ChannelRun:
                 raise NotStarted(f"connection lost: {transport.loss()}") from exc
             raise ConnectError(host, f"cannot open a session: {describe(exc)}") from exc
         try:
-            chan.exec_command(wire_command(command, self.grace))
-            chan.shutdown_write()  # stdin: EOF, never a hang on a read
+            wire, script = wire_command(command, self.grace)
+            chan.exec_command(wire)
+            # The script on stdin; stdin then stays open: its EOF tells the remote wrapper
+            # that the controller is gone.
+            chan.sendall(script)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             chan.close()
             # The request may have reached the host: the command may be running.
