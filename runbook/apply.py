@@ -21,23 +21,36 @@ from runbook.journal import Journal
 from runbook.options import ApplyOptions, SshOptions
 from runbook.plan import Plan, PlannedStep
 from runbook.prepare import PreparedRun, prepare_run
-from runbook.secrets import Masker
 
 
 def apply(opts: ApplyOptions) -> int:
     """Run the plan ``opts`` names; returns the exit code (0, 1 or 130)."""
-    from runbook.recap import recap
-    from runbook.runner import Runner
+    from runbook.journal import new_run_id, runs_dir, trusted_root
+    from runbook.safedir import RunLock
 
     prepared = prepare_run(opts)
-    plan, mask = prepared.plan, prepared.secrets.masker
+    plan = prepared.plan
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     if not opts.yes and not tty:
         raise UsageError("apply needs --yes when not run from a terminal")
-    if not opts.yes and not _ask(f"{_summary(plan)}\nProceed? [y/N] "):
-        print("aborted; nothing was run", file=sys.stderr)
-        return 1
-    journal = _open_journal(opts, prepared, mask)
+    root = trusted_root(runs_dir(plan.source, opts.journal), create=True)
+    run_id = new_run_id()
+    lock = RunLock(root, plan.source)
+    lock.acquire(run_id)
+    try:
+        if not opts.yes and not _ask(f"{_summary(plan)}\nProceed? [y/N] "):
+            print("aborted; nothing was run", file=sys.stderr)
+            return 1
+        return _run(opts, prepared, Journal(root, run_id, *_journal_files(opts, prepared)), tty)
+    finally:
+        lock.release()
+
+
+def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool) -> int:
+    from runbook.recap import recap
+    from runbook.runner import Runner
+
+    mask = prepared.secrets.masker
     console = _console(opts, tty)
     context = _context(opts.ssh)
 
@@ -46,7 +59,7 @@ def apply(opts: ApplyOptions) -> int:
             return _ask(f"{mask(step.confirm or '')}\nContinue with step {step.name!r}? [y/N] ")
 
     runner = Runner(
-        plan,
+        prepared.plan,
         context,
         run_id=journal.path.name,
         forks=opts.forks,
@@ -68,9 +81,11 @@ def apply(opts: ApplyOptions) -> int:
     return result.exit_code
 
 
-def _open_journal(opts: ApplyOptions, prepared: PreparedRun, mask: Masker) -> Journal:
+def _journal_files(
+    opts: ApplyOptions, prepared: PreparedRun
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The journal's ``meta.json`` and ``plan.json`` (secrets as tokens)."""
     from runbook import planfile
-    from runbook.journal import new_run_id, runs_dir
     from runbook.secrets import tokenize
 
     plan, values = prepared.plan, prepared.secrets.values
@@ -82,9 +97,9 @@ def _open_journal(opts: ApplyOptions, prepared: PreparedRun, mask: Masker) -> Jo
         "digest": plan.digest,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumes": opts.resume,
-        "argv": [mask(a) for a in sys.argv[1:]],
+        "argv": [prepared.secrets.masker(a) for a in sys.argv[1:]],
     }
-    return Journal(runs_dir(plan.source, opts.journal), new_run_id(), meta, plan_data)
+    return meta, plan_data
 
 
 def _console(opts: ApplyOptions, tty: bool) -> Console:

@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
     a.add_argument("--resume", metavar="RUN_ID", help="re-run a journaled run's plan")
     a.add_argument("--force", action="store_true", help="resume even if the runbook changed")
+    a.add_argument(
+        "--rerun-unknown",
+        action="store_true",
+        help="with --resume: run again the commands whose outcome is unknown",
+    )
     a.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
     a.add_argument("--known-hosts", metavar="FILE")
     a.add_argument("--ssh-config", metavar="FILE")
@@ -142,6 +147,7 @@ def apply_options(args: argparse.Namespace) -> ApplyOptions:
         journal=args.journal,
         resume=args.resume,
         force=args.force,
+        rerun_unknown=args.rerun_unknown,
         ssh=SshOptions(
             host_key_policy=args.host_key_policy,
             known_hosts=args.known_hosts,

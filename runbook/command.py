@@ -98,6 +98,8 @@ class CommandResult:
     finished: float = 0.0
     attempts: int = 0
     error: str | None = None
+    # Unreachable after the command was sent: it may have partly run (outcome unknown).
+    maybe_ran: bool = False
 
     @property
     def ok(self) -> bool:
@@ -124,6 +126,7 @@ class CommandResult:
             "duration": round(self.duration, 6),
             "attempts": self.attempts,
             "error": self.error,
+            **({"maybe_ran": True} if self.maybe_ran else {}),
         }
 
     @classmethod
@@ -140,6 +143,7 @@ class CommandResult:
             finished=d.get("finished", 0.0),
             attempts=d.get("attempts", 0),
             error=d.get("error"),
+            maybe_ran=bool(d.get("maybe_ran", False)),
         )
 
     @classmethod

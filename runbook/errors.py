@@ -91,3 +91,8 @@ class ConnectError(RunbookError):
         super().__init__(f"{host}: {message}")
         self.host = host
         self.message = message
+
+
+class ConnectionLost(ConnectError):
+    """The connection died after the command was sent: it may have partly run, so its
+    outcome is unknown (``--resume`` will not re-run it silently)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from runbook.command import Command, CommandResult, Outcome, Status, decode
 from runbook.contexts.base import ExecutionContext
-from runbook.errors import ConnectError
+from runbook.errors import ConnectError, ConnectionLost
 from runbook.templating import evaluate
 
 _NEVER = threading.Event()  # a halt that never comes, for callers without one
@@ -45,6 +45,7 @@ def run_command(
                 finished=time.time(),
                 attempts=attempts,
                 error=mask(exc.message),
+                maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
             )
         stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
         status, error = judge(command, outcome, stdout, stderr)

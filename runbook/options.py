@@ -47,4 +47,5 @@ class ApplyOptions:
     journal: str | None = None
     resume: str | None = None
     force: bool = False
+    rerun_unknown: bool = False
     ssh: SshOptions = field(default_factory=SshOptions)

@@ -108,6 +108,18 @@ def _resumed(opts: ApplyOptions, is_runbook: bool) -> PreparedRun:
             f"{run.meta.get('digest', '?')[:19]} → {digest[:19]}); "
             "use --force to resume the journaled plan anyway"
         )
+    unknown = run.unknown_outcomes()
+    if unknown and not opts.rerun_unknown:
+        first, *rest = (
+            InputError(
+                f"step {step!r} on host {host!r} started in run {run_id} and has no result: "
+                "its outcome is unknown (it may have run); check the host, then resume with "
+                "--rerun-unknown to run it again"
+            )
+            for step, host in unknown
+        )
+        first.others = rest
+        raise first
     plan, secrets = _from_json(run.plan(), file)
     return PreparedRun(plan, secrets, Resume(run_id, run.ok_commands()))
 

@@ -19,7 +19,7 @@ import paramiko
 from runbook import shell
 from runbook.command import Command, Outcome
 from runbook.contexts.paramiko_adapter import Connection, exit_signal_rc
-from runbook.errors import ConnectError
+from runbook.errors import ConnectError, ConnectionLost
 
 READ_SIZE = 1 << 18
 DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
@@ -144,7 +144,7 @@ class ChannelRun:
             chan.close()
             # The request may have reached the host: the command may be running.
             reason = transport.loss() if not transport.is_active() else describe(exc)
-            raise ConnectError(host, f"lost while starting the command: {reason}") from exc
+            raise ConnectionLost(host, f"lost while starting the command: {reason}") from exc
         try:
             abandoned = self._pump(chan, started)
             return self._outcome(chan, started, abandoned)
@@ -255,7 +255,7 @@ class ChannelRun:
             rc = exit_signal_rc(chan)
         transport = self.conn.transport
         if rc is None and self.kill_reason is None and not abandoned and not transport.is_active():
-            raise ConnectError(
+            raise ConnectionLost(
                 self.command.host.name,
                 f"connection to {self.conn.endpoint} lost during the command "
                 f"({transport.loss()}) after {time.monotonic() - started:.1f}s; "
