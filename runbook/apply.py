@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from runbook.console import Console
+from runbook.console import Console, detach_stdout
 from runbook.contexts.base import ExecutionContext
 from runbook.errors import UsageError
 from runbook.journal import Journal
@@ -67,18 +67,31 @@ def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool)
         mask=mask,
         confirm=None if opts.yes else confirm,
         resume=prepared.resume,
-        notify=lambda message: print(f"runbook: {message}", file=sys.stderr),
+        notify=_notify,
     )
     journal.on_error = runner.halt
-    with _signals_recorded(runner.interrupt):
+    with _signals_recorded(runner.interrupt, console.detach):
         try:
             result = runner.run()
         finally:
             context.close()
             journal.close()
     if opts.output != "json":
-        recap(result, str(journal.path))
+        _observe(lambda: recap(result, str(journal.path)))
     return result.exit_code
+
+
+def _notify(message: str) -> None:
+    _observe(lambda: print(f"runbook: {message}", file=sys.stderr))
+
+
+def _observe(show: Callable[[], None]) -> None:
+    """Show something; a closed or hung-up terminal is no reason to fail: the run's
+    result is the exit code and the journal, whatever the console could print."""
+    try:
+        show()
+    except OSError:
+        detach_stdout()
 
 
 def _journal_files(
@@ -111,17 +124,18 @@ def _console(opts: ApplyOptions, tty: bool) -> Console:
 
 
 class _signals_recorded:
-    """SIGINT/SIGTERM only call ``record`` (which must not take locks) while inside."""
+    """While inside, SIGINT/SIGTERM only call ``interrupt`` and SIGHUP (the terminal went
+    away) only ``hangup``; neither may take a lock (the main thread may hold it)."""
 
-    def __init__(self, record: Callable[[], None]) -> None:
-        self.record = record
+    def __init__(self, interrupt: Callable[[], None], hangup: Callable[[], None]) -> None:
+        self.handlers = {signal.SIGINT: interrupt, signal.SIGTERM: interrupt, signal.SIGHUP: hangup}
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
-            self.record()
+            self.handlers[signal.Signals(signum)]()
 
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in self.handlers:
             self.previous[s] = signal.signal(s, handler)
 
     def __exit__(self, *exc: object) -> None:

@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except JournalError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except BrokenPipeError:
+    except BrokenPipeError:  # `runbook plan | head`: the reader has what it wanted
+        from runbook.console import detach_stdout
+
+        detach_stdout()
         return 0
 
 
@@ -276,7 +279,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _print_lines(lines: list[str]) -> None:
-    sys.stdout.write("".join(line + "\n" for line in lines))
+    from runbook.textsafe import printable
+
+    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
 
 
 COMMANDS = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from runbook.events import (
     StepStarted,
 )
 from runbook.plantext import counted
+from runbook.textsafe import printable
 
 FAILED_OUTPUT_LINES = 40
 FAILED_OUTPUT_CHARS = 8192
@@ -47,7 +49,15 @@ def _indent(text: str, prefix: str = "      ") -> list[str]:
 
 
 class Console:
-    """Base of what shows a run on stdout: a listener that can be paused for a prompt."""
+    """Base of what shows a run on stdout: a listener that can be paused for a prompt, and
+    detached when its terminal goes away (SIGHUP). Observers never steer: the runner
+    detaches a console whose writes fail."""
+
+    detached = False
+
+    def detach(self) -> None:
+        """Safe from a signal handler: only sets a flag."""
+        self.detached = True
 
     def handle(self, event: Event) -> None:
         raise NotImplementedError
@@ -62,6 +72,8 @@ class JsonLines(Console):
     """``--output json``: one event per line on stdout (schemas/events.schema.json)."""
 
     def handle(self, event: Event) -> None:
+        if self.detached:
+            return
         sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
@@ -77,7 +89,9 @@ class PlainConsole(Console):
         self._started = False  # between step_started and step_finished
 
     def write(self, *lines: str) -> None:
-        self.out.write("".join(ln + "\n" for ln in lines))
+        if self.detached:
+            return
+        self.out.write("".join(printable(ln) + "\n" for ln in lines))
         self.out.flush()
 
     def handle(self, e: Event) -> None:
@@ -147,8 +161,12 @@ class LiveConsole(PlainConsole):
         )
 
     def write(self, *lines: str) -> None:
+        if self.detached:
+            if self.live.is_started:
+                self.live.stop()
+            return
         for ln in lines:
-            self.console.print(ln, markup=False, highlight=False)
+            self.console.print(printable(ln), markup=False, highlight=False)
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
@@ -201,3 +219,14 @@ class LiveConsole(PlainConsole):
             elif isinstance(e, RunFinished) and self.live.is_started:
                 self.live.stop()
         super().handle(e)
+
+
+def detach_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (``| head``), so nothing later
+    (interpreter shutdown's flush included) fails on it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

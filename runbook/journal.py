@@ -56,6 +56,8 @@ class Journal:
     """A listener that writes one run's journal. Open it before the first command runs:
     an unwritable directory or a full disk is reported then, not halfway through."""
 
+    essential = True  # the runner halts, rather than run on unrecorded, if this fails
+
     @classmethod
     def open(cls, root: Path, run_id: str, files: tuple[dict[str, Any], dict[str, Any]]) -> Journal:
         """``files`` is (meta, plan)."""

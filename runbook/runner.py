@@ -146,9 +146,23 @@ class Runner:
 
     # -- the run ------------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
+        """Observers never steer: a listener that raises is detached and the run goes on
+        (a console whose pipe closed, ``| head``). Only an essential listener (the
+        journal: results that cannot be recorded would be lost) halts the run instead."""
         with self._emit_lock:
-            for listener in self.listeners:
-                listener.handle(event)
+            for listener in list(self.listeners):
+                try:
+                    listener.handle(event)
+                except Exception as exc:
+                    self._listener_failed(listener, exc)
+
+    def _listener_failed(self, listener: Listener, exc: Exception) -> None:
+        self.listeners.remove(listener)
+        what = type(listener).__name__
+        if getattr(listener, "essential", False):
+            self.halt(f"{what} failed: {exc!r}")
+        if not isinstance(exc, BrokenPipeError):
+            self.notify(f"{what} stopped ({exc!r}); the run goes on, the journal has it all")
 
     def run(self) -> RunResult:
         res = self.result
