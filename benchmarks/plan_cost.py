@@ -24,8 +24,8 @@ def main() -> None:
     t0 = time.perf_counter()
     from runbook.inventory import build_inventory
     from runbook.loader import load_runbook
-    from runbook.output import plan_text
     from runbook.planner import make_plan
+    from runbook.plantext import plan_text
 
     imported = time.perf_counter() - t0
 

@@ -47,9 +47,11 @@ def apply(opts: ApplyOptions) -> int:
 
 
 def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool) -> int:
+    from runbook import crash
     from runbook.recap import recap
     from runbook.runner import Runner
 
+    crash.attach(journal.path)
     mask = prepared.secrets.masker
     console = _console(opts, tty)
     context = _context(opts.ssh)

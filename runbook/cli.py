@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 
         detach_stdout()
         return 0
+    except Exception as exc:  # a bug: one line and a crash report, never a traceback
+        from runbook import crash
+
+        return crash.report(exc)
 
 
 def plan_options(args: argparse.Namespace) -> PlanOptions:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from runbook.command import Command, CommandResult, Outcome, Status, decode
 from runbook.contexts.base import ExecutionContext
-from runbook.errors import ConnectError, ConnectionLost
+from runbook.errors import ConnectError, ConnectionLost, TemplateError
 from runbook.templating import evaluate
 
 _NEVER = threading.Event()  # a halt that never comes, for callers without one
@@ -78,7 +78,10 @@ def judge(
     until = command.spec.until
     if until:
         context = {**command.until_vars, "rc": outcome.rc, "stdout": stdout, "stderr": stderr}
-        done = evaluate(until, context)
+        try:
+            done = evaluate(until, context)
+        except TemplateError as exc:  # at run time: this command fails, the run goes on
+            return Status.FAILED, f"until: {exc.message}"
         return (Status.OK, None) if done else (Status.FAILED, f"until not met: {until}")
     if outcome.rc == 0:
         return Status.OK, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from functools import cache
 from pathlib import Path
@@ -132,6 +133,7 @@ def _show(v: Any) -> str:
 def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") -> Runbook:
     """Validated data → ``Runbook``; also checks what the schema cannot (unique names)."""
     defaults = data.get("defaults", {})
+    _check_finite(defaults, _lookup(positions, path, ("defaults",)), {}, None)
     steps: list[Step] = []
     seen: dict[str, Position] = {}
     for i, raw in enumerate(data["steps"]):
@@ -144,7 +146,9 @@ def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") ->
                 step=name,
             )
         seen[name] = pos
-        steps.append(_step(raw, defaults, pos, _field_positions(raw, positions, path, i)))
+        where = _field_positions(raw, positions, path, i)
+        _check_finite(raw, pos, where, name)
+        steps.append(_step(raw, defaults, pos, where))
     inventory = data.get("inventory", ())
     if isinstance(inventory, str):
         inventory = (inventory,)
@@ -162,6 +166,18 @@ def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") ->
         digest=digest,
         positions=positions,
     )
+
+
+def _check_finite(
+    raw: dict[str, Any], pos: Position, where: dict[str, Position], step: str | None
+) -> None:
+    """JSON Schema cannot say "not NaN": a YAML ``.nan`` passes ``maximum``."""
+    for key in ("timeout", "delay"):
+        value = raw.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SchemaError(
+                f"{key}: {value} is not a number of seconds", where.get(key, pos), step=step
+            )
 
 
 def _field_positions(

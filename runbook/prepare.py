@@ -7,6 +7,7 @@ them is found here, before the first command starts.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,21 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
     secrets = Secrets.read(rb.secrets)
     plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
+    check_local_shells(plan)
     return Prepared(rb, plan, secrets)
+
+
+def check_local_shells(plan: Plan) -> None:
+    """A shell that does not exist on the controller fails before anything runs, not in
+    the middle of the run (remote shells can only be found out there)."""
+    for step in plan.steps:
+        shell = step.spec.shell
+        if any(c.host.is_local for c in step.commands) and not os.access(shell, os.X_OK):
+            raise InputError(
+                f"shell {shell} does not exist or is not executable on this machine",
+                step.position,
+                step=step.name,
+            )
 
 
 def prepare_run(opts: ApplyOptions) -> PreparedRun:
@@ -89,6 +104,7 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
         return _resumed(opts, saved is None)
     if saved is not None:
         plan, secrets = _from_json(saved, file)
+        check_local_shells(plan)
         return PreparedRun(plan, secrets)
     prepared = prepare_plan(opts.plan)
     return PreparedRun(prepared.plan, prepared.secrets)

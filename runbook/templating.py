@@ -116,8 +116,11 @@ def _as_template_error(kind: str, position: Position | None, lines: bool = True)
         raise TemplateError(f"{kind} syntax: {exc.message}", at(exc.lineno)) from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(str(exc.message), at(_template_line(exc))) from None
-    except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except jinja2.TemplateError as exc:
         raise TemplateError(f"{kind} error: {exc}", at(_template_line(exc))) from None
+    except Exception as exc:  # a filter or test may raise anything on the values it gets
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise TemplateError(f"{kind} error: {what}", at(_template_line(exc))) from None
 
 
 def _template_line(exc: BaseException) -> int | None:

@@ -42,7 +42,7 @@ def start(
 
 
 def events(lines: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in lines.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines.split("\n") if line.strip()]
 
 
 def journal_dirs(base: Path) -> list[Path]:

@@ -131,6 +131,8 @@ def check_refused(case: Case, run: Measured, cwd: Path) -> None:
     """The contract for bad input (SPEC §4), one assertion per promise."""
     assert not run.timed_out, f"hung: killed after {run.wall:.1f}s"
     assert "Traceback" not in run.stderr, run.stderr
+    # No input reaches the last-resort handler (a bug's exit 70 and crash report).
+    assert "internal error" not in run.stderr, run.stderr
     assert run.returncode == 2, (run.returncode, run.stderr)
     assert not (cwd / "MARKER").exists(), "a command ran"
     assert not (cwd / ".runbook").exists(), "a run journal was written"
