@@ -40,7 +40,7 @@ OPEN_FAILURES = 5
 
 # C0/C1 controls (but tab and newline) and bidi overrides are shown escaped, as the console
 # and ``show`` do: a terminal escape or a reordering character must not disguise the text.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)")
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)")
 # Characters that must not reach a <script> element raw, even inside JSON strings.
 _SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 _SCRIPT_UNSAFE.update({"\u2028": "\\u2028", "\u2029": "\\u2029"})

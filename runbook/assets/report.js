@@ -31,6 +31,13 @@
     return Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m";
   }
 
+  function fmtTick(ms) {
+    if (ms === 0) return "0";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    if (ms < 60000) return Number((ms / 1000).toFixed(2)) + " s";
+    return fmtDur(ms);
+  }
+
   function statusName(c) {
     return data.statuses[c[ST]];
   }
@@ -44,7 +51,7 @@
       if (!sp) return;
       const label = el("div", "tl-step", data.steps[i]);
       label.style.left = pct(sp[0]);
-      label.style.maxWidth = "calc(" + pct(Math.max(sp[1] - sp[0], 0)) + " + 40px)";
+      label.style.maxWidth = "calc(" + pct(Math.max(sp[1] - sp[0], 0)) + " - 2px)";
       label.title = data.steps[i];
       track.appendChild(label);
     });
@@ -52,7 +59,7 @@
     const step = [1, 2, 5, 10].map(function (k) { return k * pow; })
       .find(function (s) { return s >= raw; });
     for (let t = 0; t <= span; t += step) {
-      const tick = el("div", "tl-tick", fmtDur(t));
+      const tick = el("div", "tl-tick", fmtTick(t));
       tick.style.left = pct(t);
       track.appendChild(tick);
     }
