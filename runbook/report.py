@@ -418,10 +418,11 @@ def _failure_groups(run: _Run) -> dict[_GroupKey, list[_Cmd]]:
 
 
 def _failures(run: _Run, groups: dict[_GroupKey, list[_Cmd]]) -> str:
+    order = {h: i for i, h in enumerate(run.hosts)}
     parts = []
     for n, (key, cmds) in enumerate(groups.items()):
         step, status, rc, error, stdout, stderr = key
-        hosts = [c.host for c in cmds]
+        hosts = sorted((c.host for c in cmds), key=order.__getitem__)
         shown = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
         head = (
             f"{_pill(status)} <b>{_h(step)}</b>"

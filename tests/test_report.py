@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from runbook import report
 from runbook.errors import JournalError
 from runbook.report import render_report, write_report
+from tests.htmlpage import Page
 
 T0 = 1_800_000_000.0
 PAYLOADS = [
@@ -109,54 +109,6 @@ class Journal:
 
     def render(self, meta: dict[str, Any] | None = None) -> str:
         return render_report(meta or {"run_id": self.run_id, "runbook": "Demo"}, {}, self.events)
-
-
-class Page(HTMLParser):
-    """What a browser's tokenizer sees: elements, attributes, text, raw script bodies."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.scripts: list[tuple[dict[str, str | None], str]] = []
-        self.styles: list[str] = []
-        self._in: str | None = None
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-        if tag in ("script", "style"):
-            self._in = tag
-            if tag == "script":
-                self.scripts.append((dict(attrs), ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == self._in:
-            self._in = None
-
-    def handle_data(self, data: str) -> None:
-        if self._in == "script":
-            attrs, body = self.scripts[-1]
-            self.scripts[-1] = (attrs, body + data)
-        elif self._in == "style":
-            self.styles.append(data)
-        else:
-            self.text.append(data)
-
-    def named(self, tag: str) -> list[dict[str, str | None]]:
-        return [attrs for t, attrs in self.tags if t == tag]
-
-    def by_id(self, id_: str) -> dict[str, str | None]:
-        return next(attrs for _, attrs in self.tags if attrs.get("id") == id_)
-
-    def data(self) -> dict[str, Any]:
-        body = next(b for a, b in self.scripts if a.get("type") == "application/json")
-        return json.loads(body)
-
-    @property
-    def all_text(self) -> str:
-        return "".join(self.text)
 
 
 def simple(fail: dict[str, dict[str, Any]] | None = None) -> Journal:
