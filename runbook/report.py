@@ -59,6 +59,16 @@ class _Cmd:
 
 
 @dataclass
+class _Step:
+    """A step's outcome; ``spans`` holds one (start, end) per time it ran (a group's inner
+    steps run once per batch)."""
+
+    status: str = "not run"
+    seconds: float | None = None
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass
 class _Run:
     """What the page shows, gathered from the journal in one pass."""
 
@@ -68,8 +78,7 @@ class _Run:
     hosts: list[str]
     steps: list[str]
     cmds: list[_Cmd]
-    step_started: dict[str, float]
-    step_finished: dict[str, dict[str, Any]]
+    step_info: dict[str, _Step]
     t0: float
     t_end: float
 
@@ -136,17 +145,35 @@ def _collect(meta: dict[str, Any], plan: dict[str, Any], events: list[dict[str, 
         ),
         steps=_ordered(_names(started.get("steps")) or _names(plan.get("steps")), steps),
         cmds=cmds,
-        step_started={
-            e["step"]: _num(e.get("time"), t0)
-            for e in reversed(kinds["step_started"])
-            if isinstance(e.get("step"), str)
-        },
-        step_finished={
-            e["step"]: e for e in kinds["step_finished"] if isinstance(e.get("step"), str)
-        },
+        step_info=_step_info(events, t_end),
         t0=t0,
         t_end=t_end,
     )
+
+
+def _step_info(events: list[dict[str, Any]], t_end: float) -> dict[str, _Step]:
+    """Steps by name, from their ``step_started``/``step_finished`` pairs; a start without
+    its finish (the controller was killed) runs until the journal ends."""
+    steps: dict[str, _Step] = defaultdict(_Step)
+    running: dict[str, float] = {}
+    for e in events:
+        if e["event"] not in ("step_started", "step_finished"):
+            continue
+        name, at = _text(e.get("step")), _num(e.get("time"), t_end)
+        if e["event"] == "step_started":
+            running[name] = at
+            continue
+        step = steps[name]
+        step.status = _text(e.get("status")) or "finished"
+        step.seconds = (step.seconds or 0.0) + _num(e.get("duration"), 0.0)
+        if name in running:
+            step.spans.append((running.pop(name), at))
+    for name, at in running.items():
+        step = steps[name]
+        step.status = "incomplete"
+        step.seconds = (step.seconds or 0.0) + max(0.0, t_end - at)
+        step.spans.append((at, t_end))
+    return dict(steps)
 
 
 def _commands(events: list[dict[str, Any]], t_end: float) -> list[_Cmd]:
@@ -348,19 +375,12 @@ def _steps_table(run: _Run) -> str:
             groups[c.step] = _text(c.event["group"])
     rows = []
     for i, step in enumerate(run.steps, 1):
-        done = run.step_finished.get(step)
-        if done is not None:
-            status = _text(done.get("status"))
-            seconds: float | None = _num(done.get("duration"), 0.0)
-        elif step in run.step_started:
-            status, seconds = "incomplete", run.t_end - run.step_started[step]
-        else:
-            status, seconds = "not run", None
+        info = run.step_info.get(step, _Step())
         group = f'<span class="group">{_h(groups[step])} › </span>' if step in groups else ""
         rows.append(
             f'<tr><td class="n">{i}</td><td class="step">{group}{_h(step)}</td>'
-            f"<td>{_h(status)}</td>{_count_cells(per_step[step])}"
-            f'<td class="n">{_h(_duration(seconds))}</td></tr>'
+            f"<td>{_h(info.status)}</td>{_count_cells(per_step[step])}"
+            f'<td class="n">{_h(_duration(info.seconds))}</td></tr>'
         )
     return (
         '<section id="steps"><h2>Steps</h2><table class="grid"><thead><tr><th class="n">#</th>'
@@ -506,7 +526,15 @@ def _timeline(run: _Run, groups: dict[_GroupKey, list[_Cmd]]) -> dict[str, Any]:
         "span": max(ms(run.t_end), 1),
         "hosts": run.hosts,
         "steps": run.steps,
-        "stepSpans": [_step_span(run, s, ms) for s in run.steps],
+        "stepSpans": sorted(
+            (
+                [step_ix[name], ms(start), ms(end)]
+                for name, info in run.step_info.items()
+                if name in step_ix
+                for start, end in info.spans
+            ),
+            key=lambda span: (span[1], span[0]),
+        ),
         "statuses": statuses,
         "strings": list(strings),
         "cmds": rows,
@@ -518,14 +546,6 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     return _text(value)
-
-
-def _step_span(run: _Run, step: str, ms: Any) -> list[int] | None:
-    if step not in run.step_started:
-        return None
-    done = run.step_finished.get(step)
-    end = _num(done.get("time"), run.t_end) if done else run.t_end
-    return [ms(run.step_started[step]), ms(end)]
 
 
 # -- the CLI's entry point ---------------------------------------------------------------------

@@ -55,7 +55,9 @@ class Journal:
         self.events.append(event)
         return event
 
-    def step(self, name: str, status: str = "ok", **results: dict[str, Any]) -> None:
+    def step(
+        self, name: str, results: dict[str, dict[str, Any]] | None = None, status: str = "ok"
+    ) -> None:
         """Run ``name`` on every host; ``results[host]`` overrides fields of that result."""
         started = self.t
         self.add(
@@ -68,7 +70,7 @@ class Journal:
             max_failures=0,
         )
         for host in self.hosts:
-            self.command(name, host, **results.get(host, {}))
+            self.command(name, host, **(results or {}).get(host, {}))
         self.add(
             "step_finished",
             step=name,
@@ -114,7 +116,7 @@ class Journal:
 def simple(fail: dict[str, dict[str, Any]] | None = None) -> Journal:
     j = Journal(["Prepare", "Deploy"], ["web1", "web2", "db1"])
     j.step("Prepare")
-    j.step("Deploy", status="tolerated" if fail else "ok", **(fail or {}))
+    j.step("Deploy", fail, status="tolerated" if fail else "ok")
     j.finish()
     return j
 
@@ -164,7 +166,7 @@ def test_a_run_without_run_finished_is_incomplete() -> None:
     assert "until the journal ends" in text
     # Deploy never started: listed, not run, and without a band on the timeline
     assert "not run" in text
-    assert page.data()["stepSpans"][1] is None
+    assert [span[0] for span in page.data()["stepSpans"]] == [0]
 
 
 def test_a_command_that_started_without_a_result_has_an_unknown_outcome() -> None:
@@ -200,6 +202,27 @@ def test_a_step_that_ran_twice_on_a_host_matches_results_to_starts_in_order() ->
     j.add("command_started", step="Inner", host="web1")
     data = Page(j.render()).data()
     assert [data["statuses"][c[2]] for c in data["cmds"]] == ["ok", "unknown"]
+
+
+def test_a_step_run_once_per_batch_has_a_band_per_batch_and_its_total_duration() -> None:
+    j = Journal(["Restart"], ["b1", "b2"])
+    for host in ("b1", "b2"):
+        j.add(
+            "step_started",
+            step="Restart",
+            index=0,
+            hosts=[host],
+            batches=1,
+            on_failure="halt",
+            max_failures=0,
+        )
+        j.command("Restart", host, group="Brokers", batch=int(host[1]))
+        j.add("step_finished", step="Restart", index=0, status="ok", counts={}, duration=1.0)
+        j.t += 1
+    j.finish()
+    page = Page(j.render())
+    assert page.data()["stepSpans"] == [[0, 0, 1000], [0, 2000, 3000]]
+    assert "2.00 s" in page.all_text  # the steps table sums both runs
 
 
 def test_unknown_event_kinds_and_fields_are_ignored() -> None:
@@ -254,7 +277,7 @@ def test_journal_strings_are_text_everywhere_never_markup() -> None:
     j = Journal([evil[0], evil[1]], [evil[2], "web1"], run_id=evil[3])
     j.step(
         evil[0],
-        **{
+        {
             evil[2]: {
                 "status": "failed",
                 "rc": 1,
@@ -264,7 +287,7 @@ def test_journal_strings_are_text_everywhere_never_markup() -> None:
             }
         },
     )
-    j.step(evil[1], **{"web1": {"status": "timed_out", "rc": None, "error": evil[2]}})
+    j.step(evil[1], {"web1": {"status": "timed_out", "rc": None, "error": evil[2]}})
     j.finish()
     html = j.render({"run_id": evil[3], "runbook": evil[1], "source": evil[2]})
     page = Page(html)
@@ -340,7 +363,7 @@ def test_size_stays_reasonable_at_500_hosts() -> None:
     steps = [f"Step {i}: do something to the fleet" for i in range(10)]
     j = Journal(steps, hosts)
     for i, s in enumerate(steps):
-        j.step(s, **{h: {"status": "failed", "rc": 1, "error": "exit code 1"} for h in hosts[i::7]})
+        j.step(s, {h: {"status": "failed", "rc": 1, "error": "exit code 1"} for h in hosts[i::7]})
     j.finish()
     size = len(j.render().encode())
     assert size < 1_000_000, size  # measured ~0.4 MB: 5,000 bars as compact JSON rows

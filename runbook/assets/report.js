@@ -47,12 +47,12 @@
     const head = el("div", "tl-row tl-head");
     head.appendChild(el("div", "tl-label", "host / step"));
     const track = el("div", "tl-track");
-    data.stepSpans.forEach(function (sp, i) {
-      if (!sp) return;
-      const label = el("div", "tl-step", data.steps[i]);
-      label.style.left = pct(sp[0]);
-      label.style.maxWidth = "calc(" + pct(Math.max(sp[1] - sp[0], 0)) + " - 2px)";
-      label.title = data.steps[i];
+    // stepSpans: [step, start ms, end ms], once per time the step ran
+    data.stepSpans.forEach(function (sp) {
+      const label = el("div", "tl-step", data.steps[sp[0]]);
+      label.style.left = pct(sp[1]);
+      label.style.maxWidth = "calc(" + pct(Math.max(sp[2] - sp[1], 0)) + " - 2px)";
+      label.title = data.steps[sp[0]];
       track.appendChild(label);
     });
     const raw = span / (8 * zoom), pow = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -70,10 +70,9 @@
   function buildBands(inner) {
     const bands = el("div", "tl-bands");
     data.stepSpans.forEach(function (sp) {
-      if (!sp) return;
       const band = el("div", "tl-band");
-      band.style.left = pct(sp[0]);
-      band.style.width = pct(Math.max(sp[1] - sp[0], 0));
+      band.style.left = pct(sp[1]);
+      band.style.width = pct(Math.max(sp[2] - sp[1], 0));
       bands.appendChild(band);
     });
     inner.appendChild(bands);

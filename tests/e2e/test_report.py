@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from runbook.report import write_report
 from tests.e2e.browser import DevTools, dump_dom, require_chromium, screenshot
-from tests.e2e.helpers import journal_dirs, runbook
+from tests.e2e.helpers import journal_dirs, journal_events, runbook, start, wait_for
 from tests.htmlpage import Page
 
 HOSTILE = 'Hostile <output> & "friends"'
@@ -188,3 +189,57 @@ def test_a_page_that_fetches_is_caught(tmp_path: Path) -> None:
     page.write_text('<!DOCTYPE html><title>x</title><img src="http://example.invalid/x.png">')
     _, requests = dump_dom(page, tmp_path)
     assert requests == ["http://example.invalid/x.png"]
+
+
+KILLED = """\
+name: Killed
+hosts:
+  nodes:
+    hosts:
+      n1: {connection: local}
+      n2: {connection: local}
+steps:
+  - name: Quick
+    hosts: nodes
+    run: "true"
+  - name: Long
+    hosts: nodes
+    run: sleep 30
+"""
+
+
+def test_a_killed_run_renders_incomplete_with_unknown_outcomes(tmp_path: Path) -> None:
+    """SIGKILL mid-step: no run_finished, two starts without results (the run's watchdog
+    ends the sleeps)."""
+    require_chromium()
+    (tmp_path / "rb.yml").write_text(KILLED)
+    proc = start("apply", "--yes", "rb.yml", cwd=tmp_path)
+
+    def long_started() -> int:
+        runs = journal_dirs(tmp_path)
+        return sum(
+            e["event"] == "command_started" and e["step"] == "Long"
+            for e in (journal_events(runs[0]) if runs else [])
+        )
+
+    try:
+        wait_for(lambda: long_started() == 2, what="both Long commands started")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    (run_dir,) = journal_dirs(tmp_path)
+    out = tmp_path / "report.html"
+    write_report(run_dir, out)
+    dom, requests = dump_dom(out, tmp_path)
+    page = Page(dom)
+    assert requests == []
+    bars = {str(b["aria-label"]): str(b["class"]) for b in page.tags_with_class("bar")}
+    assert bars == {
+        "n1 · Quick · ok": "bar s-ok",
+        "n2 · Quick · ok": "bar s-ok",
+        "n1 · Long · unknown": "bar s-unknown linked",
+        "n2 · Long · unknown": "bar s-unknown linked",
+    }
+    text = page.all_text
+    assert "This run is incomplete" in text
+    assert "2 command(s) started and have an unknown outcome" in text
