@@ -35,6 +35,9 @@ FAILURES = ("failed", "timed_out", "unreachable")
 # Characters kept of each failed command's stdout and of its stderr (the end: errors are
 # usually last). 500 hosts failing differently stay under a few MB; the journal has the rest.
 OUTPUT_CAP = 4000
+# Characters of output in one page, all failures together: past it, an entry names the
+# command that prints its output instead (5,000 failures × 8,000 characters = 40 MB).
+OUTPUT_BUDGET = 2_000_000
 # Failure groups shown opened; the rest are one click away (keeps 500 failures readable).
 OPEN_FAILURES = 5
 
@@ -439,9 +442,10 @@ def _failure_groups(run: _Run) -> dict[_GroupKey, list[_Cmd]]:
 
 def _failures(run: _Run, groups: dict[_GroupKey, list[_Cmd]]) -> str:
     order = {h: i for i, h in enumerate(run.hosts)}
+    budget = [OUTPUT_BUDGET]
     parts = []
     for n, (key, cmds) in enumerate(groups.items()):
-        step, status, rc, error, stdout, stderr = key
+        step, status, rc = key[:3]
         hosts = sorted((c.host for c in cmds), key=order.__getitem__)
         shown = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
         head = (
@@ -457,14 +461,11 @@ def _failures(run: _Run, groups: dict[_GroupKey, list[_Cmd]]) -> str:
                 "refuses to re-run it unless <code>--rerun-unknown</code>.</p>"
             )
         else:
-            if error:
-                body.append(f'<p class="error">{_h(error)}</p>')
             show = (
                 f"runbook show {shlex.quote(run.run_id)} --host {shlex.quote(hosts[0])} "
                 f"--step {shlex.quote(step)}"
             )
-            body.append(_stream("stdout", stdout, show))
-            body.append(_stream("stderr", stderr, show))
+            body.append(_result_output(key, show, budget))
         opened = " open" if n < OPEN_FAILURES else ""
         parts.append(
             f'<details class="failure" id="f{n}"{opened}><summary>{head}</summary>'
@@ -473,6 +474,22 @@ def _failures(run: _Run, groups: dict[_GroupKey, list[_Cmd]]) -> str:
     if not parts:
         return '<section id="failures"><h2>Failed commands</h2><p>None.</p></section>'
     return f'<section id="failures"><h2>Failed commands</h2>{"".join(parts)}</section>'
+
+
+def _result_output(key: _GroupKey, show: str, budget: list[int]) -> str:
+    """Error, stdout and stderr of one failure entry, while the page's budget lasts."""
+    error, stdout, stderr = key[3:]
+    parts = [f'<p class="error">{_h(error)}</p>'] if error else []
+    if budget[0] <= 0 and (stdout or stderr):
+        parts.append(
+            f'<p class="note">Output not shown: this page already holds {OUTPUT_BUDGET:,} '
+            f"characters of output. The journal has it: <code>{_h(show)}</code></p>"
+        )
+        return "".join(parts)
+    for name, text in (("stdout", stdout), ("stderr", stderr)):
+        parts.append(_stream(name, text, show))
+        budget[0] -= min(len(text), OUTPUT_CAP)
+    return "".join(parts)
 
 
 def _stream(name: str, text: str, show: str) -> str:

@@ -157,6 +157,23 @@ def test_long_output_keeps_its_end_and_says_the_journal_has_the_rest() -> None:
     assert "runbook show 20270115-080000-abc --host web1 --step Deploy" in text
 
 
+def test_past_the_page_budget_output_is_left_to_the_journal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(report, "OUTPUT_BUDGET", 20)
+    j = simple(
+        {
+            h: {"status": "failed", "rc": 1, "stdout": f"{h} says " + "x" * 30}
+            for h in ("web1", "web2", "db1")
+        }
+    )
+    text = Page(j.render()).all_text
+    assert "web1 says" in text  # the first entry spends the budget
+    assert "web2 says" not in text and "db1 says" not in text
+    assert text.count("Output not shown") == 2
+    assert "runbook show 20270115-080000-abc --host db1 --step Deploy" in text
+
+
 def test_a_run_without_run_finished_is_incomplete() -> None:
     j = Journal(["Prepare", "Deploy"], ["web1", "web2"])
     j.step("Prepare")

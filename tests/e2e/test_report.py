@@ -178,6 +178,15 @@ def test_hovering_a_bar_shows_its_details_and_clicking_opens_its_output(
         ]
         browser.mouse("mouseMoved", 2, 2)
         assert browser.evaluate("tip.hidden") is True
+        # the filter hides hosts whose every command was ok; zoom widens the tracks
+        visible = """[...document.querySelectorAll('.tl-row:not(.tl-head)')]
+            .filter(row => row.offsetParent !== null).map(row => row.firstChild.title)"""
+        assert browser.evaluate(visible) == HOSTS
+        browser.evaluate("document.getElementById('only-problems').click()")
+        assert browser.evaluate(visible) == ["web1", "web2", "web3", "db1"]
+        browser.evaluate("document.querySelector('[data-zoom=\"4\"]').click()")
+        ratio = browser.evaluate("tl.scrollWidth / tl.clientWidth")
+        assert 3.9 < ratio < 4.1, ratio
     finally:
         browser.close()
 
