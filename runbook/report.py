@@ -15,9 +15,11 @@ started but has no result has an "unknown outcome".
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
+import math
 import re
 import shlex
 import time
@@ -102,9 +104,10 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 def _num(value: Any, default: float) -> float:
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
-    )
+    """A finite number from the journal, else ``default`` (JSON allows NaN and Infinity)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return default
 
 
 def _names(items: Any) -> list[str]:
@@ -146,7 +149,9 @@ def _collect(meta: dict[str, Any], plan: dict[str, Any], events: list[dict[str, 
         hosts=_ordered(
             list(plan_hosts) if isinstance(plan_hosts, dict) else [], [c.host for c in cmds]
         ),
-        steps=_ordered(_names(started.get("steps")) or _names(plan.get("steps")), steps),
+        steps=_ordered(
+            _names(started.get("steps")) or _names(plan.get("steps")), steps, [c.step for c in cmds]
+        ),
         cmds=cmds,
         step_info=_step_info(events, t_end),
         t0=t0,
@@ -261,6 +266,7 @@ def _h(value: Any) -> str:
     return html.escape(_text(value), quote=True)
 
 
+@functools.cache
 def _asset(name: str) -> str:
     return resources.files("runbook").joinpath("assets", name).read_text(encoding="utf-8")
 
@@ -311,7 +317,10 @@ def _summary(run: _Run, meta: dict[str, Any]) -> str:
     counts = Counter(c.status for c in run.cmds)
     started = meta.get("started")
     if not isinstance(started, str):
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.t0))
+        try:
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.t0))
+        except (OverflowError, OSError, ValueError):
+            started = "—"
     duration = _num(f.get("duration"), run.t_end - run.t0)
     rows = [
         ("Status", _pill(colour, label)),

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runbook import report
 from runbook.errors import JournalError
@@ -272,6 +274,75 @@ def test_unknown_event_kinds_and_fields_are_ignored() -> None:
         if isinstance(e, dict):
             e.setdefault("new_field", {"nested": [1, 2]})
     assert Page(noisy.render()).data() == Page(plain.render()).data()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+KINDS = [
+    "run_started",
+    "step_started",
+    "command_started",
+    "command_finished",
+    "step_finished",
+    "run_finished",
+    "command_output",
+    "registered",
+    "batch_started",
+    "new_kind",
+]
+FIELDS = [
+    "time",
+    "step",
+    "host",
+    "status",
+    "rc",
+    "stdout",
+    "stderr",
+    "started",
+    "finished",
+    "duration",
+    "attempts",
+    "error",
+    "steps",
+    "hosts",
+    "counts",
+    "exit_code",
+    "halted",
+    "steps_not_run",
+    "changed",
+    "group",
+    "batch",
+    "runbook",
+    "run_id",
+]
+EVENT = st.builds(
+    lambda kind, fields: {"event": kind, **fields},
+    st.sampled_from(KINDS),
+    st.dictionaries(
+        st.sampled_from(FIELDS), JSON | st.sampled_from(["ok", "failed", "web1"]), max_size=8
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(["run_id", "runbook", "started", "source", "resumes"]), JSON),
+    st.dictionaries(st.sampled_from(["hosts", "steps", "runbook"]), JSON),
+    st.lists(EVENT | JSON, max_size=12),
+)
+def test_any_journal_renders_as_one_page(meta: Any, plan: Any, events: Any) -> None:
+    """Whatever a damaged or future journal holds, the page renders and stays one page."""
+    page = Page(render_report(meta, plan, events))
+    assert len(page.named("script")) == 2
+    data = page.data()
+    assert len(data["cmds"]) <= len(events)
+    for c in data["cmds"]:
+        assert 0 <= c[0] < len(data["hosts"]) and 0 <= c[1] < len(data["steps"])
 
 
 def test_changed_group_and_batch_reach_the_hover_details() -> None:
