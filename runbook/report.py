@@ -279,7 +279,7 @@ def _sha256(text: str) -> str:
 def _script_json(data: Any) -> str:
     """JSON that cannot end its ``<script>`` element or open a comment in it; JSON.parse
     reads the escapes back as the same characters."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for char, escape in _SCRIPT_UNSAFE.items():
         text = text.replace(char, escape)
     return text
@@ -569,9 +569,11 @@ def _timeline(run: _Run, groups: dict[_GroupKey, list[_Cmd]]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """A value for the hover details: JSON scalars as they are, anything else as text."""
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int):
         return value
-    return _text(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return _text(value)  # NaN and Infinity too: JSON.parse refuses them
 
 
 # -- the CLI's entry point ---------------------------------------------------------------------

@@ -54,8 +54,12 @@ class Page(HTMLParser):
 
     def data(self) -> dict[str, Any]:
         body = next(b for a, b in self.scripts if a.get("type") == "application/json")
-        return json.loads(body)
+        return json.loads(body, parse_constant=_refuse)  # as strict as JSON.parse
 
     @property
     def all_text(self) -> str:
         return "".join(self.text)
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
