@@ -360,6 +360,14 @@ def test_changed_group_and_batch_reach_the_hover_details() -> None:
     assert "Rolling › " in page.all_text  # the steps table names the group
 
 
+def test_nan_and_infinity_in_the_journal_do_not_break_json_parse() -> None:
+    j = Journal(["Ship config"], ["web1"])
+    j.command("Ship config", "web1", batch=float("nan"), changed=float("inf"), rc=None)
+    j.events[-1]["started"] = float("-inf")
+    (row,) = Page(j.render()).data()["cmds"]  # strict parsing, as JSON.parse
+    assert row[9] == {"batch": "nan", "changed": "inf"}
+
+
 def test_journal_strings_are_text_everywhere_never_markup() -> None:
     evil = PAYLOADS
     j = Journal([evil[0], evil[1]], [evil[2], "web1"], run_id=evil[3])
