@@ -344,8 +344,8 @@ def _summary(run: _Run, meta: dict[str, Any]) -> str:
         rows.append(("Changed", str(changed)))
     if f.get("halted"):
         rows.append(("Halted", _h(f["halted"])))
-    if f.get("steps_not_run"):
-        rows.append(("Steps not run", _h(", ".join(map(_text, f["steps_not_run"])))))
+    if _names(f.get("steps_not_run")):
+        rows.append(("Steps not run", _h(", ".join(map(_text, _names(f["steps_not_run"]))))))
     if meta.get("resumes"):
         rows.append(("Resumes", _h(meta["resumes"])))
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
