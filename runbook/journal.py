@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook import events as ev
+from runbook.command import CommandResult, Status
 from runbook.errors import JournalError
-from runbook.events import Event
+from runbook.events import CommandFinished, Event, RunFinished
 
 RUNS_DIR = os.path.join(".runbook", "runs")
 
@@ -70,7 +70,7 @@ class Journal:
                 self.on_error(f"journal write failed: {exc}")
             return
         self._dirty.set()
-        if event.kind == ev.RUN_FINISHED:
+        if isinstance(event, RunFinished):
             self.close()
 
     def _sync_loop(self) -> None:
@@ -111,26 +111,27 @@ class RunRecord:
     run_id: str
     path: Path
     meta: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[Event]
 
     @property
-    def finished(self) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e["event"] == ev.RUN_FINISHED), None)
+    def finished(self) -> RunFinished | None:
+        return next((e for e in reversed(self.events) if isinstance(e, RunFinished)), None)
 
     @property
     def status(self) -> str:
         f = self.finished
-        return f["status"] if f else "incomplete"
+        return f.status.value if f else "incomplete"
 
-    def results(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == ev.COMMAND_FINISHED]
+    def results(self) -> list[CommandResult]:
+        return [e.result for e in self.events if isinstance(e, CommandFinished)]
 
-    def ok_commands(self) -> set[tuple[str, str]]:
-        return {(e["step"], e["host"]) for e in self.results() if e["status"] == "ok"}
+    def ok_commands(self) -> frozenset[tuple[str, str]]:
+        return frozenset((r.step, r.host) for r in self.results() if r.status is Status.OK)
 
     def plan(self) -> dict[str, Any]:
         with open(self.path / "plan.json", encoding="utf-8") as f:
-            return json.load(f)
+            data: dict[str, Any] = json.load(f)
+        return data
 
 
 def read_run(root: Path, run_id: str) -> RunRecord:
@@ -142,9 +143,11 @@ def read_run(root: Path, run_id: str) -> RunRecord:
         with open(path / "events.jsonl", encoding="utf-8") as f:
             for line in f:
                 try:
-                    events.append(json.loads(line))
-                except ValueError:
+                    event = Event.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError):
                     break  # a torn last line from a kill mid-write: everything before is good
+                if event is not None:
+                    events.append(event)
     except (OSError, ValueError) as exc:
         raise JournalError(f"no readable run {run_id!r} in {root}: {exc}") from None
     return RunRecord(run_id, path, meta, events)
