@@ -66,6 +66,11 @@ STEPS = ["Greet", HOSTILE, "Tolerated failure on db", "Wait a little", "Done"]
 HOSTS = ["web1", "web2", "web3", "db1", "localhost"]
 
 
+def run_dirs(base: Path) -> list[Path]:
+    """The run journals under ``base`` (the journal root also holds run locks)."""
+    return [p for p in journal_dirs(base) if p.is_dir()]
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One real run, its journal and its report page, shared by every check here."""
@@ -76,7 +81,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (base / "rb.yml").write_text(RUNBOOK.replace("PAYLOAD", str(payload)))
     done = runbook("apply", "--yes", "rb.yml", cwd=base)
     assert done.returncode == 0, done.stderr
-    (run_dir,) = journal_dirs(base)
+    (run_dir,) = run_dirs(base)
     page = base / "report.html"
     write_report(run_dir, page)
     # split on "\n" only: the U+2028 in the output is raw inside the JSON lines
@@ -225,7 +230,7 @@ def test_a_killed_run_renders_incomplete_with_unknown_outcomes(tmp_path: Path) -
     proc = start("apply", "--yes", "rb.yml", cwd=tmp_path)
 
     def long_started() -> int:
-        runs = journal_dirs(tmp_path)
+        runs = run_dirs(tmp_path)
         return sum(
             e["event"] == "command_started" and e["step"] == "Long"
             for e in (journal_events(runs[0]) if runs else [])
@@ -236,7 +241,7 @@ def test_a_killed_run_renders_incomplete_with_unknown_outcomes(tmp_path: Path) -
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-    (run_dir,) = journal_dirs(tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
     out = tmp_path / "report.html"
     write_report(run_dir, out)
     dom, requests = dump_dom(out, tmp_path)
