@@ -329,7 +329,7 @@ EVENT = st.builds(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(st.sampled_from(["run_id", "runbook", "started", "source", "resumes"]), JSON),
     st.dictionaries(st.sampled_from(["hosts", "steps", "runbook"]), JSON),
