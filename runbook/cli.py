@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--journal", metavar="DIR")
     s.add_argument("--host")
     s.add_argument("--step")
+
+    rep = sub.add_parser("report", help="write a run's HTML report (one self-contained file)")
+    rep.add_argument("run_id")
+    rep.add_argument("file", nargs="?", help="the runbook (default: runs here)")
+    rep.add_argument("--journal", metavar="DIR")
+    rep.add_argument("--out", metavar="FILE.html", help="default: report-RUN_ID.html")
     return p
 
 
@@ -282,6 +288,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runbook.journal import read_run, runs_dir
+    from runbook.report import write_report
+
+    run = read_run(runs_dir(args.file, args.journal), args.run_id)  # the trust checks
+    out = Path(args.out or f"report-{run.run_id}.html")
+    write_report(run.path, out)
+    print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
 def _print_lines(lines: list[str]) -> None:
     from runbook.textsafe import printable
 
@@ -295,4 +314,5 @@ COMMANDS = {
     "inventory": cmd_inventory,
     "runs": cmd_runs,
     "show": cmd_show,
+    "report": cmd_report,
 }

@@ -257,3 +257,20 @@ def test_a_killed_run_renders_incomplete_with_unknown_outcomes(tmp_path: Path) -
     text = page.all_text
     assert "This run is incomplete" in text
     assert "2 command(s) started and have an unknown outcome" in text
+
+
+def test_the_report_command_writes_the_page_and_refuses_an_unknown_run(tmp_path: Path) -> None:
+    rb = tmp_path / "rb.yml"
+    rb.write_text(
+        "name: cli report\nhosts:\n  g:\n    hosts:\n      r1: {connection: local}\n"
+        "steps:\n  - name: hello\n    hosts: g\n    run: echo hi\n"
+    )
+    assert runbook("apply", "--yes", str(rb), cwd=tmp_path).returncode == 0
+    (run_dir,) = journal_dirs(tmp_path)
+    out = tmp_path / "page.html"
+    made = runbook("report", run_dir.name, str(rb), "--out", str(out), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    page = Page(out.read_text(encoding="utf-8"))
+    assert "r1" in page.all_text() and "hello" in page.all_text()
+    missing = runbook("report", "20990101-000000-abcdef", str(rb), cwd=tmp_path)
+    assert missing.returncode == 2 and "no run" in missing.stderr
