@@ -271,6 +271,6 @@ def test_the_report_command_writes_the_page_and_refuses_an_unknown_run(tmp_path:
     made = runbook("report", run_dir.name, str(rb), "--out", str(out), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     page = Page(out.read_text(encoding="utf-8"))
-    assert "r1" in page.all_text and "hello" in page.all_text
+    assert "r1" in json.dumps(page.data()) and "hello" in page.all_text
     missing = runbook("report", "20990101-000000-abcdef", str(rb), cwd=tmp_path)
     assert missing.returncode == 2 and "no run" in missing.stderr
