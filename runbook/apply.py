@@ -19,7 +19,7 @@ from runbook.contexts.base import ExecutionContext
 from runbook.errors import UsageError
 from runbook.journal import Journal
 from runbook.options import ApplyOptions, SshOptions
-from runbook.plan import Plan, PlannedStep
+from runbook.plan import Plan
 from runbook.prepare import PreparedRun, prepare_run
 
 
@@ -50,15 +50,16 @@ def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool)
     from runbook import crash
     from runbook.recap import recap
     from runbook.runner import Runner
+    from runbook.runtime import RunValues
 
     crash.attach(journal.path)
     mask = prepared.secrets.masker
     console = _console(opts, tty)
     context = _context(opts.ssh)
 
-    def confirm(step: PlannedStep) -> bool:
+    def confirm(name: str, message: str | None) -> bool:
         with console.suspended():
-            return _ask(f"{mask(step.confirm or '')}\nContinue with step {step.name!r}? [y/N] ")
+            return _ask(f"{mask(message or '')}\nContinue with {name!r}? [y/N] ")
 
     runner = Runner(
         prepared.plan,
@@ -70,6 +71,7 @@ def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool)
         confirm=None if opts.yes else confirm,
         resume=prepared.resume,
         notify=_notify,
+        values=RunValues(prepared.plan, prepared.secrets.values, mask),
     )
     journal.on_error = runner.halt
     with _signals_recorded(runner.interrupt, console.detach):
@@ -99,16 +101,16 @@ def _observe(show: Callable[[], None]) -> None:
 def _journal_files(
     opts: ApplyOptions, prepared: PreparedRun
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The journal's ``meta.json`` and ``plan.json`` (secrets as tokens)."""
+    """The journal's ``meta.json`` and ``plan.json`` (secrets only by name)."""
     from runbook import planfile
-    from runbook.secrets import tokenize
 
-    plan, values = prepared.plan, prepared.secrets.values
-    plan_data = planfile.plan_to_dict(plan, lambda t: tokenize(t, values))
+    plan = prepared.plan
+    plan_data = planfile.plan_to_dict(plan, os.path.abspath)
     plan_data["secret_sources"] = prepared.secrets.sources
     meta = {
         "runbook": plan.name,
         "source": os.path.abspath(plan.source),
+        "files": [os.path.abspath(f) for f in plan.files],
         "digest": plan.digest,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumes": opts.resume,

@@ -187,16 +187,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from runbook import planfile
     from runbook.plantext import plan_text
     from runbook.prepare import prepare_plan
-    from runbook.secrets import tokenize
 
     prepared = prepare_plan(plan_options(args))
-    plan, values, mask = prepared.plan, prepared.secrets.values, prepared.secrets.masker
+    plan, mask = prepared.plan, prepared.secrets.masker
     if args.out:
         extra = {"secret_sources": prepared.secrets.sources}
-        planfile.save_plan(plan, args.out, lambda t: tokenize(t, values), extra)
+        planfile.save_plan(plan, args.out, extra)
         print(f"plan saved to {args.out}", file=sys.stderr)
     if args.format == "json":
-        sys.stdout.write(planfile.dumps(planfile.plan_to_dict(plan, mask)))
+        sys.stdout.write(planfile.dumps(planfile.plan_to_dict(plan)))
     elif not args.out:
         sys.stdout.write(plan_text(plan, mask))
     return 0

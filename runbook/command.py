@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.errors import Position
 from runbook.model import Host
 from runbook.spec import ExecSpec
 
@@ -36,6 +37,59 @@ class StepStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Templates:
+    """A command rendered at apply time, kept as its templates plus the values they read
+    (SPEC §8): it reads a registered value (``deferred``: known only at run time) or a
+    secret (``secret``: never rendered into anything shown or stored)."""
+
+    run: str
+    env: tuple[tuple[str, str], ...] = ()  # the runbook's env templates, in order
+    step_env: tuple[tuple[str, str], ...] = ()  # the step's (they see the runbook's as env)
+    when: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # bound at plan time
+    secrets: tuple[str, ...] = ()  # secret names read
+    registers: tuple[str, ...] = ()  # registered names read (``hostvars`` included)
+    positions: dict[str, Position] = field(default_factory=dict, compare=False)
+
+    @property
+    def deferred(self) -> bool:
+        return bool(self.registers)
+
+    @property
+    def secret(self) -> bool:
+        return bool(self.secrets)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"run": self.run}
+        if self.env:
+            d["env"] = [list(kv) for kv in self.env]
+        if self.step_env:
+            d["step_env"] = [list(kv) for kv in self.step_env]
+        if self.when is not None:
+            d["when"] = self.when
+        d["values"] = self.values
+        if self.secrets:
+            d["secrets"] = list(self.secrets)
+        if self.registers:
+            d["registers"] = list(self.registers)
+        d["positions"] = {k: str(p) for k, p in self.positions.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Templates:
+        return cls(
+            run=str(d["run"]),
+            env=tuple((str(k), str(v)) for k, v in d.get("env", ())),
+            step_env=tuple((str(k), str(v)) for k, v in d.get("step_env", ())),
+            when=d.get("when"),
+            values=dict(d.get("values", {})),
+            secrets=tuple(d.get("secrets", ())),
+            registers=tuple(d.get("registers", ())),
+            positions={k: Position.parse(v) for k, v in d.get("positions", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
 class Command:
     """A rendered command for one host, ready to run. Built by the planner, never mutated.
 
@@ -52,6 +106,9 @@ class Command:
     # Runbook vars the ``until`` expression reads, bound at plan time.
     until_vars: dict[str, Any] = field(default_factory=dict)
     skip_reason: str | None = None
+    # Set when the command is rendered at apply time; ``cmd``/``env`` are then only its
+    # shown form (the template, or a rendering with secret stand-ins).
+    templates: Templates | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -70,6 +127,12 @@ class Command:
             d["until_vars"] = dict(self.until_vars)
         if self.skip_reason:
             d["skipped"] = self.skip_reason
+        if self.templates is not None:
+            if self.templates.deferred:
+                d["deferred"] = True
+            if self.templates.secret:
+                d["secret"] = True
+            d["templates"] = self.templates.to_dict()
         return d
 
 

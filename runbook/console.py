@@ -18,6 +18,7 @@ from runbook.command import CommandResult, Status, StepStatus
 from runbook.events import (
     BatchStarted,
     CommandFinished,
+    CommandOutput,
     CommandStarted,
     Event,
     RunFinished,
@@ -25,7 +26,7 @@ from runbook.events import (
     StepFinished,
     StepStarted,
 )
-from runbook.plantext import counted
+from runbook.plantext import compact, counted
 from runbook.textsafe import printable
 
 FAILED_OUTPUT_LINES = 40
@@ -79,14 +80,21 @@ class JsonLines(Console):
 
 
 class PlainConsole(Console):
-    """One line per result; failed commands' output; a line per step."""
+    """A line per step and per failure (ok results fold into the step's summary), failed
+    commands' output for the first few failures of a step; with ``verbose``, every
+    result and output streamed as ``host | line`` while commands run."""
+
+    FAILURES_WITH_OUTPUT = 5  # per step; the journal has the rest
 
     def __init__(self, out: IO[str] | None = None, verbose: bool = False) -> None:
         self.out = out or sys.stdout
         self.verbose = verbose
         self.total_steps = 0
+        self.run_id = ""
         self._index: dict[str, int] = {}
         self._started = False  # between step_started and step_finished
+        self._shown_failures = 0
+        self._hidden_failures = 0
 
     def write(self, *lines: str) -> None:
         if self.detached:
@@ -96,37 +104,62 @@ class PlainConsole(Console):
 
     def handle(self, e: Event) -> None:
         if isinstance(e, RunStarted):
-            self.total_steps = len(e.steps)
-            self._index = {n: i for i, n in enumerate(e.steps, 1)}
-            self.write(
-                f"run {e.run_id}: {e.runbook} ({counted(len(e.steps), 'step')}, "
-                f"{counted(e.hosts, 'host')}, {counted(e.commands, 'command')}, "
-                f"forks {e.forks})"
-            )
+            self._run_started(e)
         elif isinstance(e, StepStarted):
-            self._started = True
-            self.write(
-                f"[{self._index[e.step]}/{self.total_steps}] {e.step} "
-                f"({counted(len(e.hosts), 'host')})"
-            )
+            self._step_started(e)
         elif isinstance(e, BatchStarted):
-            self.write(f"  batch {e.batch}: {', '.join(e.hosts)}")
+            self.write(f"  batch {e.batch}: {compact(e.hosts)}")
+        elif isinstance(e, CommandOutput) and self.verbose:
+            self.write(*(f"    {e.host} | {ln}" for ln in e.data.rstrip("\n").split("\n")))
         elif isinstance(e, CommandFinished):
             self._result(e.result)
         elif isinstance(e, StepFinished):
             self._step_finished(e)
 
+    def _run_started(self, e: RunStarted) -> None:
+        self.total_steps = len(e.steps)
+        self.run_id = e.run_id
+        self._index = {n: i for i, n in enumerate(e.steps, 1)}
+        self.write(
+            f"run {e.run_id}: {e.runbook} ({counted(len(e.steps), 'step')}, "
+            f"{counted(e.hosts, 'host')}, {counted(e.commands, 'command')}, forks {e.forks})"
+        )
+
+    def _step_started(self, e: StepStarted) -> None:
+        self._started = True
+        self._shown_failures = self._hidden_failures = 0
+        hosts = counted(len(e.hosts), "host")
+        if e.group is not None:
+            self.write(f"  - {e.step} ({hosts})")
+        elif e.is_group:
+            self.write(
+                f"[{self._label(e.step)}] {e.step} (group: {hosts}, {counted(e.batches, 'batch')})"
+            )
+        else:
+            self.write(f"[{self._label(e.step)}] {e.step} ({hosts})")
+
+    def _label(self, name: str) -> str:
+        return f"{self._index.get(name, '?')}/{self.total_steps}"
+
     def _step_finished(self, e: StepFinished) -> None:
         if e.status is StepStatus.CANCELLED and not self._started:
-            self.write(f"[{self._index[e.step]}/{self.total_steps}] {e.step}: not run (halted)")
+            if e.group is None:
+                self.write(f"[{self._label(e.step)}] {e.step}: not run (halted)")
             return
         counts = ", ".join(f"{n} {s}" for s, n in e.counts.items() if n)
-        self._started = False
-        self.write(f"  => {e.status.value}: {counts or 'nothing to do'} ({e.duration:.2f}s)")
+        self._started = e.group is not None  # the group itself goes on
+        lead = "    =>" if e.group is not None else "  =>"
+        if self._hidden_failures:
+            self.write(
+                f"{lead} output of {counted(self._hidden_failures, 'more failure')}: "
+                f"runbook show {self.run_id} --step {e.step!r}"
+            )
+        self.write(f"{lead} {e.status.value}: {counts or 'nothing to do'} ({e.duration:.2f}s)")
 
     def _result(self, r: CommandResult) -> None:
         status = r.status
-        if status is Status.CANCELLED and not self.verbose:
+        quiet = status in (Status.OK, Status.SKIPPED, Status.CANCELLED)
+        if quiet and not self.verbose:
             return
         detail = f"rc={r.rc}" if r.rc is not None else ""
         if r.attempts > 1:
@@ -135,6 +168,12 @@ class PlainConsole(Console):
             detail += f" ({r.error})"
         label = status.value if status is Status.OK else status.value.upper()
         lines = [f"  {label:<11} {r.host}  {detail.strip()}  {r.duration:.2f}s"]
+        if status.is_failure and not self.verbose:
+            if self._shown_failures >= self.FAILURES_WITH_OUTPUT:
+                self._hidden_failures += 1
+                self.write(*lines)
+                return
+            self._shown_failures += 1
         if self.verbose or status.is_failure:
             for name, text in (("stdout", r.stdout), ("stderr", r.stderr)):
                 if text.strip():

@@ -24,6 +24,14 @@ class Position:
             return f"{self.file}:{self.line}:{self.col or 1}"
         return self.file
 
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """The inverse of ``str``: ``file:line:col`` (a file name may hold colons)."""
+        parts = text.rsplit(":", 2)
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            return cls(parts[0], int(parts[1]), int(parts[2]))
+        return cls(text)
+
 
 class RunbookError(Exception):
     """Base class for every error ``runbook`` raises on purpose."""

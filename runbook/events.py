@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 from runbook.command import CommandResult, StepStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class RunStatus(enum.StrEnum):
@@ -37,6 +37,10 @@ class Event:
             if f.name in ("run_id", "time"):
                 continue
             value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue  # optional fields are written only when set
+            if value is False and f.name.startswith("is_"):
+                continue
             out[f.name] = value.value if isinstance(value, enum.Enum) else value
         return out
 
@@ -78,6 +82,8 @@ class RunStarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class StepStarted(Event):
+    """A step (or a group) starts; an inner step starts once per batch of its group."""
+
     kind: ClassVar[str] = "step_started"
     step: str
     index: int
@@ -85,10 +91,15 @@ class StepStarted(Event):
     batches: int
     on_failure: str
     max_failures: int
+    group: str | None = None  # an inner step: its group and batch; a group: is_group
+    batch: int | None = None
+    is_group: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class BatchStarted(Event):
+    """A rolling batch of a step, or of a group (``step`` is then the group's name)."""
+
     kind: ClassVar[str] = "batch_started"
     step: str
     batch: int
@@ -100,19 +111,54 @@ class CommandStarted(Event):
     kind: ClassVar[str] = "command_started"
     step: str
     host: str
+    group: str | None = None
+    batch: int | None = None
+    cmd: str | None = None  # a command rendered at apply time, as shown (SPEC §8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandOutput(Event):
+    """A chunk of a running command's output (masked, per line), as it arrives."""
+
+    kind: ClassVar[str] = "command_output"
+    step: str
+    host: str
+    stream: str  # stdout | stderr
+    data: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registered(Event):
+    """A step's result stored under its ``register`` name for these hosts; secrets are
+    ``((secret:NAME))`` tokens, so ``--resume`` can restore the value."""
+
+    kind: ClassVar[str] = "registered"
+    step: str
+    name: str
+    hosts: list[str]
+    value: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
 class CommandFinished(Event):
     kind: ClassVar[str] = "command_finished"
     result: CommandResult
+    group: str | None = None
+    batch: int | None = None
 
     def body(self) -> dict[str, Any]:
-        return self.result.to_dict()
+        where = {"group": self.group, "batch": self.batch} if self.group is not None else {}
+        return {**self.result.to_dict(), **where}
 
     @classmethod
     def from_body(cls, d: dict[str, Any]) -> CommandFinished:
-        return cls(run_id=d["run_id"], time=d["time"], result=CommandResult.from_dict(d))
+        return cls(
+            run_id=d["run_id"],
+            time=d["time"],
+            result=CommandResult.from_dict(d),
+            group=d.get("group"),
+            batch=d.get("batch"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +169,9 @@ class StepFinished(Event):
     status: StepStatus
     counts: dict[str, int]
     duration: float
+    group: str | None = None
+    batch: int | None = None
+    is_group: bool = False
 
     @classmethod
     def from_body(cls, d: dict[str, Any]) -> StepFinished:
@@ -134,6 +183,9 @@ class StepFinished(Event):
             status=StepStatus(d["status"]),
             counts=d["counts"],
             duration=d["duration"],
+            group=d.get("group"),
+            batch=d.get("batch"),
+            is_group=d.get("is_group", False),
         )
 
 
@@ -168,7 +220,9 @@ KINDS: dict[str, type[Event]] = {
         StepStarted,
         BatchStarted,
         CommandStarted,
+        CommandOutput,
         CommandFinished,
+        Registered,
         StepFinished,
         RunFinished,
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 from runbook.command import CommandResult, Status
 from runbook.errors import JournalError
-from runbook.events import CommandFinished, CommandStarted, Event, RunFinished
+from runbook.events import CommandFinished, CommandStarted, Event, Registered, RunFinished
 from runbook.safedir import check_dir, check_file, create_file, secure_tree
 
 RUNS_DIR = os.path.join(".runbook", "runs")
@@ -158,6 +158,10 @@ class RunRecord:
         ]
         lost = [(r.step, r.host) for r in self.results() if r.maybe_ran and not r.ok]
         return list(dict.fromkeys(started + lost))
+
+    def registrations(self) -> list[Registered]:
+        """Every value the run registered (secrets as tokens), in order."""
+        return [e for e in self.events if isinstance(e, Registered)]
 
     def ok_commands(self) -> frozenset[tuple[str, str]]:
         return frozenset((r.step, r.host) for r in self.results() if r.status is Status.OK)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from runbook.errors import InputError, LoadError, Position, SchemaError
-from runbook.model import Runbook, SecretSpec, Step
-from runbook.spec import ExecSpec
+from runbook.model import Runbook, SecretSpec
+from runbook.stepreader import DocPath, Inherited, SourceFile, StepReader, check_finite, env_str
 from runbook.yamlpos import load_yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -20,6 +19,14 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 @cache
 def schema(name: str = "runbook") -> dict[str, Any]:
+    """A schema of ``schemas/``; ``steps`` is the runbook's, for an included file."""
+    if name == "steps":
+        rb = schema("runbook")
+        return {
+            "type": "object",
+            "properties": {"steps": {"type": "array", "items": {"$ref": "#/$defs/step"}}},
+            "$defs": rb["$defs"],
+        }
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
         data: dict[str, Any] = json.load(f)
     return data
@@ -31,13 +38,30 @@ def load_runbook(path: str) -> Runbook:
     if not isinstance(data, dict):
         raise LoadError("a runbook is a YAML mapping with 'name' and 'steps'", Position(path, 1, 1))
     validate(data, positions, path)
-    return build(data, positions, path, file_digest(path))
+    return build(data, positions, path)
 
 
-def file_digest(path: str) -> str:
-    """What ``--resume`` compares to know the runbook did not change since the run."""
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+def load_steps(path: str) -> tuple[list[Any], dict[DocPath, Position]]:
+    """An included file: a YAML list of steps, validated as a runbook's ``steps``. Its
+    positions are keyed as if it were ``{"steps": [...]}``, so errors read the same."""
+    data, raw_positions = load_yaml(path)
+    positions = {("steps", *k): v for k, v in raw_positions.items()}
+    if not isinstance(data, list):
+        raise LoadError("an included file is a YAML list of steps", Position(path, 1, 1))
+    validate({"steps": data}, positions, path, "steps")
+    return data, positions
+
+
+def files_digest(paths: tuple[str, ...] | list[str]) -> str:
+    """What ``--resume`` compares to know the runbook (and its includes) did not change."""
+    h = hashlib.sha256()
+    for i, path in enumerate(paths):
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(paths) == 1:
+            return "sha256:" + hashlib.sha256(data).hexdigest()
+        h.update(f"{i}:{len(data)}:".encode() + data)
+    return "sha256:" + h.hexdigest()
 
 
 def validate(data: Any, positions: dict, path: str, name: str = "runbook") -> None:
@@ -130,29 +154,18 @@ def _show(v: Any) -> str:
     return kind or f"{type(v).__name__} {v!r}"[:80]
 
 
-def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") -> Runbook:
-    """Validated data → ``Runbook``; also checks what the schema cannot (unique names)."""
+def build(data: dict[str, Any], positions: dict, path: str) -> Runbook:
+    """Validated data → ``Runbook``: includes expanded, groups built (``stepreader``)."""
     defaults = data.get("defaults", {})
-    _check_finite(defaults, _lookup(positions, path, ("defaults",)), {}, None)
-    steps: list[Step] = []
-    seen: dict[str, Position] = {}
-    for i, raw in enumerate(data["steps"]):
-        pos = _lookup(positions, path, ("steps", i))
-        name = raw["name"]
-        if name in seen:
-            raise SchemaError(
-                f"duplicate step name (first defined at {seen[name]})",
-                _lookup(positions, path, ("steps", i, "name")),
-                step=name,
-            )
-        seen[name] = pos
-        where = _field_positions(raw, positions, path, i)
-        _check_finite(raw, pos, where, name)
-        steps.append(_step(raw, defaults, pos, where))
+    check_finite(defaults, _lookup(positions, path, ("defaults",)), {}, None)
+    reader = StepReader(load_steps)
+    inherited = Inherited(spec_layers=(defaults,), files=(os.path.abspath(path),))
+    steps = reader.read(data["steps"], SourceFile(path, positions), ("steps",), inherited)
     inventory = data.get("inventory", ())
     if isinstance(inventory, str):
         inventory = (inventory,)
     base = os.path.dirname(os.path.abspath(path))
+    files = (path, *reader.files)
     return Runbook(
         name=data["name"],
         path=path,
@@ -161,56 +174,11 @@ def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") ->
         inventory=tuple(os.path.join(base, p) for p in inventory),
         hosts=data.get("hosts", {}),
         vars=data.get("vars", {}),
-        env={k: _env_str(v) for k, v in data.get("env", {}).items()},
+        env={k: env_str(v) for k, v in data.get("env", {}).items()},
         secrets=_secrets(data.get("secrets", {}), positions, path, base),
-        digest=digest,
+        digest=files_digest(files),
+        files=files,
         positions=positions,
-    )
-
-
-def _check_finite(
-    raw: dict[str, Any], pos: Position, where: dict[str, Position], step: str | None
-) -> None:
-    """JSON Schema cannot say "not NaN": a YAML ``.nan`` passes ``maximum``."""
-    for key in ("timeout", "delay"):
-        value = raw.get(key)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SchemaError(
-                f"{key}: {value} is not a number of seconds", where.get(key, pos), step=step
-            )
-
-
-def _field_positions(
-    raw: dict[str, Any], positions: dict, path: str, i: int
-) -> dict[str, Position]:
-    """Where each field of step ``i`` (and each of its env values) is written."""
-    out = {
-        k: positions.get(("steps", i, k, "<text>")) or _lookup(positions, path, ("steps", i, k))
-        for k in raw
-    }
-    for k in raw.get("env", {}):
-        out[f"env.{k}"] = _lookup(positions, path, ("steps", i, "env", k))
-    return out
-
-
-def _step(
-    raw: dict[str, Any], defaults: dict[str, Any], pos: Position, where: dict[str, Position]
-) -> Step:
-    when = raw.get("when")
-    return Step(
-        name=raw["name"],
-        run=raw["run"],
-        position=pos,
-        spec=ExecSpec.build(defaults, raw),
-        hosts=raw.get("hosts", "all"),
-        local=raw.get("local", False),
-        env={k: _env_str(v) for k, v in raw.get("env", {}).items()},
-        serial=raw.get("serial"),
-        when=None if when is None else str(when),
-        run_once=raw.get("run_once", False),
-        tags=tuple(raw.get("tags", ())),
-        confirm=raw.get("confirm"),
-        field_positions=where,
     )
 
 
@@ -224,9 +192,3 @@ def _secrets(raw: dict[str, Any], positions: dict, path: str, base: str) -> tupl
         )
         for k, v in raw.items()
     )
-
-
-def _env_str(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)

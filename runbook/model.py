@@ -72,13 +72,19 @@ class SecretSpec:
 
 @dataclass(frozen=True)
 class Step:
-    """One step as written (``defaults`` already applied into ``spec``)."""
+    """One step as written, with what it inherits already applied: ``defaults`` and its
+    group's settings in ``spec``, its group's and includes' env, tags, ``when`` and vars.
+
+    A step runs a command (``run``) or is a group (``steps``: inner steps that run on
+    each batch of the group's hosts in turn). Includes are expanded by the loader.
+    """
 
     name: str
-    run: str
     position: Position
     spec: ExecSpec = ExecSpec()
-    hosts: str | list[str] = "all"
+    run: str | None = None
+    steps: tuple[Step, ...] = ()
+    hosts: str | list[str] | None = None  # None: all (a top-level step), the batch (inner)
     local: bool = False
     env: dict[str, str] = field(default_factory=dict)
     serial: int | str | list[int | str] | None = None
@@ -86,8 +92,18 @@ class Step:
     run_once: bool = False
     tags: tuple[str, ...] = ()
     confirm: str | None = None
+    register: str | None = None
+    vars: dict[str, Any] = field(default_factory=dict)  # from includes: over host vars
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.steps)
+
+    def walk(self) -> list[Step]:
+        """This step, then its inner steps (in order)."""
+        return [self, *self.steps]
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,12 @@ class Runbook:
     env: dict[str, str] = field(default_factory=dict)
     secrets: tuple[SecretSpec, ...] = ()
     digest: str = ""
+    files: tuple[str, ...] = ()  # the runbook and every file it includes (for --resume)
     positions: dict[tuple, Position] = field(default_factory=dict, compare=False)
+
+    def all_steps(self) -> list[Step]:
+        """Every step, groups before their inner steps, in file order."""
+        return [s for top in self.steps for s in top.walk()]
 
     def position(self, *path: Any) -> Position:
         """Best known position for a document path, falling back to its parents."""

@@ -1,78 +1,104 @@
 """Plans as JSON: ``plan --format json``, saved plans (``plan --out``) and the journal copy.
 
 A saved plan holds exactly the rendered commands, so ``apply PLAN.json`` runs what was
-reviewed. Secrets are stored as ``((secret:NAME))`` tokens and re-read at apply time.
+reviewed; it is never re-rendered from the runbook or the inventory. A command rendered
+at apply time (it reads a registered value or a secret) is stored as its templates plus
+the values they read, secrets only by name (SPEC §8). Version 2 adds groups, registers
+and those templates to version 1's fields, which keep their meaning.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runbook.command import Command
+from runbook.command import Command, Templates
 from runbook.errors import InputError, Position
 from runbook.model import Host
-from runbook.plan import Plan, PlannedStep
+from runbook.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.spec import ExecSpec
 
 FORMAT = "runbook-plan"
-VERSION = 1
+VERSION = 2
 
 
-def plan_to_dict(plan: Plan, text: Callable[[str], str] = str) -> dict[str, Any]:
-    """``text`` is applied to every command and env value (masking or tokenizing secrets)."""
+def plan_to_dict(plan: Plan, path: Callable[[str], str] = str) -> dict[str, Any]:
+    """``path`` writes the runbook's path and its includes' (relative to a saved plan's
+    file; absolute in a journal)."""
     hosts: dict[str, Any] = {}
-    steps = []
-    for step in plan.steps:
-        batches = []
-        for batch in step.batches:
-            out = []
-            for c in batch:
-                hosts.setdefault(c.host.name, c.host.to_dict())
-                d = c.to_dict()
-                d["cmd"] = text(d["cmd"])
-                if "env" in d:
-                    d["env"] = {k: text(v) for k, v in d["env"].items()}
-                out.append(d)
-            batches.append(out)
-        steps.append(
-            {
-                "name": step.name,
-                "line": step.position.line,
-                "hosts": step.hosts,
-                # The policy, always written; max_failures as the resolved count.
-                "on_failure": step.on_failure,
-                "max_failures": step.max_failures,
-                "serial": step.serial,
-                "run_once": step.run_once,
-                "local": step.local,
-                "tags": list(step.tags),
-                "confirm": step.confirm,
-                "batches": batches,
-            }
-        )
-    return {
+    for c in plan.commands:
+        hosts.setdefault(c.host.name, c.host.to_dict())
+    data: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "runbook": plan.name,
-        "source": plan.source,
+        "source": path(plan.source),
         "digest": plan.digest,
+        "files": [path(f) for f in plan.files],
         "secrets": list(plan.secret_names),
         "hosts": hosts,
-        "steps": steps,
+        "steps": [_item_dict(item, plan.source) for item in plan.steps],
     }
+    if plan.hostvars:
+        data["hostvars"] = plan.hostvars
+    return data
+
+
+def _item_dict(item: PlanItem, source: str) -> dict[str, Any]:
+    if isinstance(item, PlannedGroup):
+        return {
+            "name": item.name,
+            "line": item.position.line,
+            "group": True,
+            "hosts": item.hosts,
+            "on_failure": item.on_failure,
+            "max_failures": item.max_failures,
+            "serial": item.serial,
+            "tags": list(item.tags),
+            "confirm": item.confirm,
+            "inner": list(item.inner),
+            "batches": [
+                {"hosts": list(b.hosts), "steps": [_step_dict(s, source) for s in b.steps]}
+                for b in item.batches
+            ],
+        }
+    return _step_dict(item, source)
+
+
+def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": step.name,
+        "line": step.position.line,
+        "hosts": step.hosts,
+        # The policy, always written; max_failures as the resolved count.
+        "on_failure": step.on_failure,
+        "max_failures": step.max_failures,
+        "serial": step.serial,
+        "run_once": step.run_once,
+        "local": step.local,
+        "tags": list(step.tags),
+        "confirm": step.confirm,
+    }
+    if step.position.file != source:  # a step from an included file
+        d["file"] = step.position.file
+    if step.register is not None:
+        d["register"] = step.register
+        d["register_hosts"] = list(step.register_hosts)
+    d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
+    return d
 
 
 def dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def save_plan(
-    plan: Plan, path: str, tokenize: Callable[[str], str], extra: dict[str, Any] | None = None
-) -> None:
-    data = plan_to_dict(plan, tokenize)
+def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> None:
+    """Write a saved plan; its runbook path is stored relative to the plan file."""
+    here = os.path.dirname(os.path.abspath(path))
+    data = plan_to_dict(plan, lambda p: os.path.relpath(os.path.abspath(p), here))
     data.update(extra or {})
     data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(path, "w", encoding="utf-8") as f:
@@ -95,64 +121,120 @@ def read_saved_plan(path: str) -> dict[str, Any] | None:
     return data
 
 
-def plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str] = str) -> Plan:
-    """Rebuild a ``Plan``; ``text`` restores secrets. Commands are not re-rendered."""
+def plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
+    """Rebuild a ``Plan`` from a saved plan or a journal (validated against
+    ``schemas/plan.schema.json`` first). Commands are not re-rendered."""
     if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise InputError(f"not a {FORMAT} v{VERSION} file", Position(path))
+        version = data.get("version")
+        raise InputError(
+            f"a {FORMAT} v{version} file; this runbook reads v{VERSION}: make it again "
+            "with `runbook plan --out`",
+            Position(path),
+        )
+    _validate(data, path)
     try:
-        return _plan_from_dict(data, path, text)
+        return _plan_from_dict(data, path)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"not a valid saved plan: {exc!r}", Position(path)) from None
 
 
-def _plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str]) -> Plan:
+def _validate(data: Mapping[str, Any], path: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from runbook.loader import schema
+
+    errors = sorted(
+        Draft202012Validator(schema("plan")).iter_errors(data), key=lambda e: list(e.path)
+    )
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "top level"
+        raise InputError(f"not a valid saved plan: {where}: {err.message}", Position(path))
+
+
+def _plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
     hosts = {name: Host.from_dict(name, h) for name, h in data["hosts"].items()}
-    steps = []
-    for s in data["steps"]:
-        policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
-        batches = tuple(
-            tuple(_command(s["name"], c, hosts, policy, text) for c in batch)
-            for batch in s["batches"]
-        )
-        first = batches[0][0] if batches and batches[0] else None
-        steps.append(
-            PlannedStep(
-                name=s["name"],
-                position=Position(data["source"], s.get("line", 0)),
-                batches=batches,
-                spec=first.spec if first is not None else ExecSpec.from_dict(policy),
-                hosts=s["hosts"],
-                max_failures=s["max_failures"],
-                confirm=s.get("confirm"),
-                tags=tuple(s.get("tags", ())),
-                run_once=s.get("run_once", False),
-                local=s.get("local", False),
-                serial=s.get("serial"),
-            )
-        )
+    here = os.path.dirname(os.path.abspath(path))
+    source = os.path.join(here, data["source"])
+    steps = tuple(_item(s, hosts, source) for s in data["steps"])
     return Plan(
         name=data["runbook"],
-        source=data["source"],
+        source=source,
         digest=data["digest"],
-        steps=tuple(steps),
+        steps=steps,
         secret_names=tuple(data.get("secrets", ())),
+        hostvars=dict(data.get("hostvars", {})),
+        files=tuple(os.path.join(here, f) for f in data.get("files", ())),
         meta={"created": data.get("created"), "plan_file": path},
     )
 
 
-def _command(
-    step: str,
-    c: Mapping[str, Any],
+def _item(s: Mapping[str, Any], hosts: Mapping[str, Host], source: str) -> PlanItem:
+    if not s.get("group"):
+        return _step(s, hosts, source, None, None)
+    batches = tuple(
+        PlannedBatch(
+            number,
+            tuple(b["hosts"]),
+            tuple(_step(inner, hosts, source, s["name"], number) for inner in b["steps"]),
+        )
+        for number, b in enumerate(s["batches"], 1)
+    )
+    policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
+    return PlannedGroup(
+        name=s["name"],
+        position=Position(source, s.get("line", 0)),
+        batches=batches,
+        spec=ExecSpec.from_dict(policy),
+        hosts=s["hosts"],
+        max_failures=s["max_failures"],
+        confirm=s.get("confirm"),
+        tags=tuple(s.get("tags", ())),
+        serial=s.get("serial"),
+        inner=tuple(s.get("inner", ())),
+    )
+
+
+def _step(
+    s: Mapping[str, Any],
     hosts: Mapping[str, Host],
-    policy: Mapping[str, Any],
-    text: Callable[[str], str],
+    source: str,
+    group: str | None,
+    batch: int | None,
+) -> PlannedStep:
+    policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
+    batches = tuple(tuple(_command(s["name"], c, hosts, policy) for c in b) for b in s["batches"])
+    first = batches[0][0] if batches and batches[0] else None
+    return PlannedStep(
+        name=s["name"],
+        position=Position(s.get("file", source), s.get("line", 0)),
+        batches=batches,
+        spec=first.spec if first is not None else ExecSpec.from_dict(policy),
+        hosts=s["hosts"],
+        max_failures=s["max_failures"],
+        confirm=s.get("confirm"),
+        tags=tuple(s.get("tags", ())),
+        run_once=s.get("run_once", False),
+        local=s.get("local", False),
+        serial=s.get("serial"),
+        register=s.get("register"),
+        register_hosts=tuple(s.get("register_hosts", ())),
+        group=group,
+        batch=batch,
+    )
+
+
+def _command(
+    step: str, c: Mapping[str, Any], hosts: Mapping[str, Host], policy: Mapping[str, Any]
 ) -> Command:
+    templates = c.get("templates")
     return Command(
         step=step,
         host=hosts[c["host"]],
-        cmd=text(c["cmd"]),
-        env={k: text(v) for k, v in c.get("env", {}).items()},
+        cmd=c["cmd"],
+        env=dict(c.get("env", {})),
         spec=ExecSpec.from_dict(c, policy),
         until_vars=c.get("until_vars", {}),
         skip_reason=c.get("skipped"),
+        templates=None if templates is None else Templates.from_dict(templates),
     )

@@ -95,59 +95,95 @@ def check_local_shells(plan: Plan) -> None:
 
 
 def prepare_run(opts: ApplyOptions) -> PreparedRun:
-    """The plan ``apply`` runs: from a journaled run, a saved plan or the runbook."""
+    """The plan ``apply`` runs: from a journaled run, a saved plan or the runbook. A saved
+    or journaled plan is narrowed, never re-rendered (``narrow``)."""
     from runbook import planfile
+    from runbook.narrow import narrow
 
     file = opts.plan.file
     saved = planfile.read_saved_plan(file)
     if opts.resume:
-        return _resumed(opts, saved is None)
-    if saved is not None:
+        prepared = _resumed(opts, saved)
+    elif saved is not None:
         plan, secrets = _from_json(saved, file)
-        check_local_shells(plan)
-        return PreparedRun(plan, secrets)
-    prepared = prepare_plan(opts.plan)
-    return PreparedRun(prepared.plan, prepared.secrets)
+        prepared = PreparedRun(narrow(plan, opts.plan, f"saved plan {file}"), secrets)
+    else:
+        done = prepare_plan(opts.plan)
+        prepared = PreparedRun(done.plan, done.secrets)
+    check_local_shells(prepared.plan)
+    _check_secret_commands(prepared)
+    return prepared
 
 
-def _resumed(opts: ApplyOptions, is_runbook: bool) -> PreparedRun:
+def _check_secret_commands(prepared: PreparedRun) -> None:
+    from runbook.runtime import RunValues
+
+    values = RunValues(prepared.plan, prepared.secrets.values, prepared.secrets.masker)
+    values.check_secret_commands(prepared.plan)
+
+
+def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
     from runbook.journal import read_run, runs_dir
-    from runbook.loader import file_digest
+    from runbook.narrow import narrow
+    from runbook.runner import Registration
 
     file, run_id = opts.plan.file, opts.resume
     assert run_id is not None
-    run = read_run(runs_dir(file, opts.journal), run_id)
-    digest = file_digest(file) if is_runbook else None
-    if digest and digest != run.meta.get("digest") and not opts.force:
+    source = file if saved is None else _saved_source(saved, file)
+    run = read_run(runs_dir(source, opts.journal), run_id)
+    if saved is None:
+        _check_unchanged(file, run.meta, run_id, opts.force)
+    _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
+    plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"))
+    registered = tuple(
+        Registration(r.step, r.name, tuple(r.hosts), r.value) for r in run.registrations()
+    )
+    resume = Resume(run_id, run.ok_commands(), registered)
+    return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
+
+
+def _saved_source(saved: dict[str, Any], plan_file: str) -> str:
+    """A saved plan's runbook: its path is relative to the plan file."""
+    return os.path.join(os.path.dirname(os.path.abspath(plan_file)), str(saved.get("source")))
+
+
+def _check_unchanged(file: str, meta: dict[str, Any], run_id: str, force: bool) -> None:
+    from runbook.loader import files_digest
+
+    files = meta.get("files") or [file]
+    try:
+        digest = files_digest(files)
+    except OSError as exc:
+        digest = f"unreadable ({exc.strerror})"
+    if digest != meta.get("digest") and not force:
         raise InputError(
-            f"{file} changed since run {run_id} (digest "
-            f"{run.meta.get('digest', '?')[:19]} → {digest[:19]}); "
+            f"{file} (or a file it includes) changed since run {run_id} (digest "
+            f"{str(meta.get('digest', '?'))[:19]} → {digest[:19]}); "
             "use --force to resume the journaled plan anyway"
         )
-    unknown = run.unknown_outcomes()
-    if unknown and not opts.rerun_unknown:
-        first, *rest = (
-            InputError(
-                f"step {step!r} on host {host!r} started in run {run_id} and has no result: "
-                "its outcome is unknown (it may have run); check the host, then resume with "
-                "--rerun-unknown to run it again"
-            )
-            for step, host in unknown
+
+
+def _check_known_outcomes(unknown: list[tuple[str, str]], run_id: str, rerun: bool) -> None:
+    if not unknown or rerun:
+        return
+    first, *rest = (
+        InputError(
+            f"step {step!r} on host {host!r} started in run {run_id} and has no result: "
+            "its outcome is unknown (it may have run); check the host, then resume with "
+            "--rerun-unknown to run it again"
         )
-        first.others = rest
-        raise first
-    plan, secrets = _from_json(run.plan(), file)
-    return PreparedRun(plan, secrets, Resume(run_id, run.ok_commands()))
+        for step, host in unknown
+    )
+    first.others = rest
+    raise first
 
 
 def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
     """A plan from JSON, its secrets read again now (they are never stored)."""
     from runbook import planfile
-    from runbook.secrets import detokenize
 
-    secrets = Secrets.from_sources(data.get("secret_sources", {}))
-    plan = planfile.plan_from_dict(data, path, lambda t: detokenize(t, secrets.values))
-    return plan, secrets
+    plan = planfile.plan_from_dict(data, path)
+    return plan, Secrets.from_sources(data.get("secret_sources", {}))
 
 
 def extra_vars(opts: PlanOptions) -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""The step loop: batches through the ``WorkerPool``, the failure policy, interrupts.
+"""The step loop: steps and groups through the ``WorkerPool``, the failure policy, interrupts.
 
-Policy (SPEC §3): ``halt`` — once a step's failures exceed ``max_failures`` nothing new
+Policy (SPEC §3, §8): ``halt`` — once a step's failures exceed ``max_failures`` nothing new
 starts, in-flight commands finish within their timeout, everything left is ``cancelled``
-and the run ends halted. ``continue`` — failures are recorded and the run goes on.
+and the run ends halted. ``continue`` — failures are recorded and the run goes on. A
+group counts failed hosts over all its batches; a host that fails an inner step drops out
+of the rest of its batch, the batch's other hosts finish it, and only then does ``halt``
+stop the run (``continue`` goes on to the next batch).
 
 Interrupts follow ``concurrent.futures``' rule: whoever receives the signal only records
 it (``interrupt``); the runner's own loop, which polls at least every ``POLL`` seconds,
@@ -16,18 +19,19 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from runbook.command import Command, CommandResult, Status, StepStatus
 from runbook.contexts.base import ExecutionContext
-from runbook.errors import ConnectError
+from runbook.errors import ConnectError, TemplateError
 from runbook.events import (
     BatchStarted,
     CommandFinished,
     CommandStarted,
     Event,
     Listener,
+    Registered,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -36,8 +40,9 @@ from runbook.events import (
 )
 from runbook.execute import run_command
 from runbook.model import Host
-from runbook.plan import Plan, PlannedStep
+from runbook.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.pool import Completed, WorkerPool
+from runbook.runtime import RunValues
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
 POLL = 0.2  # seconds: how late an interrupt may be acted on
@@ -76,11 +81,32 @@ def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """A value registered in an earlier run, restored by ``--resume`` (journal form)."""
+
+    step: str
+    name: str
+    hosts: tuple[str, ...]
+    value: dict[str, object]
+
+
+@dataclass(frozen=True)
 class Resume:
-    """What an earlier run already did: ``(step, host)`` pairs that ended ok."""
+    """What an earlier run already did: ``(step, host)`` pairs that ended ok, and the
+    values it registered."""
 
     run_id: str
     done: frozenset[tuple[str, str]] = frozenset()
+    registered: tuple[Registration, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One command for the pool: as it runs, and as the journal shows it."""
+
+    step: PlannedStep
+    command: Command
+    shown: str | None = None
 
 
 class Runner:
@@ -93,9 +119,10 @@ class Runner:
         forks: int = 10,
         listeners: Iterable[Listener] = (),
         mask: Callable[[str], str] = str,
-        confirm: Callable[[PlannedStep], bool] | None = None,
+        confirm: Callable[[str, str | None], bool] | None = None,
         resume: Resume | None = None,
         notify: Callable[[str], None] = lambda message: None,
+        values: RunValues | None = None,
     ) -> None:
         self.plan = plan
         self.context = context
@@ -103,14 +130,16 @@ class Runner:
         self.forks = max(1, forks)
         self.listeners = list(listeners)
         self.mask = mask
-        self.confirm = confirm
+        self.confirm = confirm  # confirm(name, message) -> proceed?
         self.resume = resume
         self.notify = notify
+        self.values = values or RunValues(plan, {}, mask)
         self._halt = threading.Event()
         self._emit_lock = threading.Lock()
         self._interrupts = 0  # written by interrupt(); read by the loop
         self._acted = 0
         self._running = 0  # commands submitted and not yet collected
+        self._bug: BaseException | None = None
         self._pool: WorkerPool | None = None
         self.result = RunResult(run_id)
 
@@ -132,19 +161,20 @@ class Runner:
         while self._acted < self._interrupts:
             self._acted += 1
             self.result.interrupted = True
+            n = self._running
             if self._acted == 1:
                 self.halt("interrupted")
                 self.notify(
-                    f"halting: waiting for {self._running} running "
-                    f"command{'' if self._running == 1 else 's'}; Ctrl-C again kills them"
+                    f"halting: waiting for {n} running command{'' if n == 1 else 's'}; "
+                    "Ctrl-C again kills them"
                 )
             elif self._acted == 2:
-                self.notify(f"killing {self._running} running command(s)")
+                self.notify(f"killing {n} running command{'' if n == 1 else 's'}")
                 threading.Thread(
                     target=self.context.kill_all, name="runbook-kill", daemon=True
                 ).start()
 
-    # -- the run ------------------------------------------------------------------------------
+    # -- events ---------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         """Observers never steer: a listener that raises is detached and the run goes on
         (a console whose pipe closed, ``| head``). Only an essential listener (the
@@ -164,6 +194,7 @@ class Runner:
         if not isinstance(exc, BrokenPipeError):
             self.notify(f"{what} stopped ({exc!r}); the run goes on, the journal has it all")
 
+    # -- the run ------------------------------------------------------------------------------
     def run(self) -> RunResult:
         res = self.result
         res.started = time.time()
@@ -174,20 +205,23 @@ class Runner:
                 runbook=plan.name,
                 source=plan.source,
                 digest=plan.digest,
-                steps=[s.name for s in plan.steps],
+                steps=[item.name for item in plan.steps],
                 hosts=len(plan.host_names),
                 commands=len(plan.commands),
                 forks=self.forks,
             )
         )
         self._pool = WorkerPool(self.forks)
-        bug: BaseException | None = None
         try:
+            self._restore()
             self._preconnect()
-            for index, step in enumerate(plan.steps):
-                bug = self._run_step(index, step) or bug
-                if bug is not None:
-                    self.halt(f"internal error: {bug!r}")
+            for index, item in enumerate(plan.steps):
+                if isinstance(item, PlannedGroup):
+                    self._run_group(index, item)
+                else:
+                    self._run_step(index, item)
+                if self._bug is not None:
+                    self.halt(f"internal error: {self._bug!r}")
         finally:
             self._pool.halt()
             self._pool.shutdown(timeout=5)
@@ -203,9 +237,16 @@ class Runner:
                     steps_not_run=res.steps_not_run,
                 )
             )
-        if bug is not None:
-            raise bug
+        if self._bug is not None:
+            raise self._bug
         return res
+
+    def _restore(self) -> None:
+        """--resume: the values the earlier run registered, journaled again here."""
+        for reg in self.resume.registered if self.resume else ():
+            value = self.values.restored(dict(reg.value))
+            self.values.set(reg.name, list(reg.hosts), value)
+            self._registered(reg.step, reg.name, list(reg.hosts), value)
 
     def _next(self) -> Completed:
         """The next completed item, acting on interrupts while waiting."""
@@ -232,122 +273,250 @@ class Runner:
         with contextlib.suppress(ConnectError):
             self.context.connect(host)
 
-    def _run_step(self, index: int, step: PlannedStep) -> BaseException | None:
+    def _confirmed(self, name: str, message: str | None) -> bool:
+        """Ask, unless halted already or there is nothing to ask; a no halts the run."""
+        self._act_on_interrupts()
+        if self._halt.is_set() or self.confirm is None or not message:
+            return not self._halt.is_set()
+        if not self.confirm(name, message):
+            self.halt(f"step {name!r} was not confirmed")
+        self._act_on_interrupts()
+        return not self._halt.is_set()
+
+    # -- steps ----------------------------------------------------------------------------
+    def _run_step(self, index: int, step: PlannedStep) -> None:
         started = time.time()
         counts: Counter[Status] = Counter()
-        self._act_on_interrupts()
-        confirmable = not self._halt.is_set() and self.confirm is not None and step.confirm
-        if confirmable and self.confirm is not None and not self.confirm(step):
-            self.halt(f"step {step.name!r} was not confirmed")
-        self._act_on_interrupts()
-        if self._halt.is_set():
-            self.result.steps_not_run.append(step.name)
-            for cmd in step.commands:
-                counts[self._finish(self._cancelled(cmd)).status] += 1
-            self._step_finished(index, step, StepStatus.CANCELLED, counts, started)
-            return None
+        if not self._confirmed(step.name, step.confirm):
+            self._not_run(index, step, started)
+            return
+        self._step_started(index, step, [c.host.name for c in step.commands], len(step.batches))
+        failures = 0
+        for b, batch in enumerate(step.batches, 1):
+            if self._halt.is_set():
+                counts.update(self._cancel(step, batch))
+                continue
+            if len(step.batches) > 1:
+                hosts = [c.host.name for c in batch]
+                self.emit(BatchStarted(run_id=self.run_id, step=step.name, batch=b, hosts=hosts))
+            for result in self._run_commands(step, batch):
+                counts[result.status] += 1
+                failures += result.failed
+                if result.failed and step.on_failure == "halt" and failures > step.max_failures:
+                    self.halt(f"step {step.name!r} failed on {result.host}")
+        status = _step_status(step.on_failure, step.max_failures, failures, counts)
+        self._step_finished(index, step.name, status, counts, started)
+
+    def _run_group(self, index: int, group: PlannedGroup) -> None:
+        started = time.time()
+        counts: Counter[Status] = Counter()
+        hosts = group.host_names
+        self.emit(
+            StepStarted(
+                run_id=self.run_id,
+                step=group.name,
+                index=index,
+                hosts=hosts,
+                batches=len(group.batches),
+                on_failure=group.on_failure,
+                max_failures=group.max_failures,
+                is_group=True,
+            )
+        )
+        failed: set[str] = set()
+        for batch in group.batches:
+            if self._halt.is_set() or not self._confirmed(group.name, group.confirm):
+                for step in batch.steps:
+                    counts.update(self._cancel(step, step.commands))
+                continue
+            counts.update(self._run_batch(index, group, batch, failed))
+            if group.on_failure == "halt" and len(failed) > group.max_failures:
+                self.halt(f"group {group.name!r} failed on {', '.join(sorted(failed))}")
+        if not counts or all(s is Status.CANCELLED for s in counts.elements()):
+            self.result.steps_not_run.append(group.name)
+        status = _step_status(group.on_failure, group.max_failures, len(failed), counts)
+        self._step_finished(index, group.name, status, counts, started, is_group=True)
+
+    def _run_batch(
+        self, index: int, group: PlannedGroup, batch: PlannedBatch, failed: set[str]
+    ) -> Counter[Status]:
+        """Every inner step on one batch; a host that fails drops out of the rest of it."""
+        counts: Counter[Status] = Counter()
+        self.emit(
+            BatchStarted(
+                run_id=self.run_id, step=group.name, batch=batch.number, hosts=list(batch.hosts)
+            )
+        )
+        dropped: dict[str, str] = {}  # host → the inner step it failed
+        for step in batch.steps:
+            started = time.time()
+            step_counts: Counter[Status] = Counter()
+            live = [c for c in step.commands if c.host.name not in dropped]
+            for c in step.commands:
+                if c.host.name in dropped:
+                    why = f"dropped out of batch {batch.number}: failed {dropped[c.host.name]!r}"
+                    step_counts[self._finish(step, _decided(c, Status.CANCELLED, why)).status] += 1
+            if self._halt.is_set():
+                step_counts.update(self._cancel(step, tuple(live)))
+            else:
+                self._step_started(index, step, [c.host.name for c in live], 1)
+                for result in self._run_commands(step, tuple(live)):
+                    step_counts[result.status] += 1
+                    if result.failed:
+                        dropped.setdefault(result.host, step.name)
+                        failed.add(result.host)
+            status = _step_status(group.on_failure, group.max_failures, len(failed), step_counts)
+            self._step_finished(index, step.name, status, step_counts, started, step=step)
+            counts.update(step_counts)
+        return counts
+
+    def _not_run(self, index: int, step: PlannedStep, started: float) -> None:
+        self.result.steps_not_run.append(step.name)
+        counts = self._cancel(step, step.commands)
+        self._step_finished(index, step.name, StepStatus.CANCELLED, counts, started)
+
+    def _cancel(self, step: PlannedStep, commands: Iterable[Command]) -> Counter[Status]:
+        return Counter(self._finish(step, self._cancelled(c)).status for c in commands)
+
+    # -- commands -------------------------------------------------------------------------
+    def _run_commands(
+        self, step: PlannedStep, commands: tuple[Command, ...]
+    ) -> Iterator[CommandResult]:
+        """Submit commands and yield each (masked) result as it arrives."""
+        assert self._pool is not None
+        expected = 0
+        for cmd in commands:
+            decided = self._decided_now(cmd)
+            if decided is not None:
+                yield self._finish(step, decided)
+                continue
+            try:
+                job = _Job(step, self.values.executable(cmd), self._shown(cmd))
+            except TemplateError as exc:  # at run time: this command fails, never exit 2
+                yield self._finish(step, _decided(cmd, Status.FAILED, f"{exc}"))
+                continue
+            self._running += 1
+            expected += 1
+            self._pool.submit(self._execute, job)
+        for _ in range(expected):
+            done = self._next()
+            self._running -= 1
+            yield self._finish(done.item.step, self._collect(done))
+
+    def _decided_now(self, cmd: Command) -> CommandResult | None:
+        if self.resume is not None and cmd.key in self.resume.done:
+            # Reported ok (attempts 0): the host is done, by an earlier run.
+            return _decided(cmd, Status.OK, f"already ok in run {self.resume.run_id}")
+        return None
+
+    def _shown(self, cmd: Command) -> str | None:
+        return self.values.shown(cmd) if cmd.templates is not None else None
+
+    def _execute(self, job: _Job) -> CommandResult:
+        cmd, step = job.command, job.step
+        self.emit(
+            CommandStarted(
+                run_id=self.run_id,
+                step=cmd.step,
+                host=cmd.host.name,
+                group=step.group,
+                batch=step.batch,
+                cmd=job.shown,
+            )
+        )
+        return run_command(cmd, self.context, cancel=self._halt)
+
+    def _collect(self, done: Completed) -> CommandResult:
+        cmd: Command = done.item.command
+        if done.cancelled:
+            return self._cancelled(cmd)
+        if done.error is not None:
+            self._bug = self._bug or done.error
+            return _decided(cmd, Status.FAILED, f"internal error: {done.error!r}")
+        result: CommandResult = done.result
+        return result
+
+    def _cancelled(self, cmd: Command) -> CommandResult:
+        return _decided(cmd, Status.CANCELLED, self.result.halted)
+
+    def _finish(self, step: PlannedStep | None, raw: CommandResult) -> CommandResult:
+        """Register the raw result; record and announce it masked."""
+        if step is not None:
+            registered = self.values.record(step, raw)
+            if registered is not None and step.register is not None:
+                self._registered(step.name, step.register, *registered)
+        mask = self.mask
+        result = replace(
+            raw,
+            stdout=mask(raw.stdout),
+            stderr=mask(raw.stderr),
+            error=None if raw.error is None else mask(raw.error),
+        )
+        self.result.results.append(result)
+        group, batch = (step.group, step.batch) if step is not None else (None, None)
+        self.emit(CommandFinished(run_id=self.run_id, result=result, group=group, batch=batch))
+        return result
+
+    def _registered(self, step: str, name: str, hosts: list[str], value: dict[str, object]) -> None:
+        self.emit(
+            Registered(
+                run_id=self.run_id,
+                step=step,
+                name=name,
+                hosts=hosts,
+                value=self.values.journaled(value),
+            )
+        )
+
+    def _step_started(self, index: int, step: PlannedStep, hosts: list[str], batches: int) -> None:
         self.emit(
             StepStarted(
                 run_id=self.run_id,
                 step=step.name,
                 index=index,
-                hosts=[c.host.name for c in step.commands],
-                batches=len(step.batches),
+                hosts=hosts,
+                batches=batches,
                 on_failure=step.on_failure,
                 max_failures=step.max_failures,
+                group=step.group,
+                batch=step.batch,
             )
         )
-        failures = 0
-        bug: BaseException | None = None
-        for b, batch in enumerate(step.batches):
-            if self._halt.is_set():
-                for cmd in batch:
-                    counts[self._finish(self._cancelled(cmd)).status] += 1
-                continue
-            if len(step.batches) > 1:
-                self.emit(
-                    BatchStarted(
-                        run_id=self.run_id,
-                        step=step.name,
-                        batch=b + 1,
-                        hosts=[c.host.name for c in batch],
-                    )
-                )
-            for result, error in self._run_batch(batch):
-                bug = bug or error
-                counts[result.status] += 1
-                if result.failed:
-                    failures += 1
-                    if step.on_failure == "halt" and failures > step.max_failures:
-                        self.halt(f"step {step.name!r} failed on {result.host}")
-        self._step_finished(index, step, _step_status(step, failures, counts), counts, started)
-        return bug
-
-    def _run_batch(
-        self, batch: tuple[Command, ...]
-    ) -> Iterable[tuple[CommandResult, BaseException | None]]:
-        """Submit a batch and yield each result as it arrives (with a stored bug, if any)."""
-        assert self._pool is not None
-        expected = 0
-        for cmd in batch:
-            if self.resume is not None and cmd.key in self.resume.done:
-                # Reported ok (attempts 0): the host is done, by an earlier run.
-                earlier = CommandResult.decided(
-                    cmd, Status.OK, f"already ok in run {self.resume.run_id}"
-                )
-                yield self._finish(earlier), None
-            else:
-                self._running += 1
-                expected += 1
-                self._pool.submit(self._execute, cmd)
-        for _ in range(expected):
-            done = self._next()
-            self._running -= 1
-            yield self._finish(self._collect(done)), done.error
-
-    def _execute(self, cmd: Command) -> CommandResult:
-        self.emit(CommandStarted(run_id=self.run_id, step=cmd.step, host=cmd.host.name))
-        return run_command(cmd, self.context, cancel=self._halt, mask=self.mask)
-
-    def _collect(self, done: Completed) -> CommandResult:
-        cmd: Command = done.item
-        if done.cancelled:
-            return self._cancelled(cmd)
-        if done.error is not None:
-            return CommandResult.decided(cmd, Status.FAILED, f"internal error: {done.error!r}")
-        result: CommandResult = done.result
-        return result
-
-    def _cancelled(self, cmd: Command) -> CommandResult:
-        return CommandResult.decided(cmd, Status.CANCELLED, self.result.halted)
-
-    def _finish(self, result: CommandResult) -> CommandResult:
-        self.result.results.append(result)
-        self.emit(CommandFinished(run_id=self.run_id, result=result))
-        return result
 
     def _step_finished(
         self,
         index: int,
-        step: PlannedStep,
+        name: str,
         status: StepStatus,
         counts: Counter[Status],
         started: float,
+        *,
+        step: PlannedStep | None = None,
+        is_group: bool = False,
     ) -> None:
         self.emit(
             StepFinished(
                 run_id=self.run_id,
-                step=step.name,
+                step=name,
                 index=index,
                 status=status,
                 counts=status_counts(counts.elements()),
                 duration=round(time.time() - started, 6),
+                group=step.group if step else None,
+                batch=step.batch if step else None,
+                is_group=is_group,
             )
         )
 
 
-def _step_status(step: PlannedStep, failures: int, counts: Counter[Status]) -> StepStatus:
-    if step.on_failure == "halt" and failures > step.max_failures:
+def _decided(cmd: Command, status: Status, error: str | None) -> CommandResult:
+    return CommandResult.decided(cmd, status, error)
+
+
+def _step_status(
+    on_failure: str, max_failures: int, failures: int, counts: Counter[Status]
+) -> StepStatus:
+    if on_failure == "halt" and failures > max_failures:
         return StepStatus.FAILED
     if failures:
         return StepStatus.TOLERATED

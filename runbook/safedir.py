@@ -33,7 +33,7 @@ def check_dir(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise JournalError(f"cannot inspect journal directory {path}: {exc.strerror}") from None
+        raise JournalError(f"cannot write the run journal in {path}: {exc.strerror}") from None
     if stat.S_ISLNK(st.st_mode):
         raise JournalError(f"journal directory {path} is a symlink; refusing to follow it")
     if not stat.S_ISDIR(st.st_mode):
@@ -63,7 +63,7 @@ def secure_tree(root: Path, parents: int) -> None:
             except FileExistsError:
                 pass
             except OSError as exc:
-                raise JournalError(f"cannot create journal directory {d}: {exc.strerror}") from None
+                raise JournalError(f"cannot write the run journal in {d}: {exc.strerror}") from None
             check_dir(d)
 
 
@@ -98,7 +98,9 @@ class RunLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise JournalError(f"cannot open the run lock {self.path}: {exc.strerror}") from None
+            raise JournalError(
+                f"cannot write the run journal in {self.path.parent}: {exc.strerror}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -108,9 +110,15 @@ class RunLock:
                 f"this runbook is being applied already: {holder}; wait for it to finish "
                 f"(the lock is {self.path})"
             ) from None
-        os.ftruncate(fd, 0)
         who = f"run {run_id} by {getpass.getuser()}@{socket.gethostname()} (pid {os.getpid()})"
-        os.pwrite(fd, who.encode() + b"\n", 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, who.encode() + b"\n", 0)
+        except OSError as exc:
+            os.close(fd)
+            raise JournalError(
+                f"cannot write the run journal in {self.path.parent}: {exc.strerror}"
+            ) from None
         self._fd = fd
 
     def release(self) -> None:

@@ -17,7 +17,7 @@ from runbook.errors import InputError
 from runbook.model import SecretSpec
 
 MASK = "********"
-MIN_WORD = 6
+MIN_LINE = 8
 
 
 def resolve_secrets(
@@ -52,15 +52,23 @@ def resolve_secrets(
 
 
 class Masker:
-    """Callable that replaces every secret value in a text with ``********``."""
+    """Callable that replaces every secret value in a text with ``********``.
+
+    Command output is masked (commands echo their arguments; a registered value can hold
+    a secret). A value is matched whole and as ``quote`` renders it; a multi-line secret
+    (a key, a certificate) also line by line, for each line of 8 or more characters — but
+    never a PEM armour line (``-----BEGIN ... KEY-----``) or an ordinary word on its own,
+    which would blank unrelated output (SPEC §8).
+    """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         forms = {form for v in values if v for form in (v, shlex.quote(v))}
-        # A value spliced unquoted into a command is split and expanded by the shell, so
-        # its words can surface alone: mask every word long enough not to be noise.
-        forms |= {w for v in values for w in v.split() if len(w) >= MIN_WORD}
+        for v in values:
+            if "\n" in v:
+                forms |= {ln for ln in map(str.strip, v.splitlines()) if _maskable_line(ln)}
         ordered = sorted(forms, key=len, reverse=True)
         self._rx = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.longest = max(map(len, ordered), default=0)
 
     def __bool__(self) -> bool:
         return self._rx is not None
@@ -69,6 +77,15 @@ class Masker:
         if self._rx is None or not text:
             return text
         return self._rx.sub(MASK, text)
+
+
+_ARMOUR = re.compile(r"^-{5}(BEGIN|END) [A-Z0-9 ]+-{5}$")
+
+
+def _maskable_line(line: str) -> bool:
+    """A line of a multi-line secret that is masked wherever it appears: long enough,
+    not armour, and not one ordinary word (letters only)."""
+    return len(line) >= MIN_LINE and not _ARMOUR.match(line) and not line.isalpha()
 
 
 def tokenize(text: str, values: Mapping[str, str]) -> str:

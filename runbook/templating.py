@@ -89,10 +89,25 @@ def evaluate(source: str, context: dict[str, Any], position: Position | None = N
         return bool(compile_expression(source)(**context))
 
 
+@lru_cache(maxsize=4096)
+def template_names(source: str) -> frozenset[str]:
+    """Names a template reads; a syntax error reads nothing (``check_syntax`` reports it)."""
+    if "{" not in source:
+        return frozenset()
+    try:
+        return frozenset(_names(source))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+
+
 @lru_cache(maxsize=1024)
 def expression_names(source: str) -> frozenset[str]:
-    """Names an expression reads, so they can be checked (and bound) at plan time."""
-    return frozenset(_names("{{ " + source + " }}"))
+    """Names an expression reads, so they can be checked (and bound) at plan time; a
+    syntax error reads nothing (``check_syntax`` reports it)."""
+    try:
+        return frozenset(_names("{{ " + source + " }}"))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
 
 
 def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:

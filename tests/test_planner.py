@@ -620,7 +620,6 @@ steps:
         (Selection(tags=("deploy",), skip_tags=("slow",)), ["deploy", "notify"]),
         (Selection(start_at="notify"), ["notify", "cleanup"]),
         (Selection(start_at="deploy", skip_tags=("slow",)), ["deploy", "notify"]),
-        (Selection(tags=("nothing-has-this",)), ["notify"]),
     ],
 )
 def test_step_selection(tmp_path, selection, steps):
@@ -644,6 +643,10 @@ def test_unknown_start_at_and_empty_limit_are_input_errors(tmp_path):
         plan_of(path, selection=Selection(start_at="nope"))
     with pytest.raises(InputError, match="matches no host"):
         plan_of(path, selection=Selection(limit="a:&b"))
+    # A --tags value that matches no step is an error like a --limit that matches nothing
+    # (it used to run only the `always` steps, silently).
+    with pytest.raises(InputError, match="--tags 'nothing-has-this' matches no step"):
+        plan_of(path, selection=Selection(tags=("nothing-has-this",)))
 
 
 def test_selection_through_the_cli(tmp_path):

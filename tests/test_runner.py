@@ -428,8 +428,8 @@ def test_declined_confirmation_halts_before_the_step(tmp_path):
     asked: list[str] = []
     ctx = FakeContext()
 
-    def confirm(step) -> bool:
-        asked.append(step.name)
+    def confirm(name: str, message: str | None) -> bool:
+        asked.append(name)
         return False
 
     result, _ = run(plan, ctx, forks=4, confirm=confirm)

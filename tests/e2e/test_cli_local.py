@@ -522,10 +522,14 @@ def test_journal_holds_the_plan_and_every_result(tmp_path):
     assert {p.name for p in run_dir.iterdir()} >= {"plan.json", "events.jsonl", "meta.json"}
     plan = json.loads((run_dir / "plan.json").read_text())
     plan.pop("secret_sources", None)
-    # The journaled plan is the plan `runbook plan --format json` shows.
-    shown = runbook("plan", "rb.yml", "--format", "json", cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
-    assert plan == json.loads(shown.stdout)
+    # The journaled plan is the plan `runbook plan --format json` shows, with the runbook's
+    # path made absolute (a resume may start from another directory).
+    proc = runbook("plan", "rb.yml", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert plan.pop("source") == str(tmp_path / "rb.yml") and shown.pop("source") == "rb.yml"
+    assert plan.pop("files") == [str(tmp_path / "rb.yml")] and shown.pop("files") == ["rb.yml"]
+    assert plan == shown
 
     journal = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     done = [e for e in journal if e["event"] == "command_finished"]

@@ -30,7 +30,7 @@ steps:
     confirm: "about to use {{{{ db_password }}}}"
     run: |
       printf '%s' "$PGPASSWORD" | sha256sum | cut -d' ' -f1 > {digest_file}
-      echo "password is {{{{ db_password }}}} and key {{{{ api_key | quote }}}}"
+      echo password is {{{{ db_password | quote }}}} and key {{{{ api_key | quote }}}}
       echo "on stderr: $PGPASSWORD" >&2
   - name: fail loudly
     hosts: local
