@@ -67,6 +67,8 @@ class Builder:
         return Position(self.filename, m.line + 1, m.column + 1)
 
     def build(self, node: yaml.Node, path: Path = (), depth: int = 0) -> Any:
+        if depth == 0:
+            self._check_size(node)
         self.nodes += 1
         if self.nodes > self.max_nodes or depth > 100:
             raise LoadError(
@@ -93,6 +95,35 @@ class Builder:
             return self._mapping(node, path, depth)
         finally:
             self._active.discard(id(node.value))
+
+    def _check_size(self, root: yaml.Node) -> None:
+        """Refuse, before building anything, a value whose aliases expand past the budget:
+        sizes are counted once per distinct node, so a bomb costs its size, not its
+        expansion. Building would find it too, but only after 200,000 steps."""
+        budget = self.max_nodes - self.nodes
+        sizes: dict[int, int] = {}
+
+        def size(node: yaml.Node, depth: int) -> int:
+            if not isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) or depth > 100:
+                return 1  # too deep: build() says so, at the right node
+            key = id(node.value)  # an alias is a copy of its anchor's node, sharing .value
+            if key in sizes:
+                return max(sizes[key], 0)  # -1: inside itself; build() names the recursion
+            sizes[key] = -1
+            if isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(size(n, depth + 1) for n in node.value)
+            else:
+                total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            if total > budget:
+                raise LoadError(
+                    "document too large or too deeply nested (alias expansion?); "
+                    f"limit is {self.max_nodes} values",
+                    self.pos(node),
+                )
+            sizes[key] = total
+            return total
+
+        size(root, 0)
 
     def check_tag(self, node: yaml.Node) -> None:
         if node.tag not in _SAFE_TAGS and node.tag != _MERGE:

@@ -81,7 +81,8 @@ def main(tool: str) -> None:
         write(export, run(tool, "-i", os.path.join(HERE, CORPUS[name]), *flags))
         if export.endswith(".yml"):
             again = json.loads(run(tool, "-i", os.path.join(HERE, export), "--list"))
-            first = json.loads(open(os.path.join(HERE, f"expected/{name}.json")).read())
+            with open(os.path.join(HERE, f"expected/{name}.json"), encoding="utf-8") as fh:
+                first = json.load(fh)
             if normal(again) != normal(first):
                 sys.exit(f"Ansible reads {export} back differently from {name}")
     write("expected/VERSION", version + "\n")
