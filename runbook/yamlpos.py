@@ -90,9 +90,9 @@ class Builder:
             )
         self._active.add(id(node.value))
         try:
-            if isinstance(node, yaml.SequenceNode):
-                return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
-            return self._mapping(node, path, depth)
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path, depth)
+            return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
         finally:
             self._active.discard(id(node.value))
 

@@ -93,9 +93,9 @@ def test_group_vars_as_ansible_exports_them(name: str) -> None:
     assert set(inv.groups) | {"ungrouped"} == named | {"ungrouped"}
     for group, data in groups.items():
         assert inv.groups[group].vars == data.get("vars", {}), group
-        assert set(inv.groups[group].children) - {"ungrouped"} == set(
-            data.get("children", [])
-        ) - {"ungrouped"}
+        assert set(inv.groups[group].children) - {"ungrouped"} == set(data.get("children", [])) - {
+            "ungrouped"
+        }
         if group != "all":  # Ansible never lists all's hosts
             assert set(inv.groups[group].hosts) == set(data.get("hosts", [])), group
     for host, values in listing["_meta"]["hostvars"].items():

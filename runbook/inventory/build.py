@@ -83,7 +83,9 @@ def _add_inline(
     """Inline groups into ``graph`` (the schema has checked their shape); returns the host
     fields written inline, which win over ``ansible_*`` vars."""
     fields: dict[str, dict[str, Any]] = {}
-    specs = {g: {"hosts": s} if isinstance(s, list) else (s or {}) for g, s in inline.items()}
+    specs: dict[str, dict[str, Any]] = {
+        g: {"hosts": s} if isinstance(s, list) else (s or {}) for g, s in inline.items()
+    }
     for gname, spec in specs.items():
         here = ("hosts", gname)
         gpos = positions.get(here, Position(source))

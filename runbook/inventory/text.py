@@ -77,7 +77,7 @@ def parse_json(text: str, file: str, strings: StringHook | None = None) -> Any:
         starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
 
         def parse_string(s: str, end: int, strict: bool) -> tuple[str, int]:
-            value, after = json.decoder.scanstring(s, end, strict)
+            value, after = json.decoder.scanstring(s, end, strict)  # type: ignore[attr-defined]
             line = bisect.bisect_right(starts, end - 1)
             return strings(value, Position(file, line, end - starts[line - 1])), after
 

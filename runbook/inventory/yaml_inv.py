@@ -180,6 +180,7 @@ class _Reader:
                 "as a key ending in ':' (`web1:`), optionally with its vars under it",
                 node,
             )
+        assert isinstance(node, yaml.MappingNode)  # the only node kind left
         return self.b.pairs(node)
 
     def name(self, key: yaml.ScalarNode, what: str) -> str:
