@@ -68,7 +68,7 @@ def build_inventory(
 
 
 def _point_at_reference(exc: InventoryError, index: int, positions: Positions) -> None:
-    """ "Not found" has no line of its own: point at the runbook's reference to the file."""
+    """A missing file has no line of its own: point at the runbook's reference to it."""
     ref = positions.get(("inventory", index))
     if ref is None and index == 0:
         ref = positions.get(("inventory",))
