@@ -1,164 +1,175 @@
-"""``runbook apply``: from a runbook, a saved plan or a journaled run to a finished run.
+"""``runbook apply``: from prepared options to a finished run — journal, console, signals.
 
-Everything that can be wrong with the input is found before the first command starts:
-the plan is complete, secrets are read, the journal is open.
+Everything that can be wrong with the input is found before the first command starts
+(``prepare``): the plan is complete, secrets are read, the journal is open.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
+from runbook.console import Console, detach_stdout
+from runbook.contexts.base import ExecutionContext
 from runbook.errors import UsageError
+from runbook.journal import Journal
+from runbook.options import ApplyOptions, SshOptions
+from runbook.plan import Plan, PlannedStep
+from runbook.prepare import PreparedRun, prepare_run
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any, set]:
-    """→ (plan, masker, secret values, secret sources, done-set for --resume)."""
-    from runbook import planfile
-    from runbook.cli import _prepare, _secret_sources
-    from runbook.errors import InputError
-    from runbook.journal import read_run, runs_dir
-    from runbook.loader import file_digest
+def apply(opts: ApplyOptions) -> int:
+    """Run the plan ``opts`` names; returns the exit code (0, 1 or 130)."""
+    from runbook.journal import new_run_id, runs_dir, trusted_root
+    from runbook.safedir import RunLock
 
-    saved = planfile.read_saved_plan(args.file)
-    if args.resume:
-        run = read_run(runs_dir(args.file, args.journal), args.resume)
-        digest = file_digest(args.file) if saved is None else None
-        if digest and digest != run.meta.get("digest") and not args.force:
-            raise InputError(
-                f"{args.file} changed since run {args.resume} (digest "
-                f"{run.meta.get('digest', '?')[:19]} → {digest[:19]}); "
-                "use --force to resume the journaled plan anyway"
-            )
-        return (*_with_secrets(run.plan(), args.file), run.ok_commands())
-    if saved is not None:
-        return (*_with_secrets(saved, args.file), set())
-    rb, plan, (mask, values) = _prepare(args)
-    return plan, mask, values, _secret_sources(rb), set()
+    prepared = prepare_run(opts)
+    plan = prepared.plan
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    if not opts.yes and not tty:
+        raise UsageError("apply needs --yes when not run from a terminal")
+    root = trusted_root(runs_dir(plan.source, opts.journal), create=True)
+    run_id = new_run_id()
+    lock = RunLock(root, plan.source)
+    lock.acquire(run_id)
+    try:
+        if not opts.yes and not _ask(f"{_summary(plan)}\nProceed? [y/N] "):
+            print("aborted; nothing was run", file=sys.stderr)
+            return 1
+        return _run(opts, prepared, Journal(root, run_id, *_journal_files(opts, prepared)), tty)
+    finally:
+        lock.release()
 
 
-def _with_secrets(data: dict[str, Any], path: str) -> tuple[Any, Any, dict[str, str], Any]:
-    """A plan from JSON, its secrets read again now (they are never stored)."""
-    from runbook import planfile
-    from runbook.model import SecretSpec
-    from runbook.secrets import Masker, detokenize, resolve_secrets
-
-    sources = data.get("secret_sources", {})
-    specs = [SecretSpec(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()]
-    values = resolve_secrets(specs)
-    plan = planfile.plan_from_dict(data, path, lambda t: detokenize(t, values))
-    return plan, Masker(values.values()), values, sources
-
-
-def apply(args: argparse.Namespace) -> int:
-    from runbook import planfile
-    from runbook.journal import Journal, new_run_id, runs_dir
+def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool) -> int:
+    from runbook.recap import recap
     from runbook.runner import Runner
+
+    mask = prepared.secrets.masker
+    console = _console(opts, tty)
+    context = _context(opts.ssh)
+
+    def confirm(step: PlannedStep) -> bool:
+        with console.suspended():
+            return _ask(f"{mask(step.confirm or '')}\nContinue with step {step.name!r}? [y/N] ")
+
+    runner = Runner(
+        prepared.plan,
+        context,
+        run_id=journal.path.name,
+        forks=opts.forks,
+        listeners=[journal, console],
+        mask=mask,
+        confirm=None if opts.yes else confirm,
+        resume=prepared.resume,
+        notify=_notify,
+    )
+    journal.on_error = runner.halt
+    with _signals_recorded(runner.interrupt, console.detach):
+        try:
+            result = runner.run()
+        finally:
+            context.close()
+            journal.close()
+    if opts.output != "json":
+        _observe(lambda: recap(result, str(journal.path)))
+    return result.exit_code
+
+
+def _notify(message: str) -> None:
+    _observe(lambda: print(f"runbook: {message}", file=sys.stderr))
+
+
+def _observe(show: Callable[[], None]) -> None:
+    """Show something; a closed or hung-up terminal is no reason to fail: the run's
+    result is the exit code and the journal, whatever the console could print."""
+    try:
+        show()
+    except OSError:
+        detach_stdout()
+
+
+def _journal_files(
+    opts: ApplyOptions, prepared: PreparedRun
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The journal's ``meta.json`` and ``plan.json`` (secrets as tokens)."""
+    from runbook import planfile
     from runbook.secrets import tokenize
 
-    plan, mask, values, sources, done = _load(args)
-    tty = sys.stdin.isatty() and sys.stdout.isatty()
-    if not args.yes and not tty:
-        raise UsageError("apply needs --yes when not run from a terminal")
-    if not args.yes and not _ask(f"{_summary(plan)}\nProceed? [y/N] "):
-        print("aborted; nothing was run", file=sys.stderr)
-        return 1
-
-    run_id = new_run_id()
-    journal_root = runs_dir(plan.source, args.journal)
+    plan, values = prepared.plan, prepared.secrets.values
     plan_data = planfile.plan_to_dict(plan, lambda t: tokenize(t, values))
-    plan_data["secret_sources"] = sources
+    plan_data["secret_sources"] = prepared.secrets.sources
     meta = {
         "runbook": plan.name,
         "source": os.path.abspath(plan.source),
         "digest": plan.digest,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "resumes": args.resume,
-        "argv": [_mask_arg(a, mask) for a in sys.argv[1:]],
+        "resumes": opts.resume,
+        "argv": [prepared.secrets.masker(a) for a in sys.argv[1:]],
     }
-    journal = Journal(journal_root, run_id, meta, plan_data)
+    return meta, plan_data
 
-    console: Any = None
-    if args.output == "json":
-        from runbook.output import JsonLines
 
-        console = JsonLines()
-    else:
-        from runbook.output import LiveConsole, PlainConsole
+def _console(opts: ApplyOptions, tty: bool) -> Console:
+    from runbook.console import JsonLines, LiveConsole, PlainConsole
 
-        console = LiveConsole(args.verbose) if tty else PlainConsole(sys.stdout, args.verbose)
-    listeners: list[Any] = [journal, console]
+    if opts.output == "json":
+        return JsonLines()
+    return LiveConsole(opts.verbose) if tty else PlainConsole(sys.stdout, opts.verbose)
 
-    context = _context(args, plan)
 
-    def confirm(step: Any) -> bool:
-        with console.suspended():
-            return _ask(f"{mask(step.confirm)}\nContinue with step {step.name!r}? [y/N] ")
+class _signals_recorded:
+    """While inside, SIGINT/SIGTERM only call ``interrupt`` and SIGHUP (the terminal went
+    away) only ``hangup``; neither may take a lock (the main thread may hold it)."""
 
-    runner = Runner(
-        plan,
-        context,
-        run_id=run_id,
-        forks=args.forks,
-        listeners=listeners,
-        fault_point=os.environ.get("RUNBOOK_FAULT_POINT"),
-        mask=mask,
-        confirm=None if args.yes else confirm,
-        done=done,
-        resumes=args.resume,
-    )
-    journal.on_error = runner.halt
-    previous = {
-        s: signal.signal(s, lambda *_: runner.interrupt()) for s in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        result = runner.run()
-    finally:
-        for s, h in previous.items():
+    def __init__(self, interrupt: Callable[[], None], hangup: Callable[[], None]) -> None:
+        self.handlers = {signal.SIGINT: interrupt, signal.SIGTERM: interrupt, signal.SIGHUP: hangup}
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.handlers[signal.Signals(signum)]()
+
+        for s in self.handlers:
+            self.previous[s] = signal.signal(s, handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.previous.items():
             signal.signal(s, h)
-        context.close()
-        journal.close()
-    if args.output != "json":
-        from runbook.output import recap
-
-        recap(result, str(journal.path))
-    return result.exit_code
 
 
-def _context(args: argparse.Namespace, plan: Any) -> Any:
+def _context(ssh: SshOptions) -> ExecutionContext:
+    from runbook.contexts.fault import FAULT_ENV, with_faults
     from runbook.contexts.router import HostRouter
 
-    def ssh_factory() -> Any:
-        from runbook.contexts.ssh import SshExecutionContext, SshOptions
+    def ssh_factory() -> ExecutionContext:
+        from runbook.contexts.ssh import SshExecutionContext
 
-        opts = SshOptions(
-            host_key_policy=args.host_key_policy,
-            known_hosts=args.known_hosts,
-            ssh_config=args.ssh_config,
-            connect_timeout=args.connect_timeout,
-        )
-        if opts.host_key_policy == "off":
+        if ssh.host_key_policy == "off":
             print(
                 "runbook: WARNING: --host-key-policy off: host keys are NOT checked; "
                 "anyone on the path can impersonate your hosts",
                 file=sys.stderr,
             )
         return SshExecutionContext(
-            opts, on_warning=lambda m: print(f"runbook: WARNING: {m}", file=sys.stderr)
+            ssh, on_warning=lambda m: print(f"runbook: WARNING: {m}", file=sys.stderr)
         )
 
-    return HostRouter(ssh_factory)
+    return with_faults(HostRouter(ssh_factory), os.environ.get(FAULT_ENV))
 
 
-def _summary(plan: Any) -> str:
-    hosts = sorted({c.host.name for c in plan.commands})
+def _summary(plan: Plan) -> str:
+    from runbook.plantext import counted
+
+    hosts = sorted(plan.host_names)
     shown = ", ".join(hosts[:8]) + (f", … ({len(hosts)} in all)" if len(hosts) > 8 else "")
     steps = "\n".join(
-        f"  {i}. {s.name} ({len(s.commands)} hosts)" for i, s in enumerate(plan.steps, 1)
+        f"  {i}. {s.name} ({counted(len(s.commands), 'host')})" for i, s in enumerate(plan.steps, 1)
     )
     return f"{plan.name}\n{steps}\nhosts: {shown}"
 
@@ -170,7 +181,3 @@ def _ask(prompt: str) -> bool:
         return input(prompt).strip().lower() in ("y", "yes")
     except EOFError:
         return False
-
-
-def _mask_arg(arg: str, mask: Any) -> str:
-    return mask(arg)

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from runbook import __version__
+from runbook.options import ApplyOptions, PlanOptions
 
 EXIT_INPUT = 2
 
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
     a.add_argument("--resume", metavar="RUN_ID", help="re-run a journaled run's plan")
     a.add_argument("--force", action="store_true", help="resume even if the runbook changed")
+    a.add_argument(
+        "--rerun-unknown",
+        action="store_true",
+        help="with --resume: run again the commands whose outcome is unknown",
+    )
     a.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
     a.add_argument("--known-hosts", metavar="FILE")
     a.add_argument("--ssh-config", metavar="FILE")
@@ -108,77 +114,58 @@ def main(argv: list[str] | None = None) -> int:
     except JournalError as exc:
         print(f"runbook: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except BrokenPipeError:
+    except BrokenPipeError:  # `runbook plan | head`: the reader has what it wanted
+        from runbook.console import detach_stdout
+
+        detach_stdout()
         return 0
 
 
-def _extra_vars(args: argparse.Namespace) -> dict[str, Any]:
-    """``--vars-file`` files, then each ``-e`` (``KEY=VALUE`` or ``@FILE``) in order."""
-    from runbook.errors import Position, UsageError
-    from runbook.yamlpos import load_yaml
+def plan_options(args: argparse.Namespace) -> PlanOptions:
+    from runbook.plan import Selection
 
-    out: dict[str, Any] = {}
-    for item in [f"@{f}" for f in args.vars_file] + args.extra_vars:
-        if item.startswith("@"):
-            data, _ = load_yaml(item[1:])
-            if not isinstance(data, dict):
-                raise UsageError("a vars file must be a YAML mapping", Position(item[1:], 1, 1))
-            out.update(data)
-            continue
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"-e {item!r}: expected KEY=VALUE with KEY a variable name")
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(f"-e {key}: the value is not valid UTF-8 text") from None
-        out[key] = scalar(raw)
-    return out
-
-
-def scalar(raw: str) -> Any:
-    """``-e`` value → int, float, bool or null when the text says so unambiguously, else the
-    text as written: ``1.10`` stays "1.10", ``0755`` stays "0755", ``no`` stays "no"."""
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("null", "~"):
-        return None
-    for kind in (int, float):
-        try:
-            value = kind(raw)
-        except ValueError:
-            continue
-        return value if str(value) == raw else raw
-    return raw
-
-
-def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """Load, validate, build the inventory, read secrets, plan. Raises ``InputError``."""
-    from runbook.inventory import build_inventory
-    from runbook.loader import load_runbook
-    from runbook.planner import Selection, make_plan
-    from runbook.secrets import Masker, resolve_secrets
-
-    rb = load_runbook(args.file)
-    extra = _extra_vars(args)
-    inventory = build_inventory(rb.hosts, [*rb.inventory, *args.inventory], rb.positions, rb.path)
-    secret_values = resolve_secrets(rb.secrets)
-    selection = Selection(
-        limit=args.limit,
-        tags=tuple(args.tags),
-        skip_tags=tuple(args.skip_tags),
-        start_at=args.start_at,
+    return PlanOptions(
+        file=args.file,
+        extra_vars=tuple(args.extra_vars),
+        vars_files=tuple(args.vars_file),
+        inventories=tuple(args.inventory),
+        selection=Selection(
+            limit=args.limit,
+            tags=tuple(args.tags),
+            skip_tags=tuple(args.skip_tags),
+            start_at=args.start_at,
+        ),
     )
-    plan = make_plan(rb, inventory, extra, secret_values, selection)
-    return rb, plan, (Masker(secret_values.values()), secret_values)
+
+
+def apply_options(args: argparse.Namespace) -> ApplyOptions:
+    from runbook.options import SshOptions
+
+    return ApplyOptions(
+        plan=plan_options(args),
+        yes=args.yes,
+        forks=args.forks,
+        output=args.output,
+        verbose=args.verbose,
+        journal=args.journal,
+        resume=args.resume,
+        force=args.force,
+        rerun_unknown=args.rerun_unknown,
+        ssh=SshOptions(
+            host_key_policy=args.host_key_policy,
+            known_hosts=args.known_hosts,
+            ssh_config=args.ssh_config,
+            connect_timeout=args.connect_timeout,
+        ),
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from runbook.output import counted
+    from runbook.plantext import counted
+    from runbook.prepare import prepare_plan
 
-    _, plan, _ = _prepare(args)
-    hosts = {c.host.name for c in plan.commands}
+    plan = prepare_plan(plan_options(args)).plan
+    hosts = plan.host_names
     print(
         f"{args.file}: ok ({counted(len(plan.steps), 'step')}, {counted(len(hosts), 'host')}, "
         f"{counted(len(plan.commands), 'command')})"
@@ -188,12 +175,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from runbook import planfile
-    from runbook.output import plan_text
+    from runbook.plantext import plan_text
+    from runbook.prepare import prepare_plan
     from runbook.secrets import tokenize
 
-    rb, plan, (mask, values) = _prepare(args)
+    prepared = prepare_plan(plan_options(args))
+    plan, values, mask = prepared.plan, prepared.secrets.values, prepared.secrets.masker
     if args.out:
-        extra = {"secret_sources": _secret_sources(rb)}
+        extra = {"secret_sources": prepared.secrets.sources}
         planfile.save_plan(plan, args.out, lambda t: tokenize(t, values), extra)
         print(f"plan saved to {args.out}", file=sys.stderr)
     if args.format == "json":
@@ -201,10 +190,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif not args.out:
         sys.stdout.write(plan_text(plan, mask))
     return 0
-
-
-def _secret_sources(rb: Any) -> dict[str, dict[str, str]]:
-    return {s.name: ({"env": s.env} if s.env else {"file": s.file}) for s in rb.secrets}
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -220,7 +205,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         files = ([args.file] if args.file else []) + args.inventory
         inv = build_inventory({}, files)
     hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
-    data = {
+    data: dict[str, Any] = {
         "groups": {g: m for g, m in sorted(inv.groups.items())},
         "hosts": {
             h.name: {
@@ -265,10 +250,11 @@ def _is_runbook(path: str) -> bool:
 def cmd_apply(args: argparse.Namespace) -> int:
     from runbook.apply import apply
 
-    return apply(args)
+    return apply(apply_options(args))
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from runbook.history import runs_lines
     from runbook.journal import list_runs, runs_dir
 
     root = runs_dir(args.file, args.journal)
@@ -276,72 +262,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {root}")
         return 0
-    for r in runs:
-        f = r.finished or {}
-        counts = f.get("counts") or _count(r.results())
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
-        resumed = f"  (resumes {r.meta['resumes']})" if r.meta.get("resumes") else ""
-        print(
-            f"{r.run_id}  {r.meta.get('started', '?')}  {r.status:<11}  "
-            f"{r.meta.get('runbook', '?')}  {summary}{resumed}"
-        )
+    _print_lines(runs_lines(runs))
     return 0
-
-
-def _count(results: list[dict[str, Any]]) -> dict[str, int]:
-    from collections import Counter
-
-    return dict(Counter(r["status"] for r in results))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from runbook.errors import UsageError
+    from runbook.history import result_lines, story_lines
     from runbook.journal import read_run, runs_dir
 
     run = read_run(runs_dir(args.file, args.journal), args.run_id)
-    results = run.results()
     if args.host or args.step:
-        chosen = [
-            r
-            for r in results
-            if (not args.host or r["host"] == args.host)
-            and (not args.step or r["step"] == args.step)
-        ]
-        if not chosen:
-            raise UsageError(f"run {args.run_id} has no result for that host/step")
-        for r in chosen:
-            print(
-                f"== {r['step']} @ {r['host']}: {r['status']} rc={r['rc']} "
-                f"attempts={r['attempts']} {r['duration']:.2f}s"
-            )
-            if r.get("error"):
-                print(f"error: {r['error']}")
-            print("--- stdout\n" + r["stdout"], end="" if r["stdout"].endswith("\n") else "\n")
-            print("--- stderr\n" + r["stderr"], end="" if r["stderr"].endswith("\n") else "\n")
-        return 0
-    meta = run.meta
-    print(f"run {run.run_id}: {meta.get('runbook')} ({meta.get('source')})")
-    print(
-        f"started {meta.get('started')}, status {run.status}"
-        + (f", resumes {meta['resumes']}" if meta.get("resumes") else "")
-    )
-    steps: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        steps.setdefault(r["step"], []).append(r)
-    for name, rs in steps.items():
-        summary = ", ".join(f"{n} {s}" for s, n in _count(rs).items())
-        print(f"  {name}: {summary}")
-        for r in rs:
-            if r["status"] not in ("ok", "skipped", "cancelled"):
-                print(f"      {r['host']}: {r['status']} {r.get('error') or ''}".rstrip())
-    f = run.finished
-    if f:
-        if f.get("steps_not_run"):
-            print("steps not run: " + ", ".join(f["steps_not_run"]))
-        print(f"finished: {f['status']} in {f['duration']:.2f}s, exit code {f['exit_code']}")
+        _print_lines(result_lines(run, args.host, args.step))
     else:
-        print("the run did not finish (controller killed?); resume it with --resume")
+        _print_lines(story_lines(run))
     return 0
+
+
+def _print_lines(lines: list[str]) -> None:
+    from runbook.textsafe import printable
+
+    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
 
 
 COMMANDS = {

@@ -2,17 +2,13 @@
 
 Input errors (``InputError`` and subclasses) carry a source position and are rendered as
 one line, ``file:line:col: step 'X': host 'Y': message``, and exit code 2; they are always
-raised before anything executes. ``Failure`` carries a ``CommandResult`` the way Invoke's
-``UnexpectedExit`` does, for callers of the Python API that prefer exceptions.
+raised before anything executes. This module is the ground floor: it imports nothing of
+the engine, so every other module can raise from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from runbook.command import CommandResult
 
 
 @dataclass(frozen=True)
@@ -35,8 +31,6 @@ class RunbookError(Exception):
 
 class InputError(RunbookError):
     """Bad input: the operator must fix a file or an argument. Exit code 2."""
-
-    kind = "error"
 
     def __init__(
         self,
@@ -99,17 +93,6 @@ class ConnectError(RunbookError):
         self.message = message
 
 
-class Failure(RunbookError):
-    """A command did not end ``ok``; carries its result."""
-
-    def __init__(self, result: CommandResult) -> None:
-        super().__init__(f"{result.host}: {result.step}: {result.status.value}")
-        self.result = result
-
-
-class CommandFailed(Failure):
-    """The command exited non-zero."""
-
-
-class CommandTimedOut(Failure):
-    """The command outlived its timeout and was killed."""
+class ConnectionLost(ConnectError):
+    """The connection died after the command was sent: it may have partly run, so its
+    outcome is unknown (``--resume`` will not re-run it silently)."""

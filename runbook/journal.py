@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets as _random
 import sys
 import threading
@@ -19,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook import events as ev
+from runbook.command import CommandResult, Status
 from runbook.errors import JournalError
-from runbook.events import Event
+from runbook.events import CommandFinished, CommandStarted, Event, RunFinished
+from runbook.safedir import check_dir, check_file, create_file, secure_tree
 
 RUNS_DIR = os.path.join(".runbook", "runs")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def new_run_id() -> str:
@@ -32,22 +35,41 @@ def new_run_id() -> str:
 
 def runs_dir(runbook_path: str | None, journal: str | None = None) -> Path:
     if journal:
-        return Path(journal)
+        return Path(journal).absolute()
     base = Path(runbook_path).resolve().parent if runbook_path else Path.cwd()
     return base / RUNS_DIR
+
+
+def trusted_root(root: Path, create: bool = False) -> Path:
+    """``root`` after the StrictModes checks (``safedir``); ``create`` makes it (and the
+    ``.runbook`` above the default root) 0700 when missing."""
+    parents = 1 if root.name == "runs" and root.parent.name == ".runbook" else 0
+    if create:
+        secure_tree(root, parents)
+    else:
+        for d in [root, *list(root.parents)[:parents]]:
+            check_dir(d)
+    return root
 
 
 class Journal:
     """A listener that writes one run's journal. Open it before the first command runs:
     an unwritable directory or a full disk is reported then, not halfway through."""
 
+    essential = True  # the runner halts, rather than run on unrecorded, if this fails
+
+    @classmethod
+    def open(cls, root: Path, run_id: str, files: tuple[dict[str, Any], dict[str, Any]]) -> Journal:
+        """``files`` is (meta, plan)."""
+        return cls(root, run_id, *files)
+
     def __init__(self, root: Path, run_id: str, meta: dict[str, Any], plan: dict[str, Any]) -> None:
-        self.path = root / run_id
+        self.path = trusted_root(root, create=True) / run_id
         try:
-            self.path.mkdir(parents=True, exist_ok=False)
+            self.path.mkdir(mode=0o700)
             _write_json(self.path / "meta.json", {"run_id": run_id, **meta})
             _write_json(self.path / "plan.json", plan)
-            self._f = open(self.path / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            self._f = os.fdopen(create_file(self.path / "events.jsonl"), "a", encoding="utf-8")
         except OSError as exc:
             raise JournalError(f"cannot write the run journal in {root}: {exc.strerror}") from None
         self.on_error: Callable[[str], None] = lambda why: None
@@ -70,7 +92,7 @@ class Journal:
                 self.on_error(f"journal write failed: {exc}")
             return
         self._dirty.set()
-        if event.kind == ev.RUN_FINISHED:
+        if isinstance(event, RunFinished):
             self.close()
 
     def _sync_loop(self) -> None:
@@ -97,7 +119,7 @@ class Journal:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with os.fdopen(create_file(path), "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, ensure_ascii=False)
         f.write("\n")
         f.flush()
@@ -111,30 +133,51 @@ class RunRecord:
     run_id: str
     path: Path
     meta: dict[str, Any]
-    events: list[dict[str, Any]]
+    events: list[Event]
 
     @property
-    def finished(self) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e["event"] == ev.RUN_FINISHED), None)
+    def finished(self) -> RunFinished | None:
+        return next((e for e in reversed(self.events) if isinstance(e, RunFinished)), None)
 
     @property
     def status(self) -> str:
         f = self.finished
-        return f["status"] if f else "incomplete"
+        return f.status.value if f else "incomplete"
 
-    def results(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == ev.COMMAND_FINISHED]
+    def results(self) -> list[CommandResult]:
+        return [e.result for e in self.events if isinstance(e, CommandFinished)]
 
-    def ok_commands(self) -> set[tuple[str, str]]:
-        return {(e["step"], e["host"]) for e in self.results() if e["status"] == "ok"}
+    def unknown_outcomes(self) -> list[tuple[str, str]]:
+        """Commands that started and have no result (the controller died), or lost their
+        connection after they were sent: either may have run, wholly or in part."""
+        finished = {(r.step, r.host) for r in self.results()}
+        started = [
+            (e.step, e.host)
+            for e in self.events
+            if isinstance(e, CommandStarted) and (e.step, e.host) not in finished
+        ]
+        lost = [(r.step, r.host) for r in self.results() if r.maybe_ran and not r.ok]
+        return list(dict.fromkeys(started + lost))
+
+    def ok_commands(self) -> frozenset[tuple[str, str]]:
+        return frozenset((r.step, r.host) for r in self.results() if r.status is Status.OK)
 
     def plan(self) -> dict[str, Any]:
         with open(self.path / "plan.json", encoding="utf-8") as f:
-            return json.load(f)
+            data: dict[str, Any] = json.load(f)
+        return data
 
 
 def read_run(root: Path, run_id: str) -> RunRecord:
-    path = root / run_id
+    """A run read back; its directory and files must pass the StrictModes checks."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise JournalError(f"{run_id!r} is not a run id (see `runbook runs`)")
+    path = trusted_root(root) / run_id
+    check_dir(path)
+    if not path.is_dir():
+        raise JournalError(f"no run {run_id!r} in {root} (see `runbook runs`)")
+    for name in ("meta.json", "plan.json", "events.jsonl"):
+        check_file(path / name)
     try:
         with open(path / "meta.json", encoding="utf-8") as f:
             meta = json.load(f)
@@ -142,15 +185,18 @@ def read_run(root: Path, run_id: str) -> RunRecord:
         with open(path / "events.jsonl", encoding="utf-8") as f:
             for line in f:
                 try:
-                    events.append(json.loads(line))
-                except ValueError:
+                    event = Event.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError):
                     break  # a torn last line from a kill mid-write: everything before is good
+                if event is not None:
+                    events.append(event)
     except (OSError, ValueError) as exc:
         raise JournalError(f"no readable run {run_id!r} in {root}: {exc}") from None
     return RunRecord(run_id, path, meta, events)
 
 
 def list_runs(root: Path) -> list[RunRecord]:
+    trusted_root(root)
     if not root.is_dir():
         return []
     runs = []

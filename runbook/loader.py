@@ -9,18 +9,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runbook.errors import LoadError, Position, SchemaError
+from runbook.errors import InputError, LoadError, Position, SchemaError
 from runbook.model import Runbook, SecretSpec, Step
+from runbook.spec import ExecSpec
 from runbook.yamlpos import load_yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-DEFAULT_TIMEOUT = 3600.0
 
 
 @cache
 def schema(name: str = "runbook") -> dict[str, Any]:
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
-        return json.load(f)
+        data: dict[str, Any] = json.load(f)
+    return data
 
 
 def load_runbook(path: str) -> Runbook:
@@ -43,7 +44,7 @@ def validate(data: Any, positions: dict, path: str, name: str = "runbook") -> No
     from jsonschema import Draft202012Validator  # slow import: only when validating
 
     validator = Draft202012Validator(schema(name))
-    errors = []
+    errors: list[InputError] = []
     for err in validator.iter_errors(data):
         errors.extend(_describe(err, data, positions, path))
     if errors:
@@ -58,7 +59,8 @@ def _lookup(positions: dict, path: str, doc_path: tuple) -> Position:
     p = doc_path
     while p:
         if p in positions:
-            return positions[p]
+            found: Position = positions[p]
+            return found
         p = p[:-1]
     return Position(path, 1, 1)
 
@@ -142,39 +144,7 @@ def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") ->
                 step=name,
             )
         seen[name] = pos
-        field_positions = {
-            k: positions.get(("steps", i, k, "<text>")) or _lookup(positions, path, ("steps", i, k))
-            for k in raw
-        }
-        for k in raw.get("env", {}):
-            field_positions[f"env.{k}"] = _lookup(positions, path, ("steps", i, "env", k))
-        merged = {**defaults, **raw}
-        when = merged.get("when")
-        steps.append(
-            Step(
-                name=name,
-                run=raw["run"],
-                position=pos,
-                hosts=merged.get("hosts", "all"),
-                local=merged.get("local", False),
-                env={k: _env_str(v) for k, v in raw.get("env", {}).items()},
-                timeout=float(merged.get("timeout", DEFAULT_TIMEOUT)),
-                serial=merged.get("serial"),
-                on_failure=merged.get("on_failure", "halt"),
-                max_failures=merged.get("max_failures", 0),
-                retries=merged.get("retries", 0),
-                delay=float(merged.get("delay", 0)),
-                until=merged.get("until"),
-                when=None if when is None else str(when),
-                run_once=merged.get("run_once", False),
-                become=merged.get("become", False),
-                become_user=merged.get("become_user"),
-                tags=tuple(merged.get("tags", ())),
-                shell=merged.get("shell", "/bin/bash"),
-                confirm=merged.get("confirm"),
-                field_positions=field_positions,
-            )
-        )
+        steps.append(_step(raw, defaults, pos, _field_positions(raw, positions, path, i)))
     inventory = data.get("inventory", ())
     if isinstance(inventory, str):
         inventory = (inventory,)
@@ -188,17 +158,55 @@ def build(data: dict[str, Any], positions: dict, path: str, digest: str = "") ->
         hosts=data.get("hosts", {}),
         vars=data.get("vars", {}),
         env={k: _env_str(v) for k, v in data.get("env", {}).items()},
-        secrets=tuple(
-            SecretSpec(
-                name=k,
-                env=v.get("env"),
-                file=os.path.join(base, v["file"]) if "file" in v else None,
-                position=_lookup(positions, path, ("secrets", k)),
-            )
-            for k, v in data.get("secrets", {}).items()
-        ),
+        secrets=_secrets(data.get("secrets", {}), positions, path, base),
         digest=digest,
         positions=positions,
+    )
+
+
+def _field_positions(
+    raw: dict[str, Any], positions: dict, path: str, i: int
+) -> dict[str, Position]:
+    """Where each field of step ``i`` (and each of its env values) is written."""
+    out = {
+        k: positions.get(("steps", i, k, "<text>")) or _lookup(positions, path, ("steps", i, k))
+        for k in raw
+    }
+    for k in raw.get("env", {}):
+        out[f"env.{k}"] = _lookup(positions, path, ("steps", i, "env", k))
+    return out
+
+
+def _step(
+    raw: dict[str, Any], defaults: dict[str, Any], pos: Position, where: dict[str, Position]
+) -> Step:
+    when = raw.get("when")
+    return Step(
+        name=raw["name"],
+        run=raw["run"],
+        position=pos,
+        spec=ExecSpec.build(defaults, raw),
+        hosts=raw.get("hosts", "all"),
+        local=raw.get("local", False),
+        env={k: _env_str(v) for k, v in raw.get("env", {}).items()},
+        serial=raw.get("serial"),
+        when=None if when is None else str(when),
+        run_once=raw.get("run_once", False),
+        tags=tuple(raw.get("tags", ())),
+        confirm=raw.get("confirm"),
+        field_positions=where,
+    )
+
+
+def _secrets(raw: dict[str, Any], positions: dict, path: str, base: str) -> tuple[SecretSpec, ...]:
+    return tuple(
+        SecretSpec(
+            name=k,
+            env=v.get("env"),
+            file=os.path.join(base, v["file"]) if "file" in v else None,
+            position=_lookup(positions, path, ("secrets", k)),
+        )
+        for k, v in raw.items()
     )
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from runbook.errors import Position
+from runbook.spec import ExecSpec
 
 # Only this name is local by default; an address of 127.0.0.1 still means SSH (test fleets).
 LOCAL_NAMES = frozenset({"localhost"})
@@ -33,6 +34,26 @@ class Host:
     def is_local(self) -> bool:
         return self.connection == "local"
 
+    def to_dict(self) -> dict[str, Any]:
+        """How a plan file stores the host: its connection fields that are set (vars are
+        not stored: commands are already rendered)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "vars") or value is None or value == ():
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> Host:
+        known = {f.name for f in fields(cls)} - {"name", "vars"}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"host {name!r}: unknown fields {sorted(unknown)}")
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(name=name, **values)
+
     def facts(self) -> dict[str, Any]:
         """What templates see as ``host``."""
         return {
@@ -56,25 +77,19 @@ class SecretSpec:
 
 @dataclass(frozen=True)
 class Step:
+    """One step as written (``defaults`` already applied into ``spec``)."""
+
     name: str
     run: str
     position: Position
+    spec: ExecSpec = ExecSpec()
     hosts: str | list[str] = "all"
     local: bool = False
     env: dict[str, str] = field(default_factory=dict)
-    timeout: float | None = None
     serial: int | str | list[int | str] | None = None
-    on_failure: str = "halt"
-    max_failures: int | str = 0
-    retries: int = 0
-    delay: float = 0.0
-    until: str | None = None
     when: str | None = None
     run_once: bool = False
-    become: bool = False
-    become_user: str | None = None
     tags: tuple[str, ...] = ()
-    shell: str = "/bin/bash"
     confirm: str | None = None
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)

@@ -14,7 +14,8 @@ from typing import Any
 from runbook.command import Command
 from runbook.errors import InputError, Position
 from runbook.model import Host
-from runbook.planner import Plan, PlannedStep
+from runbook.plan import Plan, PlannedStep
+from runbook.spec import ExecSpec
 
 FORMAT = "runbook-plan"
 VERSION = 1
@@ -29,7 +30,7 @@ def plan_to_dict(plan: Plan, text: Callable[[str], str] = str) -> dict[str, Any]
         for batch in step.batches:
             out = []
             for c in batch:
-                hosts.setdefault(c.host.name, _host_dict(c.host))
+                hosts.setdefault(c.host.name, c.host.to_dict())
                 d = c.to_dict()
                 d["cmd"] = text(d["cmd"])
                 if "env" in d:
@@ -41,6 +42,7 @@ def plan_to_dict(plan: Plan, text: Callable[[str], str] = str) -> dict[str, Any]
                 "name": step.name,
                 "line": step.position.line,
                 "hosts": step.hosts,
+                # The policy, always written; max_failures as the resolved count.
                 "on_failure": step.on_failure,
                 "max_failures": step.max_failures,
                 "serial": step.serial,
@@ -61,18 +63,6 @@ def plan_to_dict(plan: Plan, text: Callable[[str], str] = str) -> dict[str, Any]
         "hosts": hosts,
         "steps": steps,
     }
-
-
-def _host_dict(h: Host) -> dict[str, Any]:
-    d = {
-        "address": h.address,
-        "port": h.port,
-        "user": h.user,
-        "identity_file": h.identity_file,
-        "connection": h.connection,
-        "groups": list(h.groups),
-    }
-    return {k: v for k, v in d.items() if v not in (None, [])}
 
 
 def dumps(data: dict[str, Any]) -> str:
@@ -116,22 +106,22 @@ def plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str
 
 
 def _plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], str]) -> Plan:
-    hosts = {
-        name: Host(name=name, **{k: (tuple(v) if k == "groups" else v) for k, v in h.items()})
-        for name, h in data["hosts"].items()
-    }
+    hosts = {name: Host.from_dict(name, h) for name, h in data["hosts"].items()}
     steps = []
     for s in data["steps"]:
+        policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
         batches = tuple(
-            tuple(_command(s["name"], c, hosts, text) for c in batch) for batch in s["batches"]
+            tuple(_command(s["name"], c, hosts, policy, text) for c in batch)
+            for batch in s["batches"]
         )
+        first = batches[0][0] if batches and batches[0] else None
         steps.append(
             PlannedStep(
                 name=s["name"],
                 position=Position(data["source"], s.get("line", 0)),
                 batches=batches,
+                spec=first.spec if first is not None else ExecSpec.from_dict(policy),
                 hosts=s["hosts"],
-                on_failure=s["on_failure"],
                 max_failures=s["max_failures"],
                 confirm=s.get("confirm"),
                 tags=tuple(s.get("tags", ())),
@@ -151,20 +141,18 @@ def _plan_from_dict(data: Mapping[str, Any], path: str, text: Callable[[str], st
 
 
 def _command(
-    step: str, c: Mapping[str, Any], hosts: Mapping[str, Host], text: Callable[[str], str]
+    step: str,
+    c: Mapping[str, Any],
+    hosts: Mapping[str, Host],
+    policy: Mapping[str, Any],
+    text: Callable[[str], str],
 ) -> Command:
     return Command(
         step=step,
         host=hosts[c["host"]],
         cmd=text(c["cmd"]),
         env={k: text(v) for k, v in c.get("env", {}).items()},
-        timeout=c.get("timeout"),
-        shell=c.get("shell", "/bin/bash"),
-        become=c.get("become", False),
-        become_user=c.get("become_user"),
-        retries=c.get("retries", 0),
-        delay=c.get("delay", 0.0),
-        until=c.get("until"),
+        spec=ExecSpec.from_dict(c, policy),
         until_vars=c.get("until_vars", {}),
         skip_reason=c.get("skipped"),
     )

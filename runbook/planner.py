@@ -7,57 +7,18 @@ error in step 9 stops the run before step 1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from runbook.command import Command
-from runbook.errors import InputError, Position, TemplateError, UsageError
+from runbook.errors import InputError, TemplateError, UsageError
 from runbook.inventory import Inventory
 from runbook.model import Host, Runbook, Step
+from runbook.plan import Plan, PlannedStep, Selection
 from runbook.templating import check_syntax, evaluate, expression_names, render
 
-
-@dataclass(frozen=True)
-class PlannedStep:
-    name: str
-    position: Position
-    batches: tuple[tuple[Command, ...], ...]
-    hosts: str | list[str] = "all"
-    on_failure: str = "halt"
-    max_failures: int = 0
-    confirm: str | None = None
-    tags: tuple[str, ...] = ()
-    run_once: bool = False
-    local: bool = False
-    serial: Any = None
-
-    @property
-    def commands(self) -> list[Command]:
-        return [c for batch in self.batches for c in batch]
-
-
-@dataclass(frozen=True)
-class Plan:
-    name: str
-    source: str
-    digest: str
-    steps: tuple[PlannedStep, ...]
-    secret_names: tuple[str, ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def commands(self) -> list[Command]:
-        return [c for s in self.steps for c in s.commands]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep."""
-
-    limit: str | None = None
-    tags: tuple[str, ...] = ()
-    skip_tags: tuple[str, ...] = ()
-    start_at: str | None = None
+Context = dict[str, Any]
 
 
 def make_plan(
@@ -91,8 +52,7 @@ def make_plan(
 
     planned = []
     for step in steps:
-        for field_name in ("run", "until"):
-            source = getattr(step, field_name)
+        for field_name, source in (("run", step.run), ("until", step.spec.until)):
             if source is None:
                 continue
             try:
@@ -137,93 +97,22 @@ def _select_steps(runbook: Runbook, sel: Selection) -> list[Step]:
 
 
 def _plan_step(
-    step: Step, runbook: Runbook, inventory: Inventory, limited: set[str] | None, base: Any
+    step: Step,
+    runbook: Runbook,
+    inventory: Inventory,
+    limited: set[str] | None,
+    base: Callable[[Host], Context],
 ) -> PlannedStep:
-    pos = step.field_positions
-    if step.local:
-        # Always the controller, even if the inventory reaches a "localhost" over SSH.
-        known = inventory.hosts.get("localhost")
-        hosts = [replace(known, connection="local") if known else inventory.controller]
-    else:
-        where = pos.get("hosts", step.position)
-        hosts = inventory.resolve(step.hosts, where, step.name)
-        if not hosts and not inventory.hosts:
-            raise InputError(
-                "no hosts to run on: the runbook defines none (add `hosts:` or `inventory:`, "
-                "or name `localhost`)",
-                where,
-                step=step.name,
-            )
-        if limited is not None:
-            hosts = [h for h in hosts if h.name in limited]
-        if step.run_once:
-            hosts = hosts[:1]
-    commands = []
+    hosts = _step_hosts(step, inventory, limited)
     step_facts = {"name": step.name, "tags": list(step.tags)}
-    for host in hosts:
-        ctx = {**base(host), "step": step_facts}
-        try:
-            env = {k: render(v, ctx, runbook.position("env", k)) for k, v in runbook.env.items()}
-            ctx["env"] = env
-            env.update(
-                {
-                    k: render(v, ctx, pos.get(f"env.{k}", pos.get("env")))
-                    for k, v in step.env.items()
-                }
-            )
-            ctx["env"] = env
-            skip = None
-            if step.when is not None and not evaluate(step.when, ctx, pos.get("when")):
-                skip = f"when: {step.when}"
-            cmd = render(step.run, ctx, pos.get("run")) if skip is None else step.run
-            until_vars = _until_vars(step, ctx)
-        except TemplateError as exc:
-            exc.step, exc.host = step.name, host.name
-            raise
-        if "\0" in cmd:
-            raise InputError(
-                "the rendered command contains a NUL byte (from a variable?)",
-                pos.get("run"),
-                step=step.name,
-                host=host.name,
-            )
-        for k, v in env.items():
-            if "\0" in v:
-                where = (
-                    pos.get(f"env.{k}", pos.get("env"))
-                    if k in step.env
-                    else runbook.position("env", k)
-                )
-                raise InputError(
-                    f"env {k}: value contains a NUL byte",
-                    where,
-                    step=step.name,
-                    host=host.name,
-                )
-        commands.append(
-            Command(
-                step=step.name,
-                host=host,
-                cmd=cmd,
-                env=env,
-                timeout=step.timeout,
-                shell=step.shell,
-                become=step.become,
-                become_user=step.become_user,
-                retries=step.retries,
-                delay=step.delay,
-                until=step.until,
-                until_vars=until_vars,
-                skip_reason=skip,
-            )
-        )
+    commands = [_command(step, runbook, host, {**base(host), "step": step_facts}) for host in hosts]
     return PlannedStep(
         name=step.name,
         position=step.position,
         batches=batches(commands, step.serial),
+        spec=step.spec,
         hosts=step.hosts if not step.local else "localhost",
-        on_failure=step.on_failure,
-        max_failures=_count(step.max_failures, len(commands)),
+        max_failures=_count(step.spec.max_failures, len(commands)),
         confirm=step.confirm,
         tags=step.tags,
         run_once=step.run_once,
@@ -232,15 +121,86 @@ def _plan_step(
     )
 
 
+def _step_hosts(step: Step, inventory: Inventory, limited: set[str] | None) -> list[Host]:
+    if step.local:
+        # Always the controller, even if the inventory reaches a "localhost" over SSH.
+        known = inventory.hosts.get("localhost")
+        return [replace(known, connection="local") if known else inventory.controller]
+    where = step.field_positions.get("hosts", step.position)
+    hosts = inventory.resolve(step.hosts, where, step.name)
+    if not hosts and not inventory.hosts:
+        raise InputError(
+            "no hosts to run on: the runbook defines none (add `hosts:` or `inventory:`, "
+            "or name `localhost`)",
+            where,
+            step=step.name,
+        )
+    if limited is not None:
+        hosts = [h for h in hosts if h.name in limited]
+    return hosts[:1] if step.run_once else hosts
+
+
+def _command(step: Step, runbook: Runbook, host: Host, ctx: Context) -> Command:
+    """Render one step for one host; every error names the step and the host."""
+    pos = step.field_positions
+    try:
+        env = _env(step, runbook, ctx)
+        skip = None
+        if step.when is not None and not evaluate(step.when, ctx, pos.get("when")):
+            skip = f"when: {step.when}"
+        cmd = render(step.run, ctx, pos.get("run")) if skip is None else step.run
+        until_vars = _until_vars(step, ctx)
+        _check_nul(step, runbook, cmd, env)
+    except InputError as exc:
+        exc.step, exc.host = step.name, host.name
+        raise
+    return Command(
+        step=step.name,
+        host=host,
+        cmd=cmd,
+        env=env,
+        spec=step.spec,
+        until_vars=until_vars,
+        skip_reason=skip,
+    )
+
+
+def _env(step: Step, runbook: Runbook, ctx: Context) -> dict[str, str]:
+    """Runbook env, then the step's (which may read the runbook's as ``env``)."""
+    pos = step.field_positions
+    env = {k: render(v, ctx, runbook.position("env", k)) for k, v in runbook.env.items()}
+    ctx["env"] = env
+    env.update(
+        {k: render(v, ctx, pos.get(f"env.{k}", pos.get("env"))) for k, v in step.env.items()}
+    )
+    ctx["env"] = env
+    return env
+
+
+def _check_nul(step: Step, runbook: Runbook, cmd: str, env: dict[str, str]) -> None:
+    pos = step.field_positions
+    if "\0" in cmd:
+        raise InputError(
+            "the rendered command contains a NUL byte (from a variable?)", pos.get("run")
+        )
+    for k, v in env.items():
+        if "\0" in v:
+            where = (
+                pos.get(f"env.{k}", pos.get("env")) if k in step.env else runbook.position("env", k)
+            )
+            raise InputError(f"env {k}: value contains a NUL byte", where)
+
+
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
 
 
 def _until_vars(step: Step, ctx: dict[str, Any]) -> dict[str, Any]:
     """Bind the vars ``until`` reads now; an unknown name is an error now, not after the
     command ran."""
-    if step.until is None:
+    until = step.spec.until
+    if until is None:
         return {}
-    names = expression_names(step.until) - RESULT_NAMES
+    names = expression_names(until) - RESULT_NAMES
     for name in sorted(names):
         if name not in ctx:
             raise TemplateError(

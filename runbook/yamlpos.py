@@ -209,11 +209,12 @@ class _Loader(yaml.SafeLoader):
     """PyYAML returns the anchored node itself for an alias, so an error found through an
     alias would point at the anchor; a shallow copy carries the alias's own position."""
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             node = copy.copy(super().compose_node(parent, index))
-            node.start_mark = mark
+            if node is not None:
+                node.start_mark = mark
             return node
         return super().compose_node(parent, index)
 

@@ -23,13 +23,14 @@ import pytest
 from runbook import events as ev
 from runbook.command import Command, Outcome, Status
 from runbook.contexts.base import ExecutionContext
+from runbook.contexts.fault import FaultInjectingContext
 from runbook.contexts.local import LocalExecutionContext
 from runbook.errors import ConnectError
 from runbook.events import Event
 from runbook.inventory import build_inventory
 from runbook.loader import load_runbook
 from runbook.planner import Plan, make_plan
-from runbook.runner import Runner, RunResult
+from runbook.runner import Resume, Runner, RunResult
 
 HANG = 30.0
 
@@ -69,7 +70,7 @@ class Recorder:
         return [e.kind for e in self.events if not only or e.kind in only]
 
     def of(self, kind: str) -> list[dict]:
-        return [e.data for e in self.events if e.kind == kind]
+        return [e.to_dict() for e in self.events if e.kind == kind]
 
 
 def make(tmp_path: Path, text: str, extra: dict | None = None) -> Plan:
@@ -175,7 +176,11 @@ def test_all_ok_runs_every_command_once_in_step_order(tmp_path):
 def test_event_stream_shape(tmp_path):
     result, rec = run(make(tmp_path, FOUR), FakeContext(), forks=2)
     kinds = rec.kinds(
-        ev.RUN_STARTED, ev.STEP_STARTED, ev.COMMAND_FINISHED, ev.STEP_FINISHED, ev.RUN_FINISHED
+        ev.RunStarted.kind,
+        ev.StepStarted.kind,
+        ev.CommandFinished.kind,
+        ev.StepFinished.kind,
+        ev.RunFinished.kind,
     )
     expected = (
         ["run_started", "step_started"]
@@ -185,13 +190,13 @@ def test_event_stream_shape(tmp_path):
         + ["step_finished", "run_finished"]
     )
     assert kinds == expected
-    assert len(rec.of(ev.COMMAND_STARTED)) == 8
-    assert {e.data["run_id"] for e in rec.events} == {"test-run"}
-    done = rec.of(ev.COMMAND_FINISHED)[0]
+    assert len(rec.of(ev.CommandStarted.kind)) == 8
+    assert {e.run_id for e in rec.events} == {"test-run"}
+    done = rec.of(ev.CommandFinished.kind)[0]
     fields = {"step", "host", "status", "rc", "stdout", "stderr", "started", "finished"}
     assert fields | {"attempts", "error"} <= set(done)
     assert done["stdout"] == f"{done['host']}\n"
-    fin = rec.of(ev.RUN_FINISHED)[0]
+    fin = rec.of(ev.RunFinished.kind)[0]
     assert fin["exit_code"] == 0 and fin["counts"]["ok"] == 8
 
 
@@ -216,10 +221,10 @@ def test_halt_cancels_later_batches_and_steps(tmp_path):
     }
     assert ctx.executed == [("first", "h1"), ("first", "h2")]
     assert result.steps_not_run == ["second"]
-    finished = {d["step"]: d["status"] for d in rec.of(ev.STEP_FINISHED)}
+    finished = {d["step"]: d["status"] for d in rec.of(ev.StepFinished.kind)}
     assert finished == {"first": "failed", "second": "cancelled"}
     # A step that never ran has no step_started.
-    assert [d["step"] for d in rec.of(ev.STEP_STARTED)] == ["first"]
+    assert [d["step"] for d in rec.of(ev.StepStarted.kind)] == ["first"]
 
 
 def test_halt_drains_pending_hosts_and_lets_in_flight_finish(tmp_path):
@@ -262,7 +267,7 @@ def test_continue_records_failures_and_goes_on(tmp_path):
     assert [st[("first", h)] for h in ("h1", "h2", "h3", "h4")] == ["failed", "ok", "failed", "ok"]
     assert all(st[("second", h)] == "ok" for h in ("h1", "h2", "h3", "h4"))
     assert result.counts()["failed"] == 2
-    assert {d["step"]: d["status"] for d in rec.of(ev.STEP_FINISHED)} == {
+    assert {d["step"]: d["status"] for d in rec.of(ev.StepFinished.kind)} == {
         "first": "tolerated",
         "second": "ok",
     }
@@ -296,7 +301,7 @@ def test_max_failures(tmp_path, max_failures, failing, exit_code, step_status):
     plan = make(tmp_path, with_step_options(FOUR, "first", max_failures=max_failures))
     result, rec = run(plan, FakeContext(fails_on(*failing)), forks=4)
     assert result.exit_code == exit_code
-    first = {d["step"]: d for d in rec.of(ev.STEP_FINISHED)}["first"]
+    first = {d["step"]: d for d in rec.of(ev.StepFinished.kind)}["first"]
     assert first["status"] == step_status
     assert first["counts"]["failed"] == len(failing)
     second = [s for (step, _), s in statuses(result).items() if step == "second"]
@@ -373,7 +378,7 @@ def test_fault_injection_fails_matching_steps_without_executing(tmp_path):
         """,
     )
     ctx = FakeContext()
-    result, _ = run(plan, ctx, forks=2, fault_point="db-")
+    result, _ = run(plan, FaultInjectingContext(ctx, "db-"), forks=2)
     assert sorted(ctx.executed) == [("web-restart", "h1"), ("web-restart", "h2")]
     faulted = [r for r in result.results if r.step == "db-migrate"]
     assert [(r.status, r.rc, r.stderr) for r in faulted] == [
@@ -405,7 +410,7 @@ def test_when_false_is_skipped_and_not_a_failure(tmp_path):
 def test_resume_does_not_rerun_commands_already_ok(tmp_path):
     ctx = FakeContext()
     done = {("first", "h1"), ("first", "h2")}
-    result, _ = run(make(tmp_path, FOUR), ctx, forks=2, done=done, resumes="run-0")
+    result, _ = run(make(tmp_path, FOUR), ctx, forks=2, resume=Resume("run-0", frozenset(done)))
     by_key = {(r.step, r.host): r for r in result.results}
     # Reported ok, with no attempt in this run, and never executed again.
     for key in done:
@@ -448,7 +453,7 @@ def test_a_bug_in_the_context_is_raised_not_hidden(tmp_path):
     with pytest.raises(Oops):
         run_bounded(runner)
     # The run still ends properly: later steps cancelled, run_finished emitted.
-    fin = rec.of(ev.RUN_FINISHED)
+    fin = rec.of(ev.RunFinished.kind)
     assert len(fin) == 1 and fin[0]["exit_code"] == 1
     st = statuses(runner.result)
     assert st[("first", "h3")] == "failed"

@@ -21,13 +21,15 @@ import paramiko
 import pytest
 from fleet import Fleet, generate_key
 
-from runbook.command import Command, Outcome, Status, run_command
+from runbook.command import Command, Outcome, Status
 from runbook.contexts.hostkeys import HostKeyVerifier, parse
 from runbook.contexts.ssh import SshExecutionContext, SshOptions
 from runbook.contexts.ssh_config import resolve
 from runbook.contexts.ssh_run import kill_command, wire_command
 from runbook.errors import ConnectError
+from runbook.execute import run_command
 from runbook.model import Host
+from runbook.spec import ExecSpec
 
 NO_HANG = 30.0  # seconds: an upper bound that proves "no hang", not a speed claim
 
@@ -159,7 +161,9 @@ def test_quick_exit_after_stderr_keeps_all_of_stderr(fleet: Fleet, contexts) -> 
 @pytest.mark.ssh
 def test_stdin_is_closed(fleet: Fleet, contexts) -> None:
     ctx = contexts(fleet.ssh_options())
-    outcome = ctx.execute(Command("s", fleet.host("h3"), "cat; echo done", timeout=20))
+    outcome = ctx.execute(
+        Command("s", fleet.host("h3"), "cat; echo done", spec=ExecSpec(timeout=20))
+    )
     assert outcome.rc == 0 and outcome.stdout == b"done\n" and not outcome.timed_out
 
 
@@ -169,7 +173,7 @@ def test_ten_megabytes_on_both_streams_arrive_complete(fleet: Fleet, contexts) -
     # channel window fills (paramiko #448, #1815).
     ctx = contexts(fleet.ssh_options())
     cmd = "seq 1 1300000 >&2 & seq 1 1400000; wait"
-    outcome = ctx.execute(Command("s", fleet.host("h4"), cmd, timeout=NO_HANG))
+    outcome = ctx.execute(Command("s", fleet.host("h4"), cmd, spec=ExecSpec(timeout=NO_HANG)))
     out = subprocess.run(["seq", "1", "1400000"], capture_output=True).stdout
     err = subprocess.run(["seq", "1", "1300000"], capture_output=True).stdout
     assert outcome.rc == 0
@@ -183,10 +187,12 @@ def test_become_runs_through_sudo(fleet: Fleet, contexts) -> None:
     ctx = contexts(fleet.ssh_options())
     host = fleet.host("h5")
     as_root = ctx.execute(
-        Command("s", host, 'id -u; printf %s "$X"', env={"X": "a b"}, become=True)
+        Command("s", host, 'id -u; printf %s "$X"', env={"X": "a b"}, spec=ExecSpec(become=True))
     )
     assert (as_root.rc, as_root.stdout) == (0, b"0\na b")
-    as_nobody = ctx.execute(Command("s", host, "id -un", become=True, become_user="nobody"))
+    as_nobody = ctx.execute(
+        Command("s", host, "id -un", spec=ExecSpec(become=True, become_user="nobody"))
+    )
     assert (as_nobody.rc, as_nobody.stdout) == (0, b"nobody\n")
 
 
@@ -202,9 +208,7 @@ def test_timeout_kills_the_remote_process_tree(fleet: Fleet, contexts, become_us
         "slow",
         fleet.host("h1"),
         f"sleep {duration} & sleep {duration}; wait",
-        timeout=2,
-        become=become_user is not None,
-        become_user=become_user,
+        spec=ExecSpec(timeout=2, become=become_user is not None, become_user=become_user),
     )
     result = run_command(command, ctx)
     assert result.status is Status.TIMED_OUT
@@ -219,7 +223,7 @@ def test_timeout_kills_a_tree_that_ignores_term(fleet: Fleet, contexts) -> None:
         "stubborn",
         fleet.host("h2"),
         f"trap '' TERM; sleep {duration} & sleep {duration}; wait",
-        timeout=1,
+        spec=ExecSpec(timeout=1),
     )
     started = time.monotonic()
     outcome = ctx.execute(command)
@@ -239,8 +243,9 @@ def test_kill_all_kills_running_commands(fleet: Fleet, contexts) -> None:
         )
         for name in ("h1", "h2")
     ]
-    # Both trees running (each: timeout, bash and two sleeps), so kill_all sees both.
-    assert wait_until(lambda: len(pgrep(f"sleep {duration}")) == 8)
+    # Both trees running (two sleeps each; the script itself is on no command line),
+    # so kill_all sees both.
+    assert wait_until(lambda: len(pgrep(f"sleep {duration}")) == 4)
     ctx.kill_all()
     for thread, box in runs:
         thread.join(NO_HANG)
@@ -469,15 +474,43 @@ def test_unreachable_jump_host_makes_its_targets_unreachable(fleet, contexts, tm
 # -- no sshd needed -------------------------------------------------------------------------
 
 
-def test_wire_command_runs_the_shell_argv_under_timeout(tmp_path) -> None:
-    command = Command("s", Host("h"), 'printf %s "$V"', env={"V": "a'b $c"}, timeout=2.5)
-    wire = wire_command(command, kill_grace=3)
+def test_wire_command_runs_the_script_from_stdin_under_timeout(tmp_path) -> None:
+    command = Command(
+        "s", Host("h"), 'printf %s "$V"', env={"V": "a'b $c-s3cret"}, spec=ExecSpec(timeout=2.5)
+    )
+    wire, script = wire_command(command, kill_grace=3)
     assert "timeout -k 3 2.5 " in wire
-    no_deadline = wire_command(Command("s", Host("h"), "true"), kill_grace=3)
-    assert "timeout -k 3 0 " in no_deadline
-    # Run it through a local shell: the marker comes first on stderr, output is exact.
-    done = subprocess.run(["bash", "-c", wire], capture_output=True)
-    assert done.stdout == b"a'b $c" and done.stderr.startswith(b"RUNBOOK-PGID:")
+    assert "s3cret" not in wire and b"s3cret" in script  # the value travels on stdin only
+    default, _ = wire_command(Command("s", Host("h"), "true"), kill_grace=3)
+    assert "timeout -k 3 3600 " in default
+    # Run it through a local shell, stdin held open until the command ends (as the channel
+    # is): the marker reports the group on stderr, output is exact.
+    proc = subprocess.Popen(
+        ["bash", "-c", wire], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdin.write(script)
+    proc.stdin.flush()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.wait(30) == 0
+    proc.stdin.close()
+    assert out == b"a'b $c-s3cret" and err.startswith(b"RUNBOOK-PGID:")
+
+
+def test_wire_command_kills_the_command_when_its_stdin_closes(tmp_path) -> None:
+    """EOF on the channel's stdin means the controller is gone: nothing may run on."""
+    marker = unique_sleep()
+    wire, script = wire_command(
+        Command("s", Host("h"), f"sleep {marker}", spec=ExecSpec(timeout=600)), kill_grace=1
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", wire], stdin=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    proc.stdin.write(script)
+    proc.stdin.flush()
+    assert wait_until(lambda: pgrep(f"sleep {marker}"))
+    proc.stdin.close()
+    proc.wait(NO_HANG)
+    assert wait_until(lambda: not pgrep(f"sleep {marker}")), pgrep(f"sleep {marker}")
 
 
 def test_kill_command_never_targets_every_process() -> None:

@@ -2,7 +2,8 @@
 
 A context runs one attempt of a command and reports an ``Outcome``; it enforces the
 command's timeout itself (a pool cannot stop a running job, so the timer that kills lives
-here). Retries, fault injection and the status decision live in ``Command.run``.
+here). Retries and the status decision live in ``runbook.execute.run_command``; fault injection
+is a wrapper context (``contexts/fault.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from abc import ABC, abstractmethod
 
 from runbook.command import Command, Outcome
 from runbook.model import Host
+from runbook.options import KILL_GRACE
 
-# Seconds between SIGTERM and SIGKILL when a command is killed.
-KILL_GRACE = 3.0
+__all__ = ["KILL_GRACE", "ExecutionContext"]
 
 
 class ExecutionContext(ABC):

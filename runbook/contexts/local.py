@@ -24,10 +24,12 @@ class LocalExecutionContext(ExecutionContext):
 
     def execute(self, command: Command) -> Outcome:
         # start_new_session: the command leads its own process group, so a timeout can
-        # kill grandchildren too (``sleep 1000 & wait``), not only the shell.
+        # kill grandchildren too (``sleep 1000 & wait``), not only the shell. The script
+        # goes in on stdin (``communicate`` writes it), never on the command line.
+        run = shell.invocation(command)
         proc = subprocess.Popen(
-            shell.argv(command),
-            stdin=subprocess.DEVNULL,
+            run.argv,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -37,7 +39,7 @@ class LocalExecutionContext(ExecutionContext):
         self._reaper.started(proc.pid)
         try:
             try:
-                out, err = proc.communicate(timeout=command.timeout)
+                out, err = proc.communicate(run.stdin, timeout=command.timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True

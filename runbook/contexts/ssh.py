@@ -33,20 +33,22 @@ import random
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import paramiko
-from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_GLOBAL_REQUEST
 
 from runbook.command import Command, Outcome
-from runbook.contexts.base import KILL_GRACE, ExecutionContext
+from runbook.contexts.base import ExecutionContext
 from runbook.contexts.hostkeys import HostKeyError, HostKeyVerifier
+from runbook.contexts.paramiko_adapter import Connection, WatchedTransport
 from runbook.contexts.ssh_config import ConfigError, Endpoint, load_config, resolve
 from runbook.contexts.ssh_run import ChannelRun, NotStarted, describe
 from runbook.errors import ConnectError
 from runbook.model import Host
+from runbook.options import SshOptions
+
+__all__ = ["SshExecutionContext", "SshOptions"]
 
 BACKOFF_BASE = 0.5  # seconds before the first connect retry; doubles each time
 BACKOFF_CAP = 8.0
@@ -58,111 +60,8 @@ BACKOFF_CAP = 8.0
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-@dataclass(frozen=True)
-class SshOptions:
-    host_key_policy: str = "strict"  # strict | accept-new | off
-    known_hosts: str | None = None  # default: UserKnownHostsFile, else ~/.ssh/known_hosts
-    ssh_config: str | None = None  # default ~/.ssh/config if it exists
-    connect_timeout: float = 10.0
-    keepalive: float = 5.0  # transport keepalive interval; dead peer detected within 3x
-    connect_retries: int = 3  # extra tries after the first, capped exponential backoff + jitter
-    kill_grace: float = KILL_GRACE  # TERM -> KILL
-
-
-def _channel_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
-    """paramiko ignores ``exit-signal``; keep the signal so rc is ``-N`` as locally."""
-    start = m.packet.tell()
-    with contextlib.suppress(Exception):
-        if m.get_text() == "exit-signal":
-            m.get_boolean()
-            chan.runbook_signal = m.get_text()
-    m.packet.seek(start)
-    paramiko.Channel._handle_request(chan, m)
-
-
-class _Transport(paramiko.Transport):
-    """A Transport that notices a silent peer.
-
-    paramiko's own keepalive asks for no reply (``want_reply=False``), so a peer that
-    stopped answering (frozen, partitioned) is never noticed and reads hang. Here each
-    keepalive asks for a reply; if one is still unanswered ``2 * interval`` later (3x
-    after the last traffic we sent), the transport is closed, which ends every channel.
-    Uses two paramiko internals: the packetizer's keepalive hook and the global-reply
-    handlers.
-    """
-
-    _channel_handler_table = {
-        **paramiko.Transport._channel_handler_table,
-        MSG_CHANNEL_REQUEST: _channel_request,
-    }
-    dead_reason: str | None = None
-    _unanswered: float | None = None
-
-    def watch(self, interval: float) -> None:
-        if interval <= 0:
-            return
-        ref = weakref.ref(self)
-
-        def keepalive() -> None:
-            transport = ref()
-            if transport is not None:
-                transport._keepalive(interval)
-
-        self.packetizer.set_keepalive(interval, keepalive)
-
-    def _keepalive(self, interval: float) -> None:
-        # Runs in the transport thread, after `interval` seconds without sending.
-        now = time.monotonic()
-        if self._unanswered is not None and now - self._unanswered >= 2 * interval:
-            self.dead_reason = f"no reply to keepalives for {3 * interval:g}s"
-            self.close()
-            return
-        if not self.clear_to_send.is_set():  # mid-rekey: sending would block this thread
-            return
-        m = paramiko.Message()
-        m.add_byte(cMSG_GLOBAL_REQUEST)
-        m.add_string("keepalive@openssh.com")
-        m.add_boolean(True)
-        self._send_user_message(m)
-        if self._unanswered is None:
-            self._unanswered = now
-
-    def _parse_request_success(self, m: paramiko.Message) -> None:
-        self._unanswered = None
-        super()._parse_request_success(m)
-
-    def _parse_request_failure(self, m: paramiko.Message) -> None:
-        self._unanswered = None  # OpenSSH answers unknown requests with a failure: alive
-        super()._parse_request_failure(m)
-
-    def loss(self) -> str:
-        """Why the connection ended, for the operator."""
-        if self.dead_reason:
-            return self.dead_reason
-        exc = self.saved_exception or self.get_exception()
-        if exc is None or isinstance(exc, EOFError):
-            return "the server closed the connection"
-        return str(exc) or type(exc).__name__
-
-
 class _Retry(Exception):
     """A connection attempt failed in a way a later attempt may not (network, sshd load)."""
-
-
-class _Connection:
-    """An authenticated transport to one endpoint (a host, or a jump host shared by many)."""
-
-    def __init__(self, endpoint: Endpoint, client: paramiko.SSHClient) -> None:
-        self.endpoint = endpoint
-        self.client = client
-        self.transport: _Transport = client.get_transport()  # type: ignore[assignment]
-
-    @property
-    def alive(self) -> bool:
-        return self.transport is not None and self.transport.is_active()
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class SshExecutionContext(ExecutionContext):
@@ -186,7 +85,7 @@ class SshExecutionContext(ExecutionContext):
         self._config_loaded = False
         self._lock = threading.Lock()
         self._locks: dict[object, threading.Lock] = {}
-        self._conns: dict[object, _Connection] = {}
+        self._conns: dict[object, Connection] = {}
         self._errors: dict[object, ConnectError] = {}
         self._running: set[ChannelRun] = set()
         self._closing = threading.Event()
@@ -246,7 +145,7 @@ class SshExecutionContext(ExecutionContext):
         if self._on_warning is not None:
             self._on_warning(message)
 
-    def _connection(self, host: Host) -> _Connection:
+    def _connection(self, host: Host) -> Connection:
         return self._cached(
             host.name,
             host.name,
@@ -261,7 +160,7 @@ class SshExecutionContext(ExecutionContext):
                 self._config_loaded = True
             return self._config
 
-    def _cached(self, key: object, label: str, endpoint: Callable[[], Endpoint]) -> _Connection:
+    def _cached(self, key: object, label: str, endpoint: Callable[[], Endpoint]) -> Connection:
         """The live connection for ``key``, opened under a per-key lock.
 
         A failure to connect is remembered; a connection that died is reopened.
@@ -290,7 +189,7 @@ class SshExecutionContext(ExecutionContext):
                 self._conns[key] = conn
             return conn
 
-    def _open(self, ep: Endpoint) -> _Connection:
+    def _open(self, ep: Endpoint) -> Connection:
         """Connect with retries; raises ``ConnectError`` naming the endpoint's label."""
         attempts = 1 + max(0, self.options.connect_retries)
         # A server that accepts TCP and then drops us before its banner is alive but busy
@@ -314,7 +213,7 @@ class SshExecutionContext(ExecutionContext):
                 raise ConnectError(ep.label, "connection abandoned: the run is closing")
         raise AssertionError("not reached")
 
-    def _open_once(self, ep: Endpoint) -> _Connection:
+    def _open_once(self, ep: Endpoint) -> Connection:
         opts = self.options
         try:
             preferred = self._verifier.preferred_algorithms(ep.known_hosts_name, ep.known_hosts)
@@ -322,8 +221,8 @@ class SshExecutionContext(ExecutionContext):
             raise ConnectError(ep.label, str(exc)) from exc
         sock = self._socket(ep)
 
-        def transport_factory(sock: object, **kwargs: object) -> _Transport:
-            transport = _Transport(sock, **kwargs)
+        def transport_factory(sock: Any, **kwargs: Any) -> WatchedTransport:
+            transport = WatchedTransport(sock, **kwargs)
             if preferred:
                 security = transport.get_security_options()
                 rest = [a for a in security.key_types if a not in preferred]
@@ -337,7 +236,8 @@ class SshExecutionContext(ExecutionContext):
                 ep.address,
                 ep.port,
                 username=ep.user,
-                key_filename=list(ep.identity_files),
+                # paramiko accepts a list (its stubs say str)
+                key_filename=list(ep.identity_files),  # type: ignore[arg-type]
                 timeout=opts.connect_timeout,
                 banner_timeout=opts.connect_timeout,
                 auth_timeout=opts.connect_timeout,
@@ -352,7 +252,7 @@ class SshExecutionContext(ExecutionContext):
             with contextlib.suppress(OSError):
                 sock.close()
             raise self._classify(ep, exc) from exc
-        conn = _Connection(ep, client)
+        conn = Connection(ep, client)
         conn.transport.watch(opts.keepalive)
         return conn
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 import re
 import select
 import shlex
-import signal
 import threading
 import time
-from typing import TYPE_CHECKING
 
 import paramiko
 
 from runbook import shell
 from runbook.command import Command, Outcome
-from runbook.errors import ConnectError
-
-if TYPE_CHECKING:
-    from runbook.contexts.ssh import _Connection
+from runbook.contexts.paramiko_adapter import Connection, exit_signal_rc
+from runbook.errors import ConnectError, ConnectionLost
 
 READ_SIZE = 1 << 18
 DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
@@ -37,20 +33,38 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
 
 
-def wire_command(command: Command, kill_grace: float) -> str:
-    """What the remote login shell runs: report the process group, then the command.
+def wire_command(command: Command, kill_grace: float) -> tuple[str, bytes]:
+    """What the remote login shell runs, and what to send on the channel's stdin.
 
-    ``exec`` keeps one pid from the login shell through sh to ``timeout``, so ``$$`` is
-    the group that ``timeout`` leads (sshd also makes it a session leader). A timeout of
-    0 means no deadline, but ``timeout`` still makes the group.
+    The wrapper (POSIX sh) reads the script from stdin (never a command line), starts the
+    command under GNU ``timeout`` — a remote-side deadline and a process group of its own
+    (or, without ``timeout``, in the wrapper's group) — and reports that group on stderr.
+    Then it keeps reading stdin: the controller holds the channel open while the command
+    runs, so EOF there means the controller died or the connection dropped, and the
+    wrapper kills the group at once (SPEC §8) instead of leaving it to its deadline. A
+    command killed by a signal is re-raised on the wrapper, so the channel's exit status
+    says ``-N`` as a local run does.
     """
-    line = shell.command_line(command)
-    deadline = _seconds(command.timeout) if command.timeout else "0"
-    script = (
-        f"echo {MARKER}$$ >&2; if command -v timeout >/dev/null 2>&1; "
-        f"then exec timeout -k {_seconds(kill_grace)} {deadline} {line}; fi; exec {line}"
+    run = shell.invocation(command)
+    script = run.stdin
+    terminator = "\\000" if script.endswith(b"\0") else ""
+    body = script[:-1] if terminator else script
+    line = shlex.join(run.argv)
+    grace = _seconds(kill_grace)
+    wrapper = (
+        f"exec 3<&0; s=$(head -c {len(body)}) || exit 125; "
+        f"if command -v timeout >/dev/null 2>&1; then "
+        f"printf '%s{terminator}' \"$s\" | timeout -k {grace} {_seconds(command.timeout)} {line} & "
+        f"c=$!; pg=$c; else printf '%s{terminator}' \"$s\" | {line} & c=$!; pg=$$; fi; "
+        f"echo {MARKER}$pg >&2; "
+        f"( trap '' TERM; while IFS= read -r _; do :; done; kill -TERM -$pg; "
+        f"kill -TERM $$; sleep {grace}; kill -KILL -$pg ) <&3 >/dev/null 2>&1 & w=$!; "
+        f"wait $c 2>/dev/null; rc=$?; kill -KILL $w 2>/dev/null; "
+        f"if [ $rc -gt 128 ] && [ $rc -lt 160 ]; then "
+        f"trap - $((rc-128)); kill -$((rc-128)) $$; fi; "
+        f"exit $rc"
     )
-    return f"exec /bin/sh -c {shlex.quote(script)}"
+    return f"exec /bin/sh -c {shlex.quote(wrapper)}", body
 
 
 def kill_command(pgid: int, kill_grace: float, become: bool) -> str:
@@ -92,7 +106,7 @@ class ChannelRun:
     """One attempt of one command on one channel; see the module docstring for the protocol."""
 
     def __init__(
-        self, conn: _Connection, command: Command, *, connect_timeout: float, kill_grace: float
+        self, conn: Connection, command: Command, *, connect_timeout: float, kill_grace: float
     ) -> None:
         self.conn = conn
         self.command = command
@@ -121,13 +135,16 @@ class ChannelRun:
                 raise NotStarted(f"connection lost: {transport.loss()}") from exc
             raise ConnectError(host, f"cannot open a session: {describe(exc)}") from exc
         try:
-            chan.exec_command(wire_command(command, self.grace))
-            chan.shutdown_write()  # stdin: EOF, never a hang on a read
+            wire, script = wire_command(command, self.grace)
+            chan.exec_command(wire)
+            # The script on stdin; stdin then stays open: its EOF tells the remote wrapper
+            # that the controller is gone.
+            chan.sendall(script)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             chan.close()
             # The request may have reached the host: the command may be running.
             reason = transport.loss() if not transport.is_active() else describe(exc)
-            raise ConnectError(host, f"lost while starting the command: {reason}") from exc
+            raise ConnectionLost(host, f"lost while starting the command: {reason}") from exc
         try:
             abandoned = self._pump(chan, started)
             return self._outcome(chan, started, abandoned)
@@ -219,7 +236,7 @@ class ChannelRun:
             self._kill_sent = True
         try:
             chan = self.conn.transport.open_session(timeout=self.connect_timeout)
-            chan.exec_command(kill_command(pgid, self.grace, self.command.become))
+            chan.exec_command(kill_command(pgid, self.grace, self.command.spec.become))
         except (OSError, EOFError, paramiko.SSHException):
             return  # connection gone: the remote `timeout` still ends the command
         with self._lock:
@@ -234,12 +251,11 @@ class ChannelRun:
         rc: int | None = None
         if chan.exit_status != -1 and chan.status_event.is_set():
             rc = chan.exit_status
-        elif getattr(chan, "runbook_signal", None):
-            sig = getattr(signal, f"SIG{chan.runbook_signal}", None)
-            rc = -int(sig) if sig is not None else -1
+        else:
+            rc = exit_signal_rc(chan)
         transport = self.conn.transport
         if rc is None and self.kill_reason is None and not abandoned and not transport.is_active():
-            raise ConnectError(
+            raise ConnectionLost(
                 self.command.host.name,
                 f"connection to {self.conn.endpoint} lost during the command "
                 f"({transport.loss()}) after {time.monotonic() - started:.1f}s; "

@@ -190,7 +190,7 @@ class _Reader:
             raise self.error(f"empty {what} name", key)
         if what == "group" and any(ch.isspace() for ch in key.value):
             raise self.error(f"group name {key.value!r} contains whitespace", key)
-        return key.value
+        return str(key.value)
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -47,7 +47,7 @@ def events(lines: str) -> list[dict[str, Any]]:
 
 def journal_dirs(base: Path) -> list[Path]:
     root = base / ".runbook" / "runs"
-    return sorted(p for p in root.iterdir()) if root.is_dir() else []
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def journal_events(run_dir: Path) -> list[dict[str, Any]]:

@@ -83,7 +83,7 @@ def recap_row(stdout: str, host: str) -> dict[str, str]:
 
 def journal_runs(tmp_path: Path) -> list[Path]:
     root = tmp_path / ".runbook" / "runs"
-    return sorted(root.iterdir()) if root.is_dir() else []
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def pgrep(pattern: str) -> list[str]:

@@ -140,7 +140,15 @@ steps:
     assert not any(e["event"] == "run_finished" for e in evs)
 
     flag.touch()
-    resumed = runbook("apply", str(rb), "--yes", "--resume", run_dir.name, cwd=tmp_path)
+    # n3's step two started and has no result: its outcome is unknown, so a plain resume
+    # refuses (exit 2, nothing run) and names it; --rerun-unknown runs it again.
+    refused = runbook("apply", str(rb), "--yes", "--resume", run_dir.name, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "step 'two' on host 'n3'" in refused.stderr and "--rerun-unknown" in refused.stderr
+    assert side_effects(log)["three-n1"] == 0
+    resumed = runbook(
+        "apply", str(rb), "--yes", "--resume", run_dir.name, "--rerun-unknown", cwd=tmp_path
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     # Every (step, host) side effect happened exactly once across both runs.
     assert side_effects(log) == Counter(

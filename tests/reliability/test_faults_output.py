@@ -56,7 +56,7 @@ def run_steps(target_hosts: str, tmp_path: Path, extra: list[str]) -> tuple[Meas
     run = run_measured(
         "apply", "--yes", "--journal", str(journal), *extra, str(rb), cwd=tmp_path, timeout=240
     )
-    (run_dir,) = list(journal.iterdir())
+    (run_dir,) = [p for p in journal.iterdir() if p.is_dir()]
     with open(run_dir / "events.jsonl", encoding="utf-8") as f:
         results = {e["step"]: e for e in map(json.loads, f) if e["event"] == "command_finished"}
     return run, results

@@ -245,13 +245,13 @@ def test_fifty_simultaneous_connects_beyond_max_startups_all_succeed(fleet_facto
 
 
 def test_controller_sigkill_keeps_journal_and_leaves_no_remote_orphans(fleet_factory, tmp_path):
-    """Step 1 finishes on 3 hosts, step 2 (``sleep``, timeout 4 s) is running when the
+    """Step 1 finishes on 3 hosts, step 2 (``sleep``, timeout 600 s) is running when the
     controller gets SIGKILL. The journal holds step 1's three results; the remote sleeps
-    end by the remote-side deadline (4 s + 3 s kill grace), not never."""
+    end within seconds (SPEC §6), not at their 600 s deadline."""
     fleet: Fleet = fleet_factory(3)
     files = ssh_files(fleet, tmp_path)
     nap = unique_sleep()
-    timeout, grace = 4, 3
+    timeout = 600
     rb = tmp_path / "rb.yml"
     rb.write_text(
         "name: controller dies\n" + hosts_yaml((h.name, h.port) for h in fleet) + "steps:\n"
@@ -277,12 +277,7 @@ def test_controller_sigkill_keeps_journal_and_leaves_no_remote_orphans(fleet_fac
     assert all(results[("quick", h)]["stdout"] == f"done on {h}\n" for h in fleet.names)
     assert not [e for e in events if e["event"] == "run_finished"]
     # Closing the connection does not end a command without a pty (sshd sends no SIGHUP):
-    # the sleeps outlive the controller, and the remote `timeout` ends them (its deadline
-    # counts from the command's start).
-    survivors = len(sleeping(nap))
-    wait_for(lambda: not sleeping(nap), timeout + grace + 10, "the remote sleeps to end")
+    # the remote side notices its stdin's EOF and kills what it started.
+    wait_for(lambda: not sleeping(nap), 5, "the remote sleeps to end within 5 s")
     gone_after = time.monotonic() - started
-    print(
-        f"controller SIGKILL: {survivors} remote sleeps survived it, gone {gone_after:.1f}s later"
-    )
-    assert gone_after <= timeout + grace + 10
+    print(f"controller SIGKILL: remote sleeps gone {gone_after:.1f}s later")

@@ -318,7 +318,7 @@ def test_random_extra_vars_never_crash(key: str, raw: str) -> None:
 
 def extra_var_value(raw: str) -> object:
     """How runbook types a ``-e`` value (its own rule, so the byte check can apply)."""
-    from runbook.cli import scalar
+    from runbook.prepare import scalar
 
     return scalar(raw)
 

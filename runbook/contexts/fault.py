@@ -1,0 +1,39 @@
+"""Fault injection (the seed's ``GP_COMMAND_FAULT_POINT``) as a wrapper around a context.
+
+With ``RUNBOOK_FAULT_POINT=<prefix>``, commands of steps whose name starts with the prefix
+are not executed and fail with rc 1 and stderr ``fault injection``, to rehearse failure
+policies. The engine itself knows nothing about it.
+"""
+
+from __future__ import annotations
+
+from runbook.command import Command, Outcome
+from runbook.contexts.base import ExecutionContext
+from runbook.model import Host
+
+FAULT_ENV = "RUNBOOK_FAULT_POINT"
+
+
+class FaultInjectingContext(ExecutionContext):
+    def __init__(self, inner: ExecutionContext, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    def connect(self, host: Host) -> None:
+        self.inner.connect(host)
+
+    def execute(self, command: Command) -> Outcome:
+        if command.step.startswith(self.prefix):
+            return Outcome(rc=1, stderr=b"fault injection")
+        return self.inner.execute(command)
+
+    def kill_all(self) -> None:
+        self.inner.kill_all()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def with_faults(context: ExecutionContext, prefix: str | None) -> ExecutionContext:
+    """``context``, wrapped when a fault point is set."""
+    return FaultInjectingContext(context, prefix) if prefix else context

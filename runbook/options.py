@@ -1,0 +1,51 @@
+"""What the operator asked for, typed: the CLI parses into these; nothing below it sees
+``argparse``. Also the Python API's way to say the same things."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runbook.plan import Selection
+
+KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a command is killed
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Inputs of ``validate``, ``plan`` and ``apply``: the file and what shapes its plan."""
+
+    file: str
+    extra_vars: tuple[str, ...] = ()  # -e items as written, applied in order
+    vars_files: tuple[str, ...] = ()  # --vars-file, applied before every -e
+    inventories: tuple[str, ...] = ()  # -i, after the runbook's own
+    selection: Selection = Selection()
+
+    @property
+    def rerenders(self) -> bool:
+        """Whether these options change what commands render to (not only which run)."""
+        return bool(self.extra_vars or self.vars_files or self.inventories)
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    host_key_policy: str = "strict"  # strict | accept-new | off
+    known_hosts: str | None = None  # default: UserKnownHostsFile, else ~/.ssh/known_hosts
+    ssh_config: str | None = None  # default ~/.ssh/config if it exists
+    connect_timeout: float = 10.0
+    keepalive: float = 5.0  # transport keepalive interval; dead peer detected within 3x
+    connect_retries: int = 3  # extra tries after the first, capped exponential backoff + jitter
+    kill_grace: float = KILL_GRACE  # TERM -> KILL
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    plan: PlanOptions
+    yes: bool = False
+    forks: int = 10
+    output: str = "text"  # text | json
+    verbose: bool = False
+    journal: str | None = None
+    resume: str | None = None
+    force: bool = False
+    rerun_unknown: bool = False
+    ssh: SshOptions = field(default_factory=SshOptions)

@@ -1,0 +1,174 @@
+"""From what the operator asked for to a plan ready to run, with its secrets.
+
+Three sources give a plan: a runbook (loaded, inventoried and planned now), a saved plan
+(``plan --out``) and a journaled run (``--resume``). Everything that can be wrong with
+them is found here, before the first command starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.errors import InputError, Position, UsageError
+from runbook.model import Runbook, SecretSpec
+from runbook.options import ApplyOptions, PlanOptions
+from runbook.plan import Plan
+from runbook.runner import Resume
+from runbook.secrets import Masker
+
+SecretSources = dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret values (never shown), where they come from (stored in place of values), and
+    the masker that hides them in output."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    sources: SecretSources = field(default_factory=dict)
+
+    @property
+    def masker(self) -> Masker:
+        return Masker(self.values.values())
+
+    @classmethod
+    def read(cls, specs: list[SecretSpec] | tuple[SecretSpec, ...]) -> Secrets:
+        from runbook.secrets import resolve_secrets
+
+        sources = {s.name: ({"env": s.env} if s.env else {"file": s.file or ""}) for s in specs}
+        return cls(resolve_secrets(specs), sources)
+
+    @classmethod
+    def from_sources(cls, sources: SecretSources) -> Secrets:
+        specs = [
+            SecretSpec(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()
+        ]
+        return cls.read(specs)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A runbook planned now (``validate``, ``plan``, ``apply FILE``)."""
+
+    runbook: Runbook
+    plan: Plan
+    secrets: Secrets
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything ``apply`` needs before the first command starts."""
+
+    plan: Plan
+    secrets: Secrets
+    resume: Resume | None = None
+
+
+def prepare_plan(opts: PlanOptions) -> Prepared:
+    """Load, validate, build the inventory, read secrets, plan. Raises ``InputError``."""
+    from runbook.inventory import build_inventory
+    from runbook.loader import load_runbook
+    from runbook.planner import make_plan
+
+    rb = load_runbook(opts.file)
+    extra = extra_vars(opts)
+    inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
+    secrets = Secrets.read(rb.secrets)
+    plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
+    return Prepared(rb, plan, secrets)
+
+
+def prepare_run(opts: ApplyOptions) -> PreparedRun:
+    """The plan ``apply`` runs: from a journaled run, a saved plan or the runbook."""
+    from runbook import planfile
+
+    file = opts.plan.file
+    saved = planfile.read_saved_plan(file)
+    if opts.resume:
+        return _resumed(opts, saved is None)
+    if saved is not None:
+        plan, secrets = _from_json(saved, file)
+        return PreparedRun(plan, secrets)
+    prepared = prepare_plan(opts.plan)
+    return PreparedRun(prepared.plan, prepared.secrets)
+
+
+def _resumed(opts: ApplyOptions, is_runbook: bool) -> PreparedRun:
+    from runbook.journal import read_run, runs_dir
+    from runbook.loader import file_digest
+
+    file, run_id = opts.plan.file, opts.resume
+    assert run_id is not None
+    run = read_run(runs_dir(file, opts.journal), run_id)
+    digest = file_digest(file) if is_runbook else None
+    if digest and digest != run.meta.get("digest") and not opts.force:
+        raise InputError(
+            f"{file} changed since run {run_id} (digest "
+            f"{run.meta.get('digest', '?')[:19]} → {digest[:19]}); "
+            "use --force to resume the journaled plan anyway"
+        )
+    unknown = run.unknown_outcomes()
+    if unknown and not opts.rerun_unknown:
+        first, *rest = (
+            InputError(
+                f"step {step!r} on host {host!r} started in run {run_id} and has no result: "
+                "its outcome is unknown (it may have run); check the host, then resume with "
+                "--rerun-unknown to run it again"
+            )
+            for step, host in unknown
+        )
+        first.others = rest
+        raise first
+    plan, secrets = _from_json(run.plan(), file)
+    return PreparedRun(plan, secrets, Resume(run_id, run.ok_commands()))
+
+
+def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
+    """A plan from JSON, its secrets read again now (they are never stored)."""
+    from runbook import planfile
+    from runbook.secrets import detokenize
+
+    secrets = Secrets.from_sources(data.get("secret_sources", {}))
+    plan = planfile.plan_from_dict(data, path, lambda t: detokenize(t, secrets.values))
+    return plan, secrets
+
+
+def extra_vars(opts: PlanOptions) -> dict[str, Any]:
+    """``--vars-file`` files, then each ``-e`` (``KEY=VALUE`` or ``@FILE``) in order."""
+    from runbook.yamlpos import load_yaml
+
+    out: dict[str, Any] = {}
+    for item in [f"@{f}" for f in opts.vars_files] + list(opts.extra_vars):
+        if item.startswith("@"):
+            data, _ = load_yaml(item[1:])
+            if not isinstance(data, dict):
+                raise UsageError("a vars file must be a YAML mapping", Position(item[1:], 1, 1))
+            out.update(data)
+            continue
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-e {item!r}: expected KEY=VALUE with KEY a variable name")
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"-e {key}: the value is not valid UTF-8 text") from None
+        out[key] = scalar(raw)
+    return out
+
+
+def scalar(raw: str) -> Any:
+    """``-e`` value → int, float, bool or null when the text says so unambiguously, else the
+    text as written: ``1.10`` stays "1.10", ``0755`` stays "0755", ``no`` stays "no"."""
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~"):
+        return None
+    for kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            continue
+        return value if str(value) == raw else raw
+    return raw
