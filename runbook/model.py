@@ -24,6 +24,11 @@ class Host:
     connection: str = "ssh"
     vars: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     groups: tuple[str, ...] = ()
+    # From ansible_become / ansible_become_user / a ProxyJump in ansible_ssh_common_args;
+    # None: not set by the inventory.
+    become: bool | None = None
+    become_user: str | None = None
+    proxy_jump: str | None = None
 
     @property
     def is_local(self) -> bool:

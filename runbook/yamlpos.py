@@ -4,12 +4,17 @@ PyYAML's node graph carries marks; we build plain Python data from it ourselves 
 each document path maps to a ``Position``. Building from nodes also lets us refuse what a
 runbook never needs: non-standard tags (``!!python/object``), duplicate keys (PyYAML
 silently keeps the last), and alias bombs (billion laughs expand exponentially).
+
+Runbooks go through ``load_yaml``; inventories, which walk their structure node by node,
+use the same pieces: ``compose`` (text to a node), ``Builder.pairs`` (a mapping's keys with
+``<<`` merges resolved and duplicates refused) and ``Builder.build`` (node to data).
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -19,8 +24,11 @@ from runbook.errors import LoadError, Position
 MAX_BYTES = 5 * 1024 * 1024
 MAX_NODES = 200_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_MERGE = "tag:yaml.org,2002:merge"
 
 Path = tuple[Any, ...]
+# Called with each string value (not key) and where its text starts; returns what to keep.
+StringHook = Callable[[str, Position], str]
 
 _SAFE_TAGS = {
     "tag:yaml.org,2002:" + t
@@ -28,40 +36,116 @@ _SAFE_TAGS = {
 }
 
 
-class _Builder:
-    def __init__(self, filename: str) -> None:
+class YamlSyntaxError(LoadError):
+    """The text does not parse as YAML; ``detail`` is PyYAML's account of why."""
+
+    def __init__(self, detail: str, position: Position) -> None:
+        super().__init__(f"YAML syntax error: {detail}", position)
+        self.detail = detail
+
+
+class Builder:
+    """Builds data from nodes, recording positions and enforcing the guarantees above.
+
+    ``max_nodes`` bounds every value built through this builder, aliases expanded, so one
+    builder per document keeps an alias bomb from expanding however it is reached.
+    """
+
+    def __init__(
+        self, filename: str, max_nodes: int = MAX_NODES, strings: StringHook | None = None
+    ) -> None:
         self.filename = filename
         self.positions: dict[Path, Position] = {}
         self.nodes = 0
+        self.max_nodes = max_nodes
+        self.strings = strings
         self._scalars = yaml.constructor.SafeConstructor()
+        self._active: set[int] = set()  # collections being built: met again = recursive alias
 
     def pos(self, node: yaml.Node) -> Position:
         m = node.start_mark
         return Position(self.filename, m.line + 1, m.column + 1)
 
-    def build(self, node: yaml.Node, path: Path, depth: int = 0) -> Any:
+    def build(self, node: yaml.Node, path: Path = (), depth: int = 0) -> Any:
+        if depth == 0:
+            self._check_size(node)
         self.nodes += 1
-        if self.nodes > MAX_NODES or depth > 100:
+        if self.nodes > self.max_nodes or depth > 100:
             raise LoadError(
                 "document too large or too deeply nested (alias expansion?); "
-                f"limit is {MAX_NODES} values",
+                f"limit is {self.max_nodes} values",
                 self.pos(node),
             )
-        if node.tag not in _SAFE_TAGS and not node.tag.startswith("tag:yaml.org,2002:merge"):
-            raise LoadError(f"unsupported YAML tag {node.tag!r}", self.pos(node))
+        self.check_tag(node)
         self.positions.setdefault(path, self.pos(node))
         if isinstance(node, yaml.ScalarNode):
-            try:
-                value = self._scalars.construct_object(node, deep=True)
-            except yaml.YAMLError as exc:
-                raise LoadError(f"bad scalar: {exc}", self.pos(node)) from None
-            if isinstance(value, str) and _SURROGATE.search(value):
-                value = self._join_surrogates(value, node)
+            value = self.scalar(node)
+            if self.strings is not None and isinstance(value, str):
+                value = self.strings(value, self._text_pos(node))
             return value
-        if isinstance(node, yaml.SequenceNode):
+        if id(node.value) in self._active:
+            raise LoadError(
+                "recursive alias: it refers to the list or mapping it is nested in",
+                self.pos(node),
+            )
+        self._active.add(id(node.value))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path, depth)
             return [self.build(n, (*path, i), depth + 1) for i, n in enumerate(node.value)]
-        assert isinstance(node, yaml.MappingNode)
-        return self._mapping(node, path, depth)
+        finally:
+            self._active.discard(id(node.value))
+
+    def _check_size(self, root: yaml.Node) -> None:
+        """Refuse, before building anything, a value whose aliases expand past the budget:
+        sizes are counted once per distinct node, so a bomb costs its size, not its
+        expansion. Building would find it too, but only after 200,000 steps."""
+        budget = self.max_nodes - self.nodes
+        sizes: dict[int, int] = {}
+
+        def size(node: yaml.Node, depth: int) -> int:
+            if not isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) or depth > 100:
+                return 1  # too deep: build() says so, at the right node
+            key = id(node.value)  # an alias is a copy of its anchor's node, sharing .value
+            if key in sizes:
+                return max(sizes[key], 0)  # -1: inside itself; build() names the recursion
+            sizes[key] = -1
+            if isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(size(n, depth + 1) for n in node.value)
+            else:
+                total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            if total > budget:
+                raise LoadError(
+                    "document too large or too deeply nested (alias expansion?); "
+                    f"limit is {self.max_nodes} values",
+                    self.pos(node),
+                )
+            sizes[key] = total
+            return total
+
+        size(root, 0)
+
+    def check_tag(self, node: yaml.Node) -> None:
+        if node.tag not in _SAFE_TAGS and node.tag != _MERGE:
+            raise LoadError(
+                f"unsupported YAML tag {node.tag!r}; runbook reads plain YAML only (no "
+                "ansible-vault `!vault` values, `!unsafe` or language-specific tags)",
+                self.pos(node),
+            )
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        try:
+            value = self._scalars.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise LoadError(f"bad scalar: {exc}", self.pos(node)) from None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            value = self._join_surrogates(value, node)
+        return value
+
+    def _text_pos(self, node: yaml.ScalarNode) -> Position:
+        if node.style in ("|", ">"):  # block scalar text starts on the line after the indicator
+            return Position(self.filename, node.start_mark.line + 2, 1)
+        return self.pos(node)
 
     def _join_surrogates(self, value: str, node: yaml.Node) -> str:
         """``"\\ud83c\\udf89"`` (JSON-style escapes) is one character; a lone half is an error:
@@ -73,33 +157,51 @@ class _Builder:
                 "string contains an unpaired UTF-16 surrogate escape", self.pos(node)
             ) from None
 
-    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        merged: dict[str, Any] = {}
+    def pairs(self, node: yaml.MappingNode) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+        """Key and value nodes of a mapping: its own keys in order, then what ``<<`` merges
+        in (earlier sources win), duplicate and non-scalar keys refused."""
+        return list(self._merged(node, frozenset()).values())
+
+    def _merged(
+        self, node: yaml.MappingNode, active: frozenset[int]
+    ) -> dict[str, tuple[yaml.ScalarNode, yaml.Node]]:
+        if id(node.value) in active:
+            raise LoadError("a merge key (<<) refers to the mapping it is in", self.pos(node))
+        active = active | {id(node.value)}
+        own: dict[str, tuple[yaml.ScalarNode, yaml.Node]] = {}
+        merged: dict[str, tuple[yaml.ScalarNode, yaml.Node]] = {}
         for knode, vnode in node.value:
-            if knode.tag == "tag:yaml.org,2002:merge":
+            if knode.tag == _MERGE:
                 sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
                 for src in sources:
                     if not isinstance(src, yaml.MappingNode):
                         raise LoadError("'<<' merges only mappings", self.pos(src))
-                    for k, v in self._mapping(src, path, depth + 1).items():
-                        merged.setdefault(k, v)
+                    for key, pair in self._merged(src, active).items():
+                        merged.setdefault(key, pair)
                 continue
             if not isinstance(knode, yaml.ScalarNode):
                 raise LoadError("mapping keys must be plain strings", self.pos(knode))
-            key = self.build(knode, (*path, "<key>"), depth + 1)
+            if knode.value in own:
+                first = own[knode.value][0].start_mark.line + 1
+                raise LoadError(
+                    f"duplicate key {knode.value!r} (first at line {first})", self.pos(knode)
+                )
+            own[knode.value] = (knode, vnode)
+        return {**own, **{k: v for k, v in merged.items() if k not in own}}
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for knode, vnode in self.pairs(node):
+            self.check_tag(knode)
+            key = self.scalar(knode)
             if not isinstance(key, str):
                 key = str(key)
-            if key in out:
+            if key in out:  # `1:` and `"1":` differ as text but are one key
                 raise LoadError(f"duplicate key {key!r}", self.pos(knode))
             self.positions[(*path, key)] = self.pos(knode)
             out[key] = self.build(vnode, (*path, key), depth + 1)
             if isinstance(vnode, yaml.ScalarNode) and vnode.style in ("|", ">"):
-                # Block scalar text starts on the line after the indicator.
-                m = vnode.start_mark
-                self.positions[(*path, key, "<text>")] = Position(self.filename, m.line + 2, 1)
-        for k, v in merged.items():
-            out.setdefault(k, v)
+                self.positions[(*path, key, "<text>")] = self._text_pos(vnode)
         return out
 
 
@@ -147,19 +249,46 @@ def _compose(text: str) -> list[yaml.Node]:
 
 def _has_alias(root: yaml.Node) -> bool:
     """An alias is the anchored node object met a second time."""
+    return count_nodes(root, stop_at_alias=True) < 0
+
+
+def count_nodes(root: yaml.Node, stop_at_alias: bool = False) -> int:
+    """Distinct nodes of a composed document (aliases not expanded); -1 at the first alias
+    when ``stop_at_alias``. A budget proportional to this lets big documents through while
+    alias bombs, which expand far past their size, still fail."""
     seen: set[int] = set()
     stack = [root]
     while stack:
         node = stack.pop()
         if id(node) in seen:
-            return True
+            if stop_at_alias:
+                return -1
+            continue
         seen.add(id(node))
         if isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 stack += (k, v)
-    return False
+    return len(seen)
+
+
+def compose(text: str, filename: str) -> yaml.Node | None:
+    """One YAML document's node graph (None when empty); ``YamlSyntaxError`` if it does not
+    parse, ``LoadError`` if it holds more than one document."""
+    try:
+        nodes = _compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # the end of the file says nothing: show what is unclosed
+        where = Position(filename, mark.line + 1, mark.column + 1) if mark else Position(filename)
+        raise YamlSyntaxError(" ".join(p for p in (exc.context, exc.problem) if p), where) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(str(exc), Position(filename)) from None
+    if len(nodes) > 1:
+        raise LoadError("more than one YAML document", Builder(filename).pos(nodes[1]))
+    return nodes[0] if nodes else None
 
 
 def parse_yaml(raw: bytes, filename: str) -> tuple[Any, dict[Path, Position]]:
@@ -172,21 +301,9 @@ def parse_yaml(raw: bytes, filename: str) -> tuple[Any, dict[Path, Position]]:
         raise LoadError(
             f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", Position(filename, line, 1)
         ) from None
-    try:
-        nodes = _compose(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        if exc.context_mark and "end of stream" in (exc.problem or ""):
-            mark = exc.context_mark  # the end of the file says nothing: show what is unclosed
-        where = Position(filename, mark.line + 1, mark.column + 1) if mark else Position(filename)
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise LoadError(f"YAML syntax error: {what}", where) from None
-    except yaml.YAMLError as exc:
-        raise LoadError(f"YAML error: {exc}", Position(filename)) from None
-    if len(nodes) > 1:
-        raise LoadError("more than one YAML document", _Builder(filename).pos(nodes[1]))
-    if not nodes:
+    node = compose(text, filename)
+    if node is None:
         return None, {}
-    builder = _Builder(filename)
-    data = builder.build(nodes[0], ())
+    builder = Builder(filename)
+    data = builder.build(node, ())
     return data, builder.positions

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook.ansible_inventory import (
-    RawGroup,
-    RawInventory,
-    _shell_tokens,
-    effective_members,
-    load_inventory,
-)
 from runbook.errors import InventoryError, Position
+from runbook.inventory import RawGroup, RawInventory, effective_members, load_inventory
+from runbook.inventory.ini import shell_tokens
 
 DATA = Path(__file__).parent / "data" / "inventories"
 
@@ -437,7 +432,7 @@ def test_host_line_split_matches_shlex() -> None:
         except ValueError:
             expected = None
         try:
-            got: list[str] | None = [t for _, t in _shell_tokens(line, Position("f", 1))]
+            got: list[str] | None = [t for _, t in shell_tokens(line, Position("f", 1))]
         except InventoryError:
             got = None
         assert got == expected, repr(line)

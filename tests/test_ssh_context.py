@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import paramiko
@@ -564,6 +565,34 @@ def test_host_fields_override_ssh_config(tmp_path) -> None:
         "root",
         "10.1.1.1",
     )
+
+
+def test_host_proxy_jump_wins_over_ssh_config(tmp_path) -> None:
+    config = paramiko.SSHConfig.from_text(
+        "Host web\n  HostName 10.1.1.1\n  ProxyJump ops@bastion:2022\n"
+        "Host bastion\n  HostName 10.9.9.9\n  User nobody\n"
+        "Host jump2\n  HostName 10.8.8.8\n  Port 2200\n"
+    )
+    ep = resolve(Host("web", proxy_jump="admin@jump2"), config)
+    assert ep.jump is not None and str(ep.jump) == "admin@10.8.8.8:2200"  # through the config
+    ep = resolve(Host("web", proxy_jump="bastion,jump2:2222"), config)
+    assert ep.jump is not None and str(ep.jump).endswith("@10.8.8.8:2222")
+    assert ep.jump.jump is not None and ep.jump.jump.address == "10.9.9.9"
+    assert resolve(Host("web", proxy_jump="none"), config).jump is None
+    assert str(resolve(Host("web"), config).jump) == "ops@10.9.9.9:2022"  # unset: the config's
+    assert resolve(Host("db", proxy_jump="10.7.7.7"), None).jump.address == "10.7.7.7"
+
+
+@pytest.mark.ssh
+def test_proxy_jump_from_the_inventory_through_another_fleet_host(fleet, contexts, tmp_path):
+    config = fleet.write_ssh_config(tmp_path / "ssh_config")
+    ctx = contexts(SshOptions(ssh_config=str(config)))
+    via = fleet["h1"].connections()
+    host = replace(fleet.host("h2"), proxy_jump="h1")
+    outcome = ctx.execute(Command("s", host, "echo jumped"))
+    assert outcome == Outcome(rc=0, stdout=b"jumped\n")
+    assert isinstance(ctx._conns["h2"].transport.sock, paramiko.Channel)
+    assert fleet["h1"].connections() == via + 1
 
 
 @pytest.mark.ssh

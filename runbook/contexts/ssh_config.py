@@ -1,7 +1,8 @@
 """Turns a ``Host`` plus ``~/.ssh/config`` into where and how to connect.
 
 The config is looked up by the host's ``address`` (default: its name), as ``ssh ADDRESS``
-and Ansible's ``ansible_host`` do; fields set on the ``Host`` win over the config.
+and Ansible's ``ansible_host`` do; fields set on the ``Host`` win over the config (its
+``proxy_jump`` too, which an inventory sets from ``ansible_ssh_common_args``).
 Honoured keywords: HostName, Port, User, IdentityFile, IdentitiesOnly, ProxyJump,
 ProxyCommand, UserKnownHostsFile, GlobalKnownHostsFile, HostKeyAlias.
 """
@@ -100,7 +101,12 @@ class IndexedConfig:
 def resolve(
     host: Host, config: paramiko.SSHConfig | None, known_hosts: str | None = None
 ) -> Endpoint:
-    """Resolve a runbook host; ``known_hosts`` (the CLI option) beats UserKnownHostsFile."""
+    """Resolve a runbook host; ``known_hosts`` (the CLI option) beats UserKnownHostsFile.
+
+    The host's own ``proxy_jump`` (from the inventory) wins over the config's ProxyJump,
+    as ``ssh -J`` does; ``none`` turns the config's off. Its hops resolve through the
+    config like the config's own.
+    """
     identity = (os.path.expanduser(host.identity_file),) if host.identity_file else None
     if identity and not os.path.isfile(identity[0]):
         raise ConfigError(f"identity file {identity[0]} does not exist")
@@ -113,6 +119,7 @@ def resolve(
         config,
         known_hosts,
         depth=0,
+        jump=host.proxy_jump,
     )
 
 

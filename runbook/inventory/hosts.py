@@ -1,0 +1,144 @@
+"""Ansible's connection variables as ``Host`` fields.
+
+``ansible_host``/``ansible_port``/``ansible_user``/key file/``ansible_connection``,
+``ansible_become``/``ansible_become_user`` and a ProxyJump inside
+``ansible_ssh_common_args``/``ansible_ssh_extra_args`` become fields of ``runbook.model.Host``;
+fields written on an inline runbook host win over them. Where Ansible accepts two names,
+the ssh-specific one wins, as in Ansible (``ansible_ssh_host`` over ``ansible_host``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runbook.errors import InventoryError, Position
+from runbook.inventory.templated import TemplatedValue, has_templates
+from runbook.model import LOCAL_NAMES, Host
+
+# Field -> the variables that set it, in rising precedence (the last one present wins).
+FIELD_VARS: dict[str, tuple[str, ...]] = {
+    "address": ("ansible_host", "ansible_ssh_host"),
+    "port": ("ansible_port", "ansible_ssh_port"),
+    "user": ("ansible_user", "ansible_ssh_user"),
+    "identity_file": ("ansible_private_key_file", "ansible_ssh_private_key_file"),
+    "connection": ("ansible_connection",),
+    "become": ("ansible_become",),
+    "become_user": ("ansible_become_user",),
+}
+# Where ssh options live; the first ProxyJump wins, as ssh keeps the first value it reads
+# and Ansible puts the common args before the extra ones.
+SSH_ARGS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+# Fields an inline runbook host may set (the schema's host properties).
+INLINE_FIELDS = ("address", "port", "user", "identity_file", "connection")
+
+_TRUE = frozenset({"y", "yes", "on", "1", "true", "t"})  # Ansible's boolean()
+_FALSE = frozenset({"n", "no", "off", "0", "false", "f"})
+_DEFAULT_CONNECTIONS = ("smart", "paramiko", "paramiko_ssh", None)  # ssh, or local for localhost
+_OPTION = re.compile(r"\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*)$", re.DOTALL)
+
+
+def check_vars(values: Mapping[str, Any], where: Callable[[str], Position | None]) -> None:
+    """Refuse, where it is written, a port or become flag no host could use.
+
+    Readers call this as they read, because only they know each value's position; a
+    template is checked once rendered (``resolve_host``).
+    """
+    for name in (*FIELD_VARS["port"], *FIELD_VARS["become"]):
+        if name in values and not has_templates(values[name]):
+            parse = port if name in FIELD_VARS["port"] else boolean
+            parse(name, values[name], where(name))
+
+
+def port(name: str, value: Any, position: Position | None) -> int:
+    text = str(value).strip()
+    if (
+        isinstance(value, bool)
+        or not (text.isascii() and text.isdigit())
+        or not 0 < int(text) < 65536
+    ):
+        raise InventoryError(f"{name} {value!r} is not a port number 1-65535", position)
+    return int(text)
+
+
+def boolean(name: str, value: Any, position: Position | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise InventoryError(f"{name} {value!r} is not a boolean (true/false, yes/no)", position)
+
+
+def proxy_jump(args: str, name: str, position: Position | None) -> str | None:
+    """The ProxyJump in ssh arguments: ``-J h``, ``-Jh``, ``-o ProxyJump=h`` or
+    ``-o 'ProxyJump h'``; None if there is none."""
+    try:
+        words = shlex.split(args)
+    except ValueError as e:
+        raise InventoryError(f"{name}: cannot split {args!r}: {e}", position) from None
+    for i, word in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else None
+        if word == "-J" and following is not None:
+            return following
+        if word.startswith("-J") and len(word) > 2:
+            return word[2:]
+        option = following if word == "-o" else word[2:] if word.startswith("-o") else None
+        m = _OPTION.match(option or "")
+        if m and m.group(1).lower() == "proxyjump" and m.group(2).strip():
+            return m.group(2).strip()
+    return None
+
+
+def host_fields(name: str, values: Mapping[str, Any], position: Position | None) -> dict[str, Any]:
+    """Fields set by ``values`` (a host's merged vars); templated ones are left out, except
+    strings, which stay raw until ``resolve_host`` renders them."""
+    fields: dict[str, Any] = {}
+    for field, names in FIELD_VARS.items():
+        for var in names:
+            if var in values and values[var] is not None:
+                fields[field] = values[var]
+    for field in ("port", "become", "connection"):
+        if has_templates(fields.get(field)):
+            del fields[field]
+    if "port" in fields:
+        fields["port"] = port(FIELD_VARS["port"][0], fields["port"], position)
+    if "become" in fields:
+        fields["become"] = boolean("ansible_become", fields["become"], position)
+    for field in ("address", "user", "identity_file", "become_user", "connection"):
+        if field in fields and not isinstance(fields[field], TemplatedValue):
+            fields[field] = str(fields[field])
+    for var in SSH_ARGS:
+        args = values.get(var)
+        if isinstance(args, str) and not has_templates(args):
+            jump = proxy_jump(args, var, position)
+            if jump is not None:
+                fields["proxy_jump"] = jump
+                break
+    return fields
+
+
+def make_host(
+    name: str,
+    values: dict[str, Any],
+    inline: Mapping[str, Any],
+    groups: tuple[str, ...],
+    position: Position | None,
+) -> Host:
+    """A ``Host`` from its merged inventory vars and the fields written inline for it."""
+    try:
+        fields = host_fields(name, values, position)
+    except InventoryError as e:
+        e.host = name
+        raise
+    fields.update({k: v for k, v in inline.items() if v is not None})
+    connection = fields.pop("connection", None)
+    if connection in _DEFAULT_CONNECTIONS:
+        connection = "local" if name in LOCAL_NAMES and not fields.get("address") else "ssh"
+    if connection not in ("ssh", "local"):
+        raise InventoryError(
+            f"connection {connection!r} is not supported (ssh or local)", position, host=name
+        )
+    return Host(name=name, connection=connection, vars=values, groups=groups, **fields)
