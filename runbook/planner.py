@@ -15,8 +15,9 @@ from dataclasses import replace
 from typing import Any
 
 from runbook.command import Command, Templates
-from runbook.errors import InputError, TemplateError, UsageError
-from runbook.inventory import Inventory
+from runbook.errors import InputError, InventoryError, TemplateError, UsageError
+from runbook.inventory import Inventory, resolve_host, resolve_templates
+from runbook.inventory.templated import first_template, has_templates, template_reads
 from runbook.model import Host, Runbook, Step
 from runbook.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
 from runbook.render import STAND_IN, Parts, render_parts, undefined
@@ -107,11 +108,35 @@ class _Planner:
             self._base[host.name] = ctx
         return ctx
 
-    def context(self, step: Step, host: Host) -> Context:
+    def context(self, step: Step, host: Host, reads: frozenset[str]) -> Context:
         ctx = self.base(host)
         if step.vars:  # include vars: over host vars, under -e and secrets
             ctx = {**ctx, **step.vars, **self.extra, **dict.fromkeys(self.secrets, STAND_IN)}
-        return {**ctx, "step": {"name": step.name, "tags": list(step.tags)}}
+        ctx = {**ctx, "step": {"name": step.name, "tags": list(step.tags)}}
+        self._resolve_inventory_templates(ctx, reads)
+        return ctx
+
+    def _resolve_inventory_templates(self, ctx: Context, reads: frozenset[str]) -> None:
+        """``{{ }}`` in inventory values is rendered when a template reads the value
+        (lazily, as Ansible does). Such a template may not read a secret or a registered
+        value: it would be rendered here, with neither known."""
+        later = self.secrets | self.registered | {"hostvars"}
+        for name in sorted(reads):
+            value = ctx.get(name)
+            if value is None or not has_templates(value):
+                continue
+            for bad in sorted(template_reads(value, ctx) & later):
+                where = first_template(value)
+                raise InventoryError(
+                    f"inventory value {name!r} reads {bad!r}, which is known only at apply "
+                    "time; read it in the step instead",
+                    where.position if where is not None else None,
+                )
+            ctx[name] = resolve_templates(value, ctx, render_template)
+
+    def host(self, host: Host) -> Host:
+        """The host with the fields templated ``ansible_*`` vars set, and its become."""
+        return resolve_host(host, self.base(host), render_template)
 
     def hostvars(self) -> dict[str, dict[str, Any]]:
         if not self.reads_hostvars:
@@ -234,10 +259,13 @@ class _Planner:
 
     def command(self, step: Step, host: Host) -> Command:
         """Render one step for one host; every error names the step and the host."""
-        ctx = self.context(step, host)
         parts = self.parts(step)
         try:
             reads = parts.reads()
+            until = step.spec.until
+            ctx = self.context(step, host, reads | (expression_names(until) if until else set()))
+            host = self.host(host)
+            step = _with_host_become(step, host)
             secrets = tuple(sorted(reads & self.secrets))
             registers = tuple(sorted(reads & (self.registered | {"hostvars"})))
             until_vars = self.until_vars(step, ctx)
@@ -333,6 +361,17 @@ def _command(
         until_vars=until_vars,
         skip_reason=skip,
     )
+
+
+def _with_host_become(step: Step, host: Host) -> Step:
+    """``ansible_become``/``ansible_become_user`` on a host win over the step's ``become``,
+    as Ansible's connection variables win over its keywords."""
+    if host.become is None and host.become_user is None:
+        return step
+    spec = step.spec
+    become = spec.become if host.become is None else host.become
+    user = host.become_user if host.become_user is not None else spec.become_user
+    return replace(step, spec=replace(spec, become=become, become_user=user))
 
 
 def _template_field(key: str) -> bool:

@@ -13,11 +13,10 @@ import contextlib
 import signal
 import time
 import weakref
+from typing import Any
 
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST, cMSG_GLOBAL_REQUEST
-
-from runbook.contexts.ssh_config import Endpoint
 
 
 def _channel_request(chan: paramiko.Channel, m: paramiko.Message) -> None:
@@ -105,17 +104,14 @@ def exit_signal_rc(chan: paramiko.Channel) -> int | None:
     return -int(sig) if sig is not None else -1
 
 
-class Connection:
-    """An authenticated transport to one endpoint (a host, or a jump host shared by many)."""
+def config_blocks(config: paramiko.SSHConfig) -> list[dict[str, Any]]:
+    """The parsed ``Host``/``Match`` blocks of an ssh_config, in file order."""
+    blocks: list[dict[str, Any]] = config._config  # type: ignore[attr-defined]
+    return blocks
 
-    def __init__(self, endpoint: Endpoint, client: paramiko.SSHClient) -> None:
-        self.endpoint = endpoint
-        self.client = client
-        self.transport: WatchedTransport = client.get_transport()  # type: ignore[assignment]
 
-    @property
-    def alive(self) -> bool:
-        return self.transport is not None and self.transport.is_active()
-
-    def close(self) -> None:
-        self.client.close()
+def config_of(blocks: list[dict[str, Any]]) -> paramiko.SSHConfig:
+    """An ssh_config made of these blocks only (paramiko's lookup then scans just them)."""
+    config = paramiko.SSHConfig()
+    config._config = blocks  # type: ignore[attr-defined]
+    return config

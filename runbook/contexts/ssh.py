@@ -41,9 +41,9 @@ import paramiko
 from runbook.command import Command, Outcome
 from runbook.contexts.base import ExecutionContext
 from runbook.contexts.hostkeys import HostKeyError, HostKeyVerifier
-from runbook.contexts.paramiko_adapter import Connection, WatchedTransport
+from runbook.contexts.paramiko_adapter import WatchedTransport
 from runbook.contexts.ssh_config import ConfigError, Endpoint, load_config, resolve
-from runbook.contexts.ssh_run import ChannelRun, NotStarted, describe
+from runbook.contexts.ssh_run import ChannelRun, Connection, NotStarted, describe
 from runbook.errors import ConnectError
 from runbook.model import Host
 from runbook.options import SshOptions

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import paramiko
 
 from runbook.contexts.hostkeys import known_hosts_name
+from runbook.contexts.paramiko_adapter import config_blocks, config_of
 from runbook.model import Host
 
 DEFAULT_CONFIG = "~/.ssh/config"
@@ -83,7 +84,8 @@ class IndexedConfig:
         self.config = config
         self._literal: dict[str, list[int]] = {}
         self._generic: list[int] = []
-        for i, block in enumerate(config._config):
+        self._blocks = config_blocks(config)
+        for i, block in enumerate(self._blocks):
             hosts = block.get("host") or []
             if "matches" in block or not hosts or any(set(h) & set("*?!") for h in hosts):
                 self._generic.append(i)
@@ -93,9 +95,7 @@ class IndexedConfig:
 
     def lookup(self, alias: str) -> paramiko.SSHConfigDict:
         chosen = sorted({*self._generic, *self._literal.get(alias.lower(), ())})
-        narrowed = paramiko.SSHConfig()
-        narrowed._config = [self.config._config[i] for i in chosen]
-        return narrowed.lookup(alias)
+        return config_of([self._blocks[i] for i in chosen]).lookup(alias)
 
 
 def resolve(
@@ -149,7 +149,7 @@ def _endpoint(
             if os.path.isfile(p)
         )
     if known_hosts is not None:
-        files = (os.path.expanduser(known_hosts),)
+        files: tuple[str, ...] = (os.path.expanduser(known_hosts),)
     else:
         user_files = cfg.get("userknownhostsfile", DEFAULT_KNOWN_HOSTS).split()
         global_files = cfg.get("globalknownhostsfile", GLOBAL_KNOWN_HOSTS).split()

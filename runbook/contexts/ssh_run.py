@@ -18,7 +18,8 @@ import paramiko
 
 from runbook import shell
 from runbook.command import Command, Outcome
-from runbook.contexts.paramiko_adapter import Connection, exit_signal_rc
+from runbook.contexts.paramiko_adapter import WatchedTransport, exit_signal_rc
+from runbook.contexts.ssh_config import Endpoint
 from runbook.errors import ConnectError, ConnectionLost
 
 READ_SIZE = 1 << 18
@@ -86,6 +87,22 @@ def kill_command(pgid: int, kill_grace: float, become: bool) -> str:
     if become:
         return f"sudo -n {run} 2>/dev/null || {run}"
     return f"exec {run}"
+
+
+class Connection:
+    """An authenticated transport to one endpoint (a host, or a jump host shared by many)."""
+
+    def __init__(self, endpoint: Endpoint, client: paramiko.SSHClient) -> None:
+        self.endpoint = endpoint
+        self.client = client
+        self.transport: WatchedTransport = client.get_transport()  # type: ignore[assignment]
+
+    @property
+    def alive(self) -> bool:
+        return self.transport is not None and self.transport.is_active()
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class NotStarted(Exception):

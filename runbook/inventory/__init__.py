@@ -19,13 +19,9 @@ from __future__ import annotations
 
 from runbook.inventory.build import Inventory, build_inventory
 from runbook.inventory.graph import RawGroup, RawInventory, effective_members
+from runbook.inventory.hosts import resolve_host
 from runbook.inventory.sources import load_inventory
-from runbook.inventory.templated import (
-    Render,
-    TemplatedValue,
-    resolve_host,
-    resolve_templates,
-)
+from runbook.inventory.templated import Render, TemplatedValue, resolve_templates
 
 __all__ = [
     "Inventory",

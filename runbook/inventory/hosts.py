@@ -9,13 +9,14 @@ the ssh-specific one wins, as in Ansible (``ansible_ssh_host`` over ``ansible_ho
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import InventoryError, Position
-from runbook.inventory.templated import TemplatedValue, has_templates
+from runbook.inventory.templated import Render, TemplatedValue, has_templates, resolve_templates
 from runbook.model import LOCAL_NAMES, Host
 
 # Field -> the variables that set it, in rising precedence (the last one present wins).
@@ -142,3 +143,40 @@ def make_host(
             f"connection {connection!r} is not supported (ssh or local)", position, host=name
         )
     return Host(name=name, connection=connection, vars=values, groups=groups, **fields)
+
+
+def resolve_host(host: Host, context: Mapping[str, Any], render: Render) -> Host:
+    """``host`` with the fields that came from templated ``ansible_*`` vars rendered.
+
+    Reading the inventory leaves such fields raw (address, user, key, become user) or
+    unset (port, become, ProxyJump); a field set inline in the runbook is never templated
+    and is kept. Raises ``InventoryError`` if a rendered value is not valid for its field.
+    """
+    names = {n for names in FIELD_VARS.values() for n in names} | set(SSH_ARGS)
+    templated = {n: v for n, v in host.vars.items() if n in names and has_templates(v)}
+    if not templated:
+        return host
+    rendered = {
+        **host.vars,
+        **{n: resolve_templates(v, context, render) for n, v in templated.items()},
+    }
+    fields = host_fields(host.name, rendered, _position(templated))
+    changes = {
+        field: fields[field]
+        for field, var_names in {**FIELD_VARS, "proxy_jump": SSH_ARGS}.items()
+        if field in fields and any(n in templated for n in var_names) and _unset(host, field)
+    }
+    return dataclasses.replace(host, **changes)
+
+
+def _unset(host: Host, field: str) -> bool:
+    """True if ``field`` holds what reading left for a template (inline fields are kept)."""
+    value = getattr(host, field)
+    return value is None or isinstance(value, TemplatedValue) or field == "connection"
+
+
+def _position(values: Mapping[str, Any]) -> Position | None:
+    for v in values.values():
+        if isinstance(v, TemplatedValue):
+            return v.position
+    return None

@@ -10,7 +10,6 @@ calls ``resolve_templates`` on what a step reads, with its own render function.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -19,7 +18,6 @@ import jinja2
 import jinja2.meta
 
 from runbook.errors import InventoryError, Position
-from runbook.model import Host
 
 # render(source, context, position) -> text: the planner passes runbook.templating.render.
 Render = Callable[[str, dict[str, Any], Position | None], str]
@@ -122,6 +120,34 @@ class _Resolver:
         return self.done[name]
 
 
+def template_reads(
+    value: Any, context: Mapping[str, Any], _seen: frozenset[str] = frozenset()
+) -> frozenset[str]:
+    """Every name the templates in ``value`` read, through other templated vars too."""
+    names: set[str] = set()
+    for source in _templates(value):
+        for name in _reads(str(source)):
+            names.add(name)
+            other = context.get(name)
+            if name not in _seen and has_templates(other):
+                names |= template_reads(other, context, _seen | {name})
+    return frozenset(names)
+
+
+def first_template(value: Any) -> TemplatedValue | None:
+    return next(iter(_templates(value)), None)
+
+
+def _templates(value: Any) -> list[TemplatedValue]:
+    if isinstance(value, TemplatedValue):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _templates(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _templates(v)]
+    return []
+
+
 @lru_cache(maxsize=4096)
 def _reads(source: str) -> frozenset[str]:
     """The names a template reads; none if it does not parse (render then says why)."""
@@ -131,42 +157,3 @@ def _reads(source: str) -> frozenset[str]:
         return frozenset(jinja2.meta.find_undeclared_variables(ENV.parse(source)))
     except jinja2.TemplateSyntaxError:
         return frozenset()
-
-
-def resolve_host(host: Host, context: Mapping[str, Any], render: Render) -> Host:
-    """``host`` with the fields that came from templated ``ansible_*`` vars rendered.
-
-    Reading the inventory leaves such fields raw (address, user, key, become user) or
-    unset (port, become, ProxyJump); a field set inline in the runbook is never templated
-    and is kept. Raises ``InventoryError`` if a rendered value is not valid for its field.
-    """
-    from runbook.inventory.hosts import FIELD_VARS, SSH_ARGS, host_fields
-
-    names = {n for names in FIELD_VARS.values() for n in names} | set(SSH_ARGS)
-    templated = {n: v for n, v in host.vars.items() if n in names and has_templates(v)}
-    if not templated:
-        return host
-    rendered = {
-        **host.vars,
-        **{n: resolve_templates(v, context, render) for n, v in templated.items()},
-    }
-    fields = host_fields(host.name, rendered, _position(templated))
-    changes = {
-        field: fields[field]
-        for field, var_names in {**FIELD_VARS, "proxy_jump": SSH_ARGS}.items()
-        if field in fields and any(n in templated for n in var_names) and _unset(host, field)
-    }
-    return dataclasses.replace(host, **changes)
-
-
-def _unset(host: Host, field: str) -> bool:
-    """True if ``field`` holds what reading left for a template (inline fields are kept)."""
-    value = getattr(host, field)
-    return value is None or isinstance(value, TemplatedValue) or field == "connection"
-
-
-def _position(values: Mapping[str, Any]) -> Position | None:
-    for v in values.values():
-        if isinstance(v, TemplatedValue):
-            return v.position
-    return None

@@ -243,6 +243,8 @@ def test_values_arrive_byte_exact_and_are_never_evaluated(value: str, channel: s
     assume(yaml.safe_load(yaml.safe_dump({"v": value}, allow_unicode=True)) == {"v": value})
     if channel == "-e":  # "-e v=1" is the number 1: only values kept as written apply here
         assume(isinstance(extra_var_value(value), str))
+    if channel == "YAML inventory":  # Jinja in an inventory value is a template (SPEC §8)
+        assume(not any(m in value for m in ("{{", "{%", "{#")))
     with tempfile.TemporaryDirectory(prefix="runbook-exact-") as tmp:
         d = Path(tmp)
         where, extra = _write_value(channel, value, d)
@@ -327,20 +329,33 @@ def extra_var_value(raw: str) -> object:
 
 
 def test_template_injection_through_every_channel_is_inert(tmp_path: Path) -> None:
-    """The classic payloads, through -e (a real argv), a vars file and an inventory."""
+    """The classic payloads, through -e (a real argv), a vars file and an inventory. Jinja
+    in an inventory value is a template (it comes from the repository, SPEC §8): only the
+    shell payloads go there, and a separate value shows it is rendered."""
     payload = (
         "{{ 7*7 }} {% if true %}T{% endif %} $(touch MARKER) `touch MARKER` '; touch MARKER; '"
     )
+    shell_payload = "$(touch MARKER) `touch MARKER` '; touch MARKER; '"
     (tmp_path / "inv.yml").write_text(
         yaml.safe_dump(
-            {"all": {"hosts": {"localhost": {"ansible_connection": "local", "w": payload}}}}
+            {
+                "all": {
+                    "hosts": {
+                        "localhost": {
+                            "ansible_connection": "local",
+                            "w": shell_payload,
+                            "t": "{{ 7*7 }}",
+                        }
+                    }
+                }
+            }
         )
     )
     (tmp_path / "vars.yml").write_text(yaml.safe_dump({"u": payload}))
     (tmp_path / "rb.yml").write_text(
         'name: injection\ninventory: inv.yml\nenv:\n  V: "{{ v }}"\n  U: "{{ u }}"\n'
         '  W: "{{ w }}"\nsteps:\n  - name: s\n    hosts: localhost\n'
-        '    run: printf \'%s|%s|%s|%s\' "$V" "$U" "$W" {{ v | quote }} > out\n'
+        '    run: printf \'%s|%s|%s|%s|%s\' "$V" "$U" "$W" {{ v | quote }} {{ t }} > out\n'
     )
     proc = subprocess.run(
         [sys.executable, "-m", "runbook", "apply", "--yes", "-e", f"v={payload}",
@@ -348,14 +363,17 @@ def test_template_injection_through_every_channel_is_inert(tmp_path: Path) -> No
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "out").read_text() == "|".join([payload] * 4)
+    assert (tmp_path / "out").read_text() == "|".join(
+        [payload, payload, shell_payload, payload, "49"]
+    )
     assert not (tmp_path / "MARKER").exists()
     plan = subprocess.run(
         [sys.executable, "-m", "runbook", "plan", "-e", f"v={payload}", "--vars-file",
          "vars.yml", "rb.yml"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert plan.returncode == 0 and "49" not in plan.stdout and "{{ 7*7 }}" in plan.stdout
+    assert plan.returncode == 0 and "{{ 7*7 }}" in plan.stdout
+    assert plan.stdout.count("49") == 1  # the inventory template only
 
 
 def test_extra_var_with_invalid_utf8_bytes(tmp_path: Path) -> None:
