@@ -574,17 +574,18 @@ def open_channel_session(
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     heartbeat: float = HEARTBEAT,
     timeout: float = 10.0,
+    nodelay: bool = True,
 ) -> HostSession:
     """Open a channel on ``transport``, start the executor, return the started session.
 
-    Sets TCP_NODELAY on the transport's socket: a session is request/reply, and Nagle's
-    algorithm with delayed ACKs costs up to ~40 ms per round trip. Raises
+    ``nodelay`` sets TCP_NODELAY on the transport's socket: a session is request/reply,
+    and Nagle's algorithm with delayed ACKs costs up to ~40 ms per round trip. Raises
     ``SessionUnavailable`` (the channel is closed again) when the executor cannot start.
     """
     import paramiko
 
     sock = getattr(transport, "sock", None)
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+    if nodelay and isinstance(sock, socket.socket) and sock.family != socket.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     command = bootstrap_command(become_user, python=python, heartbeat_timeout=heartbeat_timeout)
     try:
@@ -593,5 +594,5 @@ def open_channel_session(
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise SessionUnavailable(f"{name or 'host'}: cannot open a channel: {exc}") from exc
     session = HostSession(ChannelStream(channel), name=name, heartbeat=heartbeat)
-    session.start(timeout)
+    session.start(timeout)  # closes the channel before raising SessionUnavailable
     return session
