@@ -522,3 +522,33 @@ def test_over_ssh_a_killed_controller_takes_its_remote_commands_along(fleet: obj
     finally:
         controller.kill()
         kill_leftovers(marker)
+
+
+def test_a_host_with_other_bytecode_gets_the_source(
+    sessions: Callable[..., HostSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same interpreter gets a marshalled code object; any other gets the source."""
+    from runbook.contexts import session as module
+
+    assert module.executor_payload(module._LOCAL_MAGIC).startswith(b"M ")
+    monkeypatch.setattr(module, "_LOCAL_MAGIC", b"\0\0\r\n")
+    assert module.executor_payload(b"\x0d\x0d\r\n").startswith(b"S ")
+    assert run(sessions(), "echo from source").stdout == b"from source\n"
+
+
+def test_without_memfd_the_script_is_an_unlinked_private_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python < 3.8 has no memfd_create; without O_TMPFILE either, a 0600 file is created
+    and unlinked at once: the script is on no path while the command runs."""
+    from runbook.remote import executor
+
+    monkeypatch.delattr(executor.posix, "memfd_create", raising=False)
+    monkeypatch.delattr(executor.posix, "O_TMPFILE", raising=False)
+    fd = executor._script_fd(b"echo secret")
+    try:
+        info = os.fstat(fd)
+        assert (info.st_nlink, info.st_mode & 0o777) == (0, 0o600)
+        assert os.read(fd, 100) == b"echo secret"
+    finally:
+        os.close(fd)
