@@ -514,7 +514,8 @@ class HostSession:
         try:
             while True:
                 wait = self._last_write + self.heartbeat - time.monotonic()
-                data = self.stream.read(READ_SIZE, max(0.0, wait))
+                # Never 0: paramiko's timeout is the channel's, for sends too.
+                data = self.stream.read(READ_SIZE, max(0.05, wait))
                 if data is not None:
                     if not data:
                         break
