@@ -225,6 +225,22 @@ def test_binary_and_50mb_outputs_arrive_intact(session: HostSession, tmp_path: P
     assert hashlib.sha256(result.stderr).hexdigest() == digest
 
 
+def test_a_slow_consumer_loses_nothing(session: HostSession) -> None:
+    """The executor stops reading a command's pipes while its output waits for the
+    channel (back-pressure instead of unbounded memory), and resumes: every byte arrives."""
+    first = threading.Event()
+
+    def slow(name: str, chunk: bytes) -> None:
+        if not first.is_set():
+            first.set()
+            time.sleep(1.0)  # the channel fills up behind this callback
+
+    script = "for i in $(seq 200000); do echo line-$i; done"
+    result = session.run(SessionRequest(script, timeout=NO_HANG * 4), on_output=slow)
+    expected = b"".join(b"line-%d\n" % i for i in range(1, 200001))
+    assert result.rc == 0 and result.stdout == expected
+
+
 def test_a_background_child_holding_stdout_neither_hangs_nor_leaks(session: HostSession) -> None:
     """ssh waits for the pipes' EOF; the executor does too, but only for ``drain``
     seconds after the shell exits. What the child writes later goes nowhere, never into
