@@ -1,10 +1,11 @@
 """runbook's host-session executor: one long-lived process per host (and per become user).
 
-Sent as source over an SSH exec channel and started by ``runbook.contexts.session``'s
-bootstrap (``python3 -I -S -c`` that reads this file from stdin and ``exec``s it), so it
-must run alone: stdlib only, Python 3.6+ as found on old RHEL/Debian (no walrus, no
-dataclasses, no ``from __future__ import annotations``), and ``_signal`` rather than
-``signal`` (importing ``signal`` costs ~5 ms, mostly ``enum``).
+Started by ``runbook.contexts.session``'s bootstrap (``python3 -I -S -c ...``), which
+reads this module from stdin (a marshalled code object when the host's bytecode is the
+controller's, else this source) and runs it. So it must run alone: stdlib only, Python
+3.6+ as found on old RHEL/Debian (no walrus, no dataclasses, no ``from __future__
+import annotations``); ``_signal``, ``_struct`` and ``posix`` rather than ``signal``,
+``struct`` and ``os`` (importing those costs ~5 ms and ~2 ms of every start).
 
 Protocol. After a hello line (``RUNBOOK-EXECUTOR <protocol> <pid>\\n``), both directions
 carry frames: a 9-byte header ``>IBI`` (payload length, type, request id) and the
@@ -13,11 +14,14 @@ environ block ``K=V\\0...``), ``K`` kill, ``H`` heartbeat. Executor -> controlle
 and ``E`` raw output chunks, then one ``X`` exit (``EXIT`` struct), or ``F`` (a request
 it could not start: the text says why).
 
-Each command runs in a new session (its own process group) as
-``SHELL -c BOOT`` with the request's environment; its stdin is a private regular file
-holding the script, which the shell reads whole before ``exec </dev/null`` and
-``eval`` (SPEC 8, "Execution"): nothing secret is ever on a command line, and the
-command's own stdin is empty.
+Each command runs in a new session (its own process group) as ``SHELL -c BOOT`` with
+the request's environment; its stdin is a private regular file holding the script,
+which the shell reads whole before ``exec </dev/null`` and ``eval`` (SPEC 8,
+"Execution"): nothing secret is ever on a command line, and the command's own stdin is
+empty. The executor enforces each deadline (TERM to the group, KILL after the grace),
+kills on request, and when its stdin closes or no frame came for the heartbeat timeout
+(argv[1], default 15 s) kills the groups of the commands still running (not those of
+finished commands, nor what they detached), then exits.
 """
 
 import _signal  # type: ignore[import-not-found]
