@@ -369,7 +369,7 @@ class HostSession:
     are killed by the executor when its stdin closes).
     """
 
-    def __init__(self, stream: ByteStream, *, name: str = "", heartbeat: float = HEARTBEAT):
+    def __init__(self, stream: ByteStream, *, name: str = "", heartbeat: float = HEARTBEAT) -> None:
         self.stream = stream
         self.name = name or "host"
         self.heartbeat = heartbeat
