@@ -7,6 +7,7 @@ Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (noth
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("file")
     pl.add_argument("--format", choices=("text", "json"), default="text")
     pl.add_argument("--out", metavar="PLAN.json", help="save the plan for `apply PLAN.json`")
+    pl.add_argument(
+        "--expand", action="store_true", help="one line per host (no grouping of hosts)"
+    )
 
     a = sub.add_parser("apply", parents=[common], help="run a runbook or a saved plan")
     a.add_argument("file", metavar="FILE|PLAN.json")
@@ -205,7 +209,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(planfile.dumps(planfile.plan_to_dict(plan)))
     elif not args.out:
-        sys.stdout.write(plan_text(plan, mask))
+        sys.stdout.write(plan_text(plan, mask, expand=args.expand))
     return 0
 
 
@@ -276,8 +280,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     root = runs_dir(args.file, args.journal)
     runs = list_runs(root)
+    if args.file:  # only that runbook's runs, not every runbook's beside it
+        source = os.path.abspath(args.file)
+        runs = [r for r in runs if r.meta.get("source") == source]
     if not runs:
-        print(f"no runs in {root}")
+        print(f"no runs in {root}" + (f" for {args.file}" if args.file else ""))
         return 0
     _print_lines(runs_lines(runs))
     return 0

@@ -26,6 +26,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
     )
     env.filters["quote"] = shlex.quote
     return env
