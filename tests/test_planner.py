@@ -13,7 +13,6 @@ diff before committing it: the golden files are the expectation, not a snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
