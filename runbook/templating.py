@@ -86,6 +86,13 @@ def render(source: str, context: Mapping[str, Any], position: Position | None = 
 _GLOBALS = frozenset(ENV.globals)
 
 
+@lru_cache(maxsize=4096)
+def _globals_in(source: str) -> frozenset[str]:
+    """Globals (``range``, ``dict``...) a template may use: Jinja's undeclared-names
+    analysis does not list them, so look for their names in the text."""
+    return frozenset(g for g in _GLOBALS if g in source)
+
+
 def _render(source: str, context: Mapping[str, Any]) -> str:
     """``template.render(context)`` without its copy of the context: Jinja merges globals
     and the variables into a new dict on every render, and a planning context (every var,
@@ -93,7 +100,7 @@ def _render(source: str, context: Mapping[str, Any]) -> str:
     used as it is (``shared``); globals are added only when the template reads one that
     the context lacks."""
     template = compile_template(source)
-    wanted = _GLOBALS.intersection(_names(source))
+    wanted = _globals_in(source)
     if wanted and not wanted <= context.keys():
         context = {**ENV.globals, **context}
     try:
