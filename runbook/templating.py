@@ -18,6 +18,7 @@ import jinja2.meta
 import jinja2.sandbox
 
 from runbook.errors import Position, TemplateError
+from runbook.fastrender import fast_parts, try_render
 
 
 def _env() -> jinja2.Environment:
@@ -65,6 +66,10 @@ def _names(source: str) -> tuple[str, ...]:
 def render(source: str, context: Mapping[str, Any], position: Position | None = None) -> str:
     if "{" not in source:  # fast path: most commands have no template syntax at all
         return source
+    if fast_parts(source) is not None:  # text and plain interpolations: ~10x Jinja's speed
+        text = try_render(source, context)
+        if text is not None:
+            return text
     with _as_template_error("template", position):
         # A template is a pure function of the variables it reads: when those are all
         # scalars, the same values give the same text ({{ gphome }} on 1,000 hosts is
