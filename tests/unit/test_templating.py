@@ -62,3 +62,43 @@ def test_names_read_and_syntax_errors() -> None:
     with pytest.raises(TemplateError):
         evaluate("rc ==", {"rc": 0}, AT)
     assert evaluate("rc == 0", {"rc": 0}) is True
+
+
+@pytest.mark.parametrize(
+    "source, ctx",
+    [
+        ("a {{ x }} b", {"x": "1"}),
+        ("{{ x | quote }}", {"x": "it's"}),
+        ("{{ h.name }}-{{ h['port'] }}", {"h": {"name": "w1", "port": 22}}),
+        ("{{ n }} {{ b }} {{ z }}", {"n": 1.5, "b": True, "z": None}),
+        ("{{ l[0] }} {{ l[-1] }}", {"l": [3, 4]}),
+        ("{{ d.items }}", {"d": {"items": 1}}),  # a method wins in Jinja: not the fast path
+        ("{{ x | upper | quote }}", {"x": "a b"}),
+        ("-p {{ p + 1 }} {{ p * 2 - 1 }}", {"p": 6000}),
+        ("{{ p + 1 }}", {"p": True}),  # bool arithmetic: Jinja's way
+        ("{{ h }}", {"h": {"a": 1}}),  # a dict's text: Jinja's way
+        ("line\n{{ x }}\n", {"x": "v"}),
+        ("{{ x | length }}", {"x": [1, 2]}),
+    ],
+)
+def test_the_fast_path_renders_exactly_as_jinja(source: str, ctx: dict) -> None:
+    from runbook.templating import compile_template
+
+    assert render(source, dict(ctx)) == compile_template(source).render(ctx)
+
+
+@pytest.mark.parametrize(
+    "source, ctx, message",
+    [
+        ("{{ nope }}", {}, "'nope' is undefined"),
+        ("{{ h.nope }}", {"h": {}}, "has no attribute 'nope'"),
+        ("{{ l[5] }}", {"l": [1]}, "no element 5"),
+        ("{{ x | quote }}", {"x": 5}, "template error"),
+        ("{{ p + 1 }}", {"p": "a"}, "template error"),
+    ],
+)
+def test_what_the_fast_path_cannot_render_fails_as_jinja_says(
+    source: str, ctx: dict, message: str
+) -> None:
+    with pytest.raises(TemplateError, match=message):
+        render(source, ctx, AT)
