@@ -5,12 +5,13 @@ The seed prepended ``K=V && cmd`` unquoted and unexported, so values with spaces
 is ``export``-ed inside the shell that runs the command (inside ``sudo`` too, which would
 otherwise reset it), so it arrives byte-exact.
 
-Nothing of the script is on a command line (any user can read ``/proc/*/cmdline``): the
-shell is started with a small fixed reader and the script arrives on its stdin; the shell
-reads all of it, points its stdin at ``/dev/null`` and ``eval``s it, so the command's own
-stdin is empty (SPEC §8). bash reads it with its ``read`` builtin (~0.4 ms); other shells
-with ``head -c`` (a fork, ~2.5 ms measured), as does bash for large scripts, which its
-byte-at-a-time ``read`` would take long over.
+Nothing of the script is on a command line (any user can read ``/proc/*/cmdline``).
+Locally the script is a private in-memory file (memfd) given to the shell as stdin; a
+fixed ``-c`` text moves it to fd 3, points stdin at ``/dev/null`` and sources it, so no
+reader process runs (``sourced``). Under ``sudo``, and over SSH, the script arrives on a
+pipe: the shell reads all of it, points its stdin at ``/dev/null`` and ``eval``s it
+(``invocation``); bash with its ``read`` builtin (~0.4 ms), other shells with ``head -c``
+(a fork, ~2.5 ms measured). Either way the command's own stdin is empty (SPEC §8).
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def sudo_prefix(command: Command) -> list[str]:
     if spec.become_user:
         prefix += ["-u", spec.become_user]
     return [*prefix, "--"]
+
+
+# The script is a private file on stdin: moved to fd 3 (POSIX shells redirect only fds
+# 0-9), stdin pointed at /dev/null, the file sourced; the script's first line closes fd 3.
+SOURCED = "exec 3<&0 </dev/null; . /dev/fd/3"
+
+
+def sourced(command: Command) -> Invocation:
+    """``SHELL -c SOURCED`` with the script in a private file (a memfd: 0600, never on
+    disk) as stdin: no reader process at all (``head`` costs ~2 ms a command under dash).
+    Not under ``sudo``, which needs the pipe form (``invocation``)."""
+    text = f"exec 3<&-\n{script(command)}".encode()
+    return Invocation([command.spec.shell, "-c", SOURCED], text)
 
 
 def invocation(command: Command) -> Invocation:

@@ -32,23 +32,13 @@ class LocalExecutionContext(ExecutionContext):
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         # start_new_session: the command leads its own process group, so a timeout can
         # kill grandchildren too (``sleep 1000 & wait``), not only the shell. The script
-        # goes in on stdin, never on the command line.
-        run = shell.invocation(command)
-        proc = subprocess.Popen(
-            run.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        # never goes on the command line: it comes from a private in-memory file, or on
+        # stdin under sudo.
+        proc = self._start(command)
         with self._lock:
             self._running.add(proc)
         self._reaper.started(proc.pid)
         try:
-            with contextlib.suppress(BrokenPipeError):  # a shell that failed to start
-                assert proc.stdin is not None
-                proc.stdin.write(run.stdin)
-                proc.stdin.close()
             out, err, timed_out = self._read(proc, command.timeout, on_output)
         finally:
             with self._lock:
@@ -58,6 +48,39 @@ class LocalExecutionContext(ExecutionContext):
         return Outcome(
             rc=proc.returncode, stdout=out, stderr=err, timed_out=timed_out, killed=killed
         )
+
+    @staticmethod
+    def _start(command: Command) -> subprocess.Popen[bytes]:
+        if command.spec.become:
+            run = shell.invocation(command)
+            proc = subprocess.Popen(
+                run.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            with contextlib.suppress(BrokenPipeError):  # a shell that failed to start
+                assert proc.stdin is not None
+                proc.stdin.write(run.stdin)
+                proc.stdin.close()
+            return proc
+        fd = os.memfd_create("runbook-script", os.MFD_CLOEXEC)
+        try:
+            run = shell.sourced(command)
+            view = memoryview(run.stdin)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+            return subprocess.Popen(
+                run.argv,
+                stdin=fd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        finally:
+            os.close(fd)
 
     def _read(
         self, proc: subprocess.Popen[bytes], timeout: float, on_output: OutputCallback | None
