@@ -20,6 +20,14 @@ import jinja2.sandbox
 from runbook.errors import Position, TemplateError
 
 
+def _quote(value: Any) -> str:
+    """``shlex.quote`` of the value as text. A filter such as ``tojson`` returns
+    ``Markup``, whose ``+`` and ``replace`` HTML-escape their arguments: quoting it as is
+    gave ``&#39;...&#39;``, which the shell reads as ``&`` (run in the background) and a
+    comment. ``str()`` of a ``Markup`` is plain text; numbers are quoted as they render."""
+    return shlex.quote(str(value))
+
+
 def _env() -> jinja2.Environment:
     # Sandboxed: runbooks come from git, but vars come from -e and inventories too.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
@@ -27,7 +35,7 @@ def _env() -> jinja2.Environment:
         autoescape=False,
         keep_trailing_newline=True,
     )
-    env.filters["quote"] = shlex.quote
+    env.filters["quote"] = _quote
     return env
 
 
