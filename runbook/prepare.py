@@ -183,7 +183,18 @@ def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
     from runbook import planfile
 
     plan = planfile.plan_from_dict(data, path)
-    return plan, Secrets.from_sources(data.get("secret_sources", {}))
+    secrets = Secrets.from_sources(data.get("secret_sources", {}))
+    for step in plan.leaf_steps():  # a hand-edited plan: a KeyError mid-run otherwise
+        for command in step.commands:
+            t = command.templates
+            for name in t.secrets if t is not None else ():
+                if name not in secrets.values:
+                    raise InputError(
+                        f"step {step.name!r} reads secret {name!r}, which the plan's "
+                        "secret_sources do not define",
+                        Position(path),
+                    )
+    return plan, secrets
 
 
 def extra_vars(opts: PlanOptions) -> dict[str, Any]:
