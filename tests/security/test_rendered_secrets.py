@@ -267,15 +267,11 @@ steps:
     assert "rb.yml:11" in proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner.command takes a command's secrets and registers from run/env/when only, "
-    "not from until: the value is never bound and until fails with StrictUndefined",
-)
 @pytest.mark.parametrize("reads", ["a secret", "a registered value"])
 def test_until_that_reads_a_secret_or_register_gets_it(tmp_path: Path, reads: str) -> None:
     """SPEC §8: ``until`` may read registered values (and secrets): here the command's own
-    templates read neither."""
+    templates read neither. (The planner took a command's secrets and registers from
+    run/env/when only: never bound, the name failed until with StrictUndefined.)"""
     until = "pw not in stdout" if reads == "a secret" else "found.stdout.strip() in stdout"
     rb = write(
         tmp_path / "rb.yml",
