@@ -78,7 +78,11 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     secrets = Secrets.read(rb.secrets)
     plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
     check_local_shells(plan)
-    return Prepared(rb, plan, secrets)
+    prepared = Prepared(rb, plan, secrets)
+    # validate and plan read the secrets too: a template that fails on a real value is
+    # their exit 2 as well, not only apply's.
+    _check_secret_commands(prepared)
+    return prepared
 
 
 def check_local_shells(plan: Plan) -> None:
@@ -107,15 +111,15 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     elif saved is not None:
         plan, secrets = _from_json(saved, file)
         prepared = PreparedRun(narrow(plan, opts.plan, f"saved plan {file}"), secrets)
-    else:
+    else:  # checked by prepare_plan
         done = prepare_plan(opts.plan)
-        prepared = PreparedRun(done.plan, done.secrets)
+        return PreparedRun(done.plan, done.secrets)
     check_local_shells(prepared.plan)
     _check_secret_commands(prepared)
     return prepared
 
 
-def _check_secret_commands(prepared: PreparedRun) -> None:
+def _check_secret_commands(prepared: PreparedRun | Prepared) -> None:
     from runbook.runtime import RunValues
 
     values = RunValues(prepared.plan, prepared.secrets.values, prepared.secrets.masker)

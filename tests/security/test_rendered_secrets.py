@@ -195,8 +195,8 @@ def test_a_transformed_secret_shows_on_no_surface_and_arrives_exact(tmp_path: Pa
 
 
 def test_a_key_used_as_a_dict_key_fails_without_showing_it(tmp_path: Path) -> None:
-    """``{{ users[pw] }}``: Jinja's error names the missing key. Applying is refused
-    (exit 2, nothing run) with a message that holds no form of the value."""
+    """``{{ users[pw] }}``: Jinja's error names the missing key. validate, plan and apply
+    refuse it (exit 2, nothing run) with a message that holds no form of the value."""
     core = f"KeY{secrets.token_hex(4)}"
     secret = f"o'{core} x"
     marker = tmp_path / "ran"
@@ -226,25 +226,20 @@ steps:
         proc = runbook(command, *extra, str(rb), cwd=tmp_path, env=env)
         texts[command] = proc.stdout + proc.stderr
         assert "Traceback" not in proc.stderr
-        if command == "apply":
-            assert proc.returncode == 2, texts[command]
-            assert "rb.yml:14" in proc.stderr and "lookup" in proc.stderr, proc.stderr
-            assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert proc.returncode == 2, texts[command]
+        assert "rb.yml:14" in proc.stderr and "lookup" in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
     found = leaks(texts, forms(secret, core))
     assert not found, "\n".join(found)
     assert not marker.exists() and journal_dirs(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate and plan read the secrets but never render secret commands with them "
-    "(only apply does, prepare._check_secret_commands): a template that fails on the real "
-    "value passes validate and plan, exit 0",
-)
 @pytest.mark.parametrize("command", ["validate", "plan"])
 def test_validate_and_plan_refuse_a_template_that_fails_on_the_secret(
     tmp_path: Path, command: str
 ) -> None:
+    """They read the secrets but rendered secret commands only with stand-ins: a template
+    that fails on the real value passed validate and plan (exit 0), failing apply only."""
     rb = write(
         tmp_path / "rb.yml",
         """\
