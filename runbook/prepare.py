@@ -115,8 +115,32 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
         done = prepare_plan(opts.plan)
         return PreparedRun(done.plan, done.secrets)
     check_local_shells(prepared.plan)
+    check_saved_syntax(prepared.plan)
     _check_secret_commands(prepared)
     return prepared
+
+
+def check_saved_syntax(plan: Plan) -> None:
+    """A saved or journaled plan's templates and ``until`` parse (a hand-edited one may
+    not): found before the first command, as planning from the runbook finds it."""
+    from runbook.errors import TemplateError
+    from runbook.templating import check_syntax
+
+    for step in plan.leaf_steps():
+        for c in step.commands:
+            t = c.templates
+            try:
+                if c.spec.until is not None:
+                    check_syntax(c.spec.until, step.position, expression=True)
+                if t is not None:
+                    check_syntax(t.run, t.positions.get("run"))
+                    if t.when is not None:
+                        check_syntax(t.when, t.positions.get("when"), expression=True)
+                    for _, value in (*t.env, *t.step_env):
+                        check_syntax(value, t.positions.get("env"))
+            except TemplateError as exc:
+                exc.step, exc.host = step.name, c.host.name
+                raise
 
 
 def _check_secret_commands(prepared: PreparedRun | Prepared) -> None:

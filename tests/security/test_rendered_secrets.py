@@ -350,34 +350,43 @@ steps:
         assert text.count(STAND_IN) >= len(body), where
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="execute.judge puts the until expression's error text into the result; Jinja's "
-    "message quotes the missing key with Python repr, which escapes a value holding both "
-    "quote kinds past the masker (it knows the value as written and shell-quoted only)",
+@pytest.mark.parametrize(
+    ("run", "until"),
+    [
+        ("echo {{ pw | length }}", "users[pw] == 1"),  # until reads the secret
+        ('printf %s "$PW"', "users[stdout] == 1"),  # ... or output that holds it
+    ],
 )
-def test_an_until_that_fails_on_the_secret_does_not_show_it(tmp_path: Path) -> None:
+def test_an_until_that_fails_on_the_secret_does_not_show_it(
+    tmp_path: Path, run: str, until: str
+) -> None:
+    """The error quotes the key it could not find with Python's repr, which escapes a
+    value holding both kinds of quote: the masker knew the value as written and
+    shell-quoted only, so the console and the journal showed it."""
     core = f"UnTiL{secrets.token_hex(4)}"
     secret = f'it\'s "{core}"'
     rb = write(
         tmp_path / "rb.yml",
-        """\
+        f"""\
 name: until error
 hosts:
   local: [localhost]
 secrets:
-  pw: {env: RB_RENDER_SECRET}
+  pw: {{env: RB_RENDER_SECRET}}
 vars:
-  users: {alice: 1}
+  users: {{alice: 1}}
+env:
+  PW: "{{{{ pw }}}}"
 steps:
   - name: wait
     hosts: local
-    run: echo {{ pw | length }}
-    until: users[pw] == 1
+    run: {run}
+    until: {until}
 """,
     )
     proc = runbook("apply", "--yes", str(rb), cwd=tmp_path, env={"RB_RENDER_SECRET": secret})
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the command failed; it ran
+    assert f"until: 'dict object' has no attribute '{STAND_IN}'" in proc.stdout, proc.stdout
     texts = {"apply": proc.stdout + proc.stderr}
     for run in journal_dirs(tmp_path):
         texts["events"] = (run / "events.jsonl").read_text()

@@ -161,14 +161,11 @@ def test_a_malformed_saved_plan_is_refused_before_anything_runs(name: str, refus
     assert sorted(p.name for p in cwd.iterdir()) == ["plan.json", "rb.yml"], "something ran"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an until that does not parse is checked when planning from a runbook "
-    "(planner.check_syntax) but not in a saved plan: its command runs, then fails",
-)
 def test_a_saved_plan_whose_until_does_not_parse_is_refused(
     base: tuple[Path, Plan], tmp_path: Path
 ) -> None:
+    """Planning from the runbook checks the syntax (planner.check_syntax); a saved plan
+    ran the command, then failed it on the until."""
     root, plan = base
     shutil.copy(root / "rb.yml", tmp_path / "rb.yml")
     bad = copy.deepcopy(plan)
@@ -176,7 +173,9 @@ def test_a_saved_plan_whose_until_does_not_parse_is_refused(
     write(tmp_path / "plan.json", json.dumps(bad))
     proc = runbook("apply", "--yes", "plan.json", cwd=tmp_path, env={SECRET_ENV: "v"})
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert not (tmp_path / "ran-one").exists()
+    assert "step 'one': host 'localhost': template syntax" in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "ran-one").exists() and journal_dirs(tmp_path) == []
 
 
 def test_a_saved_plan_applies_from_anywhere_and_journals_beside_its_runbook(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -102,14 +101,13 @@ def test_controller_killed_mid_command_then_resume_refuses_unless_rerun_unknown(
         )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        killed_at = time.monotonic()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     # Item 11: the remote command ends within seconds, not at its 600 s deadline.
-    wait_for(lambda: not sleeping(nap), 10, "h2's command to end after the controller died")
-    assert time.monotonic() - killed_at < 10
+    # (15 s: "seconds" with slack for shared, loaded cores; the deadline is 600 s.)
+    wait_for(lambda: not sleeping(nap), 15, "h2's command to end after the controller died")
     assert entries(log)["two-h2"] == 1
     flag.touch()
     resume_refuses_then_reruns(tmp_path, rb, log, files.cli_args())
