@@ -73,7 +73,7 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     from runbook.planner import make_plan
 
     rb = load_runbook(opts.file)
-    extra = extra_vars(opts)
+    extra = {**extra_vars(opts), **dict(opts.variables)}
     inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
     secrets = Secrets.read(rb.secrets)
     plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
@@ -81,7 +81,7 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     prepared = Prepared(rb, plan, secrets)
     # validate and plan read the secrets too: a template that fails on a real value is
     # their exit 2 as well, not only apply's.
-    _check_secret_commands(prepared)
+    _check_secret_commands(plan, secrets)
     return prepared
 
 
@@ -111,12 +111,12 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     elif saved is not None:
         plan, secrets = _from_json(saved, file)
         prepared = PreparedRun(narrow(plan, opts.plan, f"saved plan {file}"), secrets)
-    else:  # checked by prepare_plan
+    else:
         done = prepare_plan(opts.plan)
-        return PreparedRun(done.plan, done.secrets)
-    check_local_shells(prepared.plan)
-    check_saved_syntax(prepared.plan)
-    _check_secret_commands(prepared)
+        prepared = PreparedRun(done.plan, done.secrets)
+    if opts.resume or saved is not None:
+        check_saved_syntax(prepared.plan)
+    check_before_run(prepared)
     return prepared
 
 
@@ -143,11 +143,17 @@ def check_saved_syntax(plan: Plan) -> None:
                 raise
 
 
-def _check_secret_commands(prepared: PreparedRun | Prepared) -> None:
+def check_before_run(prepared: PreparedRun) -> None:
+    """What can only be checked with the real values, before the first command: local
+    shells exist; commands that read secrets render with the secrets' real values."""
+    check_local_shells(prepared.plan)
+    _check_secret_commands(prepared.plan, prepared.secrets)
+
+
+def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
     from runbook.runtime import RunValues
 
-    values = RunValues(prepared.plan, prepared.secrets.values, prepared.secrets.masker)
-    values.check_secret_commands(prepared.plan)
+    RunValues(plan, secrets.values, secrets.masker).check_secret_commands(plan)
 
 
 def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
