@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import runbook, write
+from tests.e2e.helpers import journal_dirs, runbook, write
 
 HOSTS = ("n1", "n2", "n3")
 
@@ -238,7 +238,8 @@ def test_resume_with_limit_skips_what_was_ok_and_runs_only_the_limited_hosts(
     assert failed.returncode == 1, failed.stdout + failed.stderr
     log = tmp_path / "log"
     assert Counter(log.read_text().split()) == Counter(each("first second") + ["stop-n1"])
-    run_id = next((tmp_path / ".runbook" / "runs").iterdir()).name
+    (run,) = journal_dirs(tmp_path)
+    run_id = run.name
     log.unlink()
     resumed = runbook("apply", "--yes", "--resume", run_id, "--limit", "n2", str(rb), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -161,6 +161,9 @@ steps:
   - name: read the register
     hosts: local
     run: printf '%s' {{{{ echoed.stdout | quote }}}} | sha256sum > {sums}/register
+  - name: read its lines
+    hosts: local
+    run: printf '%s' {{{{ echoed.stdout_lines[0] | quote }}}} | sha256sum > {sums}/lines
 """
 
 
@@ -188,7 +191,8 @@ def test_a_transformed_secret_shows_on_no_surface_and_arrives_exact(tmp_path: Pa
         "env": secret,
         "dsn": f"user='app' password='{secret}' host=db",
         "conn": jinja({"password": secret, "user": "app"}, "tojson"),
-        "register": f"the value: {secret}\n",
+        "register": f"the value: {secret}",
+        "lines": f"the value: {secret}",
     }
     got = {name: (sums / name).read_text().split()[0] for name in want if (sums / name).exists()}
     assert got == {name: sha(v) for name, v in want.items()}
