@@ -70,13 +70,21 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# How the step runs: plain; through sudo to root; to nobody; and a script too large for
-# bash's ``read`` under /bin/sh (the ``head -c`` reader, shell.py).
-MODES = {
-    "plain": "",
-    "become-root": "    become: true\n",
-    "become-nobody": f"    become: true\n    become_user: {NOBODY}\n",
-    "sh-large-script": "    shell: /bin/sh\n",
+# How the step runs: plain; through sudo to root; to nobody; a script too large for bash's
+# ``read`` under /bin/sh (the ``head -c`` reader); over SSH, with the host executor (the
+# default transport) or a channel per command (``--transport exec``, the wrapper that
+# reads the script with ``head -c`` and pipes it on to ``timeout … SHELL -c``).
+# Each mode: (step fields, extra apply arguments).
+MODES: dict[str, tuple[str, list[str]]] = {
+    "plain": ("", []),
+    "become-root": ("    become: true\n", []),
+    "become-nobody": (f"    become: true\n    become_user: {NOBODY}\n", []),
+    "sh-large-script": ("    shell: /bin/sh\n", []),
+    "exec-plain": ("", ["--transport", "exec"]),
+    "exec-become-nobody": (
+        f"    become: true\n    become_user: {NOBODY}\n",
+        ["--transport", "exec"],
+    ),
 }
 
 
@@ -95,6 +103,7 @@ def test_no_secret_env_value_or_script_text_on_any_command_line(
     files = ssh_files(fleet, tmp_path)
     # A comment line (one YAML block line) that makes the script 20 kB.
     padding = f"# {'x' * 20_000}\n      " if mode == "sh-large-script" else ""
+    fields, extra = MODES[mode]
     rb = write(
         tmp_path / "rb.yml",
         f"""\
@@ -114,7 +123,7 @@ env:
 steps:
   - name: wait with the values
     hosts: targets
-{MODES[mode]}    env:
+{fields}    env:
       APP_VALUE: "{{{{ app_value }}}}"
     timeout: 60
     run: |
@@ -134,7 +143,7 @@ steps:
         "the secret's first line": secret.splitlines()[0],
     }
     proc = start_cli(
-        "apply", "--yes", "--output", "json", *files.cli_args(), str(rb),
+        "apply", "--yes", "--output", "json", *files.cli_args(), *extra, str(rb),
         cwd=tmp_path, env={"RB_ARGV_SECRET": secret},
     )  # fmt: skip
     hosts = ["localhost", "h1", "h2"]
@@ -163,7 +172,7 @@ steps:
             proc.wait()
     assert proc.returncode == 0, cli_output(tmp_path)
     assert not found, "\n".join(dict.fromkeys(found))
-    user = NOBODY if mode == "become-nobody" else "root"
+    user = NOBODY if mode.endswith("become-nobody") else "root"
     for h in hosts:
         assert (shared / f"{h}.user").read_text().strip() == user, h
         for name, value in (("env-secret", secret), ("run-secret", secret)):
