@@ -7,6 +7,7 @@ Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (noth
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -23,7 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"runbook {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    _planning_commands(sub, common)
+    _apply_command(sub, common)
+    _journal_commands(sub)
+    return p
 
+
+def _common_options() -> argparse.ArgumentParser:
+    """What shapes a plan, for validate/plan/apply/inventory alike."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-e",
@@ -46,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--tags", action="append", default=[], metavar="T")
     common.add_argument("--skip-tags", action="append", default=[], metavar="T")
     common.add_argument("--start-at", metavar="STEP", help="skip the steps before STEP")
+    return common
 
+
+def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     v = sub.add_parser("validate", parents=[common], help="check schema and templates")
     v.add_argument("file")
 
@@ -54,7 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("file")
     pl.add_argument("--format", choices=("text", "json"), default="text")
     pl.add_argument("--out", metavar="PLAN.json", help="save the plan for `apply PLAN.json`")
+    pl.add_argument(
+        "--expand", action="store_true", help="one line per host (no grouping of hosts)"
+    )
 
+    inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
+    inv.add_argument("file", nargs="?")
+    inv.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
     a = sub.add_parser("apply", parents=[common], help="run a runbook or a saved plan")
     a.add_argument("file", metavar="FILE|PLAN.json")
     a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -81,10 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         "(exec), or a session where possible (auto, the default)",
     )
 
-    inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
-    inv.add_argument("file", nargs="?")
-    inv.add_argument("--format", choices=("text", "json"), default="text")
 
+def _journal_commands(sub: Any) -> None:
     r = sub.add_parser("runs", help="list journaled runs")
     r.add_argument("file", nargs="?", help="runbook whose runs to list (default: here)")
     r.add_argument("--journal", metavar="DIR")
@@ -94,14 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("file", nargs="?", help="the runbook (default: runs here)")
     s.add_argument("--journal", metavar="DIR")
     s.add_argument("--host")
-    s.add_argument("--step")
+    s.add_argument("--step", help="a step's name, or a unique start of it")
 
     rep = sub.add_parser("report", help="write a run's HTML report (one self-contained file)")
     rep.add_argument("run_id")
     rep.add_argument("file", nargs="?", help="the runbook (default: runs here)")
     rep.add_argument("--journal", metavar="DIR")
     rep.add_argument("--out", metavar="FILE.html", help="default: report-RUN_ID.html")
-    return p
 
 
 def _positive(s: str) -> int:
@@ -205,7 +223,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(planfile.dumps(planfile.plan_to_dict(plan)))
     elif not args.out:
-        sys.stdout.write(plan_text(plan, mask))
+        sys.stdout.write(plan_text(plan, mask, expand=args.expand))
     return 0
 
 
@@ -276,8 +294,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     root = runs_dir(args.file, args.journal)
     runs = list_runs(root)
+    if args.file:  # only that runbook's runs, not every runbook's beside it
+        source = os.path.abspath(args.file)
+        runs = [r for r in runs if r.meta.get("source") == source]
     if not runs:
-        print(f"no runs in {root}")
+        print(f"no runs in {root}" + (f" for {args.file}" if args.file else ""))
         return 0
     _print_lines(runs_lines(runs))
     return 0

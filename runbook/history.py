@@ -29,7 +29,9 @@ def _count(results: Iterable[CommandResult]) -> dict[str, int]:
 
 
 def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str]:
-    """Every result of ``host`` and/or ``step``, with its whole output."""
+    """Every result of ``host`` and/or ``step`` (a unique prefix of a step's name will
+    do), with its whole output."""
+    step = _step_named(run, step) if step else None
     chosen = [
         r for r in run.results() if (not host or r.host == host) and (not step or r.step == step)
     ]
@@ -45,6 +47,18 @@ def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str
             lines.append(f"error: {r.error}")
         lines += ["--- stdout", *_text_lines(r.stdout), "--- stderr", *_text_lines(r.stderr)]
     return lines
+
+
+def _step_named(run: RunRecord, wanted: str) -> str:
+    names = list(dict.fromkeys(r.step for r in run.results()))
+    if wanted in names:
+        return wanted
+    found = [n for n in names if n.startswith(wanted)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"run {run.run_id} has no step named {wanted!r} (steps: {names})")
+    raise UsageError(f"--step {wanted!r} is ambiguous: {', '.join(found)}")
 
 
 def _text_lines(text: str) -> list[str]:

@@ -183,7 +183,7 @@ def _check_finite(data: Any, path: str) -> None:
 def _plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
     hosts = {name: Host.from_dict(name, h) for name, h in data["hosts"].items()}
     here = os.path.dirname(os.path.abspath(path))
-    source = os.path.join(here, data["source"])
+    source = os.path.normpath(os.path.join(here, data["source"]))
     steps = tuple(_item(s, hosts, source) for s in data["steps"])
     return Plan(
         name=data["runbook"],
@@ -192,7 +192,7 @@ def _plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
         steps=steps,
         secret_names=tuple(data.get("secrets", ())),
         hostvars=dict(data.get("hostvars", {})),
-        files=tuple(os.path.join(here, f) for f in data.get("files", ())),
+        files=tuple(os.path.normpath(os.path.join(here, f)) for f in data.get("files", ())),
         meta={"created": data.get("created"), "plan_file": path},
     )
 

@@ -11,8 +11,7 @@ shown or stored renders it with a stand-in). Every name they read is still check
 from __future__ import annotations
 
 import math
-from collections import ChainMap
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import replace
 from typing import Any
 
@@ -79,6 +78,7 @@ class _Planner:
         self._resolved: dict[str, dict[str, Any]] = {}
         self._runbook_env: dict[str, dict[str, str]] = {}
         self._hosts: dict[str, Host] = {}
+        self._parts: dict[str, Parts] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._check_names()
 
@@ -116,17 +116,16 @@ class _Planner:
         return ctx
 
     def context(self, step: Step, host: Host, reads: frozenset[str]) -> Context:
-        """A command's template context: layered, not copied (a copy of every var per
-        command was the main cost of planning 1,000 hosts). Writes (``env``) land in the
-        command's own top layer."""
-        layers: list[Mapping[str, Any]] = [{}, self._step_facts(step)]
+        """A command's template context: the host's (copied: a flat dict of references is
+        cheaper to build than any layering is to read), the step's facts, include vars."""
+        ctx = {**self.base(host), **self._step_facts(step)}
         if step.vars:  # include vars: over host vars, under -e and secrets
-            layers.append({**step.vars, **self.extra, **dict.fromkeys(self.secrets, STAND_IN)})
-        layers.append(self.base(host))
-        ctx: Context = ChainMap(*layers)  # type: ignore[arg-type]
-        templated = self._templated_names(host) | {
-            k for k in step.vars if has_templates(step.vars[k])
-        }
+            ctx.update(step.vars)
+            ctx.update(self.extra)
+            ctx.update(dict.fromkeys(self.secrets, STAND_IN))
+        templated = self._templated_names(host)
+        if step.vars:
+            templated |= {k for k, v in step.vars.items() if has_templates(v)}
         if reads & templated:
             self._resolve_inventory_templates(ctx, reads & templated, host, bool(step.vars))
         return ctx
@@ -312,7 +311,7 @@ class _Planner:
         """Render one step for one host; every error names the step and the host."""
         parts = self.parts(step)
         try:
-            reads = parts.reads()
+            reads = parts.reads
             until = step.spec.until
             # ``until`` is judged at run time, but the secrets and registered values it
             # reads are bound when the command is rendered: it must be rendered then.
@@ -332,16 +331,21 @@ class _Planner:
             raise
 
     def parts(self, step: Step) -> Parts:
+        """The step's templates (the same for every host: made once)."""
+        found = self._parts.get(step.name)
+        if found is not None:
+            return found
         positions = dict(step.field_positions)
         for k in self.runbook.env:
             positions[f"runbook.env.{k}"] = self.runbook.position("env", k)
-        return Parts(
+        found = self._parts[step.name] = Parts(
             run=step.run or "",
             env=tuple(self.runbook.env.items()),
             step_env=tuple(step.env.items()),
             when=step.when,
             positions=positions,
         )
+        return found
 
     def later(
         self,
@@ -365,7 +369,7 @@ class _Planner:
             when = None  # decided now: true
         values = {
             n: ctx[n]
-            for n in sorted(parts.reads())
+            for n in sorted(parts.reads)
             if n in ctx and n not in tainted and n != "env" and n not in self.secrets
         }
         templates = Templates(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from runbook.errors import InputError, Position, TemplateError
@@ -38,6 +39,7 @@ class Parts:
     when: str | None
     positions: Mapping[str, Position]
 
+    @cached_property
     def reads(self) -> frozenset[str]:
         """Every name the templates read (``env`` stands for the env rendered before)."""
         names = set(template_names(self.run))

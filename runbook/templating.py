@@ -18,6 +18,7 @@ import jinja2.meta
 import jinja2.sandbox
 
 from runbook.errors import Position, TemplateError
+from runbook.fastrender import fast_parts, try_render
 
 
 def _quote(value: Any) -> str:
@@ -34,6 +35,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
     )
     env.filters["quote"] = _quote
     return env
@@ -72,6 +74,10 @@ def _names(source: str) -> tuple[str, ...]:
 def render(source: str, context: Mapping[str, Any], position: Position | None = None) -> str:
     if "{" not in source:  # fast path: most commands have no template syntax at all
         return source
+    if fast_parts(source) is not None:  # text and plain interpolations: ~10x Jinja's speed
+        text = try_render(source, context)
+        if text is not None:
+            return text
     with _as_template_error("template", position):
         # A template is a pure function of the variables it reads: when those are all
         # scalars, the same values give the same text ({{ gphome }} on 1,000 hosts is
@@ -93,6 +99,13 @@ def render(source: str, context: Mapping[str, Any], position: Position | None = 
 _GLOBALS = frozenset(ENV.globals)
 
 
+@lru_cache(maxsize=4096)
+def _globals_in(source: str) -> frozenset[str]:
+    """Globals (``range``, ``dict``...) a template may use: Jinja's undeclared-names
+    analysis does not list them, so look for their names in the text."""
+    return frozenset(g for g in _GLOBALS if g in source)
+
+
 def _render(source: str, context: Mapping[str, Any]) -> str:
     """``template.render(context)`` without its copy of the context: Jinja merges globals
     and the variables into a new dict on every render, and a planning context (every var,
@@ -100,7 +113,7 @@ def _render(source: str, context: Mapping[str, Any]) -> str:
     used as it is (``shared``); globals are added only when the template reads one that
     the context lacks."""
     template = compile_template(source)
-    wanted = _GLOBALS.intersection(_names(source))
+    wanted = _globals_in(source)
     if wanted and not wanted <= context.keys():
         context = {**ENV.globals, **context}
     try:

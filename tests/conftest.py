@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,21 @@ def _require_sshd() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def require_sudo() -> None:
+    """No sudo: a hard failure on CI (`.ci/run` installs it), a skip elsewhere."""
+    if shutil.which("sudo") is None:
+        message = "sudo is not installed; the become tests need it (apt-get install sudo)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def sudo() -> None:
+    """For tests that run commands through sudo (become)."""
+    require_sudo()
 
 
 @pytest.fixture(scope="session")

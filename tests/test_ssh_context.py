@@ -189,7 +189,7 @@ def test_ten_megabytes_on_both_streams_arrive_complete(fleet: Fleet, contexts) -
 
 
 @pytest.mark.ssh
-def test_become_runs_through_sudo(fleet: Fleet, contexts) -> None:
+def test_become_runs_through_sudo(fleet: Fleet, contexts, sudo) -> None:
     ctx = contexts(fleet.ssh_options())
     host = fleet.host("h5")
     as_root = ctx.execute(
@@ -207,7 +207,11 @@ def test_become_runs_through_sudo(fleet: Fleet, contexts) -> None:
 
 @pytest.mark.ssh
 @pytest.mark.parametrize("become_user", [None, "nobody"])
-def test_timeout_kills_the_remote_process_tree(fleet: Fleet, contexts, become_user) -> None:
+def test_timeout_kills_the_remote_process_tree(
+    fleet: Fleet, contexts, become_user, request: pytest.FixtureRequest
+) -> None:
+    if become_user is not None:
+        request.getfixturevalue("sudo")
     ctx = contexts(fleet.ssh_options())
     duration = unique_sleep()
     command = Command(
