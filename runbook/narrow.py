@@ -28,7 +28,7 @@ def narrow(plan: Plan, opts: PlanOptions, what: str) -> Plan:
     if sel == Selection():
         return plan
     hosts = _limited(plan, sel.limit)
-    items = _from_start(list(plan.steps), sel.start_at)
+    items = _from_start(list(plan.steps), sel.start_at, hosts)
     _check_tags(items, sel.tags)
     out = []
     for item in items:
@@ -55,18 +55,27 @@ def _limited(plan: Plan, limit: str | None) -> set[str] | None:
     return {h.name for h in found}
 
 
-def _from_start(items: list[PlanItem], start_at: str | None) -> list[PlanItem]:
+def _from_start(
+    items: list[PlanItem], start_at: str | None, hosts: set[str] | None
+) -> list[PlanItem]:
     if not start_at:
         return items
     for i, item in enumerate(items):
         if item.name == start_at:
             return items[i:]
         if isinstance(item, PlannedGroup) and start_at in item.inner:
-            first = item.batches[0]
-            names = [s.name for s in first.steps]
+            # The first batch that runs: the first one --limit keeps (from a runbook, the
+            # batches are made of the limited hosts, so that is its first batch too).
+            at = next(
+                (k for k, b in enumerate(item.batches) if hosts is None or set(b.hosts) & hosts),
+                0,
+            )
+            batches = list(item.batches)
+            names = [s.name for s in batches[at].steps] if batches else []
             if start_at in names:
-                first = replace(first, steps=first.steps[names.index(start_at) :])
-            return [replace(item, batches=(first, *item.batches[1:])), *items[i + 1 :]]
+                steps = batches[at].steps[names.index(start_at) :]
+                batches[at] = replace(batches[at], steps=steps)
+            return [replace(item, batches=tuple(batches)), *items[i + 1 :]]
     raise UsageError(f"--start-at: no step named {start_at!r} in the plan")
 
 
@@ -100,7 +109,7 @@ def _cut(item: PlanItem, sel: Selection, hosts: set[str] | None) -> PlanItem | N
 def _cut_step(step: PlannedStep, sel: Selection, hosts: set[str] | None) -> PlannedStep | None:
     if not kept(step.tags, sel):
         return None
-    if hosts is None:
+    if hosts is None or step.local:  # a local step runs on the controller: not limited
         return step
     batches = tuple(
         b for b in (tuple(c for c in batch if c.host.name in hosts) for batch in step.batches) if b

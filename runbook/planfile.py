@@ -10,6 +10,7 @@ and those templates to version 1's fields, which keep their meaning.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -116,6 +117,8 @@ def read_saved_plan(path: str) -> dict[str, Any] | None:
         raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
     except ValueError:
         return None  # not JSON: the runbook loader will say what is wrong, with a line
+    except RecursionError:  # [[[[... a thousand deep: the C decoder recurses
+        raise InputError("JSON nested too deeply to read", Position(path)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None  # a runbook written as JSON (YAML's subset)
     return data
@@ -132,6 +135,7 @@ def plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
             Position(path),
         )
     _validate(data, path)
+    _check_finite(data, path)
     try:
         return _plan_from_dict(data, path)
     except (KeyError, TypeError, ValueError) as exc:
@@ -150,6 +154,30 @@ def _validate(data: Mapping[str, Any], path: str) -> None:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "top level"
         raise InputError(f"not a valid saved plan: {where}: {err.message}", Position(path))
+
+
+# Vars bound into a plan are data: a runbook may hold ``.nan`` there on purpose.
+_DATA_KEYS = frozenset({"values", "until_vars", "hostvars"})
+
+
+def _check_finite(data: Any, path: str) -> None:
+    """Python's JSON reader takes ``NaN`` and ``Infinity``, and a NaN passes every bound
+    of the schema (each comparison is false): ``"timeout": NaN`` crashed the run.
+    Iterative: a deep value must not exhaust the stack."""
+    todo: list[tuple[str, Any]] = [("", data)]
+    while todo:
+        where, node = todo.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise InputError(
+                f"not a valid saved plan: {where}: {node} is not a finite number", Position(path)
+            )
+        if isinstance(node, dict):
+            children = [(k, v) for k, v in node.items() if k not in _DATA_KEYS]
+        elif isinstance(node, list):
+            children = list(enumerate(node))
+        else:
+            continue
+        todo += [(f"{where}/{k}" if where else str(k), v) for k, v in children]
 
 
 def _plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:

@@ -313,11 +313,14 @@ class _Planner:
         try:
             reads = parts.reads
             until = step.spec.until
-            ctx = self.context(step, host, reads | (expression_names(until) if until else set()))
+            # ``until`` is judged at run time, but the secrets and registered values it
+            # reads are bound when the command is rendered: it must be rendered then.
+            reads_all = reads | (expression_names(until) if until else frozenset())
+            ctx = self.context(step, host, reads_all)
             host = self.host(host)
             step = _with_host_become(step, host)
-            secrets = tuple(sorted(reads & self.secrets))
-            registers = tuple(sorted(reads & (self.registered | {"hostvars"})))
+            secrets = tuple(sorted(reads_all & self.secrets))
+            registers = tuple(sorted(reads_all & (self.registered | {"hostvars"})))
             until_vars = self.until_vars(step, ctx)
             if not secrets and not registers:
                 done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))

@@ -78,7 +78,11 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     secrets = Secrets.read(rb.secrets)
     plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
     check_local_shells(plan)
-    return Prepared(rb, plan, secrets)
+    prepared = Prepared(rb, plan, secrets)
+    # validate and plan read the secrets too: a template that fails on a real value is
+    # their exit 2 as well, not only apply's.
+    _check_secret_commands(plan, secrets)
+    return prepared
 
 
 def check_local_shells(plan: Plan) -> None:
@@ -110,18 +114,46 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     else:
         done = prepare_plan(opts.plan)
         prepared = PreparedRun(done.plan, done.secrets)
+    if opts.resume or saved is not None:
+        check_saved_syntax(prepared.plan)
     check_before_run(prepared)
     return prepared
+
+
+def check_saved_syntax(plan: Plan) -> None:
+    """A saved or journaled plan's templates and ``until`` parse (a hand-edited one may
+    not): found before the first command, as planning from the runbook finds it."""
+    from runbook.errors import TemplateError
+    from runbook.templating import check_syntax
+
+    for step in plan.leaf_steps():
+        for c in step.commands:
+            t = c.templates
+            try:
+                if c.spec.until is not None:
+                    check_syntax(c.spec.until, step.position, expression=True)
+                if t is not None:
+                    check_syntax(t.run, t.positions.get("run"))
+                    if t.when is not None:
+                        check_syntax(t.when, t.positions.get("when"), expression=True)
+                    for _, value in (*t.env, *t.step_env):
+                        check_syntax(value, t.positions.get("env"))
+            except TemplateError as exc:
+                exc.step, exc.host = step.name, c.host.name
+                raise
 
 
 def check_before_run(prepared: PreparedRun) -> None:
     """What can only be checked with the real values, before the first command: local
     shells exist; commands that read secrets render with the secrets' real values."""
+    check_local_shells(prepared.plan)
+    _check_secret_commands(prepared.plan, prepared.secrets)
+
+
+def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
     from runbook.runtime import RunValues
 
-    check_local_shells(prepared.plan)
-    values = RunValues(prepared.plan, prepared.secrets.values, prepared.secrets.masker)
-    values.check_secret_commands(prepared.plan)
+    RunValues(plan, secrets.values, secrets.masker).check_secret_commands(plan)
 
 
 def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
@@ -185,7 +217,18 @@ def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
     from runbook import planfile
 
     plan = planfile.plan_from_dict(data, path)
-    return plan, Secrets.from_sources(data.get("secret_sources", {}))
+    secrets = Secrets.from_sources(data.get("secret_sources", {}))
+    for step in plan.leaf_steps():  # a hand-edited plan: a KeyError mid-run otherwise
+        for command in step.commands:
+            t = command.templates
+            for name in t.secrets if t is not None else ():
+                if name not in secrets.values:
+                    raise InputError(
+                        f"step {step.name!r} reads secret {name!r}, which the plan's "
+                        "secret_sources do not define",
+                        Position(path),
+                    )
+    return plan, secrets
 
 
 def extra_vars(opts: PlanOptions) -> dict[str, Any]:

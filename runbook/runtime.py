@@ -103,11 +103,11 @@ class RunValues:
 
     def journaled(self, value: Value) -> Value:
         """A value as the journal keeps it: secrets as ``((secret:NAME))`` tokens."""
-        return {k: tokenize(v, self.secrets) if isinstance(v, str) else v for k, v in value.items()}
+        return {k: _strings(v, lambda text: tokenize(text, self.secrets)) for k, v in value.items()}
 
     def restored(self, value: Value) -> Value:
         return {
-            k: detokenize(v, self.secrets) if isinstance(v, str) else v for k, v in value.items()
+            k: _strings(v, lambda text: detokenize(text, self.secrets)) for k, v in value.items()
         }
 
     # -- rendering -----------------------------------------------------------------------
@@ -162,7 +162,7 @@ class RunValues:
         return ctx
 
     def _masked(self, value: Value) -> Value:
-        return {k: self.mask(v) if isinstance(v, str) else v for k, v in value.items()}
+        return {k: _strings(v, self.mask) for k, v in value.items()}
 
     def check_secret_commands(self, plan: Plan) -> None:
         """Render every command that reads only secrets now, before anything runs: a
@@ -176,6 +176,19 @@ class RunValues:
                     except TemplateError as exc:
                         exc.step, exc.host = step.name, command.host.name
                         raise
+
+
+def _strings(value: Any, change: Callable[[str], str]) -> Any:
+    """``change`` applied to every string of a registered value, in its lists
+    (``stdout_lines``) too: the top-level strings alone left the lines' secrets in the
+    journal and on the console."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [_strings(v, change) for v in value]
+    if isinstance(value, dict):
+        return {k: _strings(v, change) for k, v in value.items()}
+    return value
 
 
 def _parts(t: Templates) -> Parts:

@@ -3,11 +3,13 @@
 ``Masker`` is applied to every text that leaves the process (plan, console, events,
 journal) — including a command's own stdout/stderr, since commands echo their arguments.
 A value is masked as written, as ``quote`` renders it (so ``{{ pw | quote }}`` does not
-leak a password containing a quote) and word by word for words of 6+ characters.
+leak a password containing a quote), as Python's repr and JSON escape it (error messages
+quote values), and a multi-line value also line by line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -55,14 +57,16 @@ class Masker:
     """Callable that replaces every secret value in a text with ``********``.
 
     Command output is masked (commands echo their arguments; a registered value can hold
-    a secret). A value is matched whole and as ``quote`` renders it; a multi-line secret
+    a secret). A value is matched whole, as ``quote`` renders it and escaped as repr and
+    JSON write it inside quotes (``_forms``); a multi-line secret
     (a key, a certificate) also line by line, for each line of 8 or more characters — but
     never a PEM armour line (``-----BEGIN ... KEY-----``) or an ordinary word on its own,
     which would blank unrelated output (SPEC §8).
     """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
-        forms = {form for v in values if v for form in (v, shlex.quote(v))}
+        values = list(values)
+        forms = {form for v in values if v for form in _forms(v)}
         for v in values:
             if "\n" in v:
                 forms |= {ln for ln in map(str.strip, v.splitlines()) if _maskable_line(ln)}
@@ -77,6 +81,13 @@ class Masker:
         if self.pattern is None or not text:
             return text
         return self.pattern.sub(MASK, text)
+
+
+def _forms(value: str) -> set[str]:
+    """A value as written, as ``quote`` renders it, and escaped inside quotes as Python's
+    repr and JSON write it: an error message quotes a key it could not find with repr
+    (``until: users[pw] == 1``), which escapes a value holding both kinds of quote."""
+    return {value, shlex.quote(value), repr(value)[1:-1], json.dumps(value)[1:-1]}
 
 
 _ARMOUR = re.compile(r"^-{5}(BEGIN|END) [A-Z0-9 ]+-{5}$")

@@ -21,6 +21,14 @@ from runbook.errors import Position, TemplateError
 from runbook.fastrender import fast_parts, try_render
 
 
+def _quote(value: Any) -> str:
+    """``shlex.quote`` of the value as text. A filter such as ``tojson`` returns
+    ``Markup``, whose ``+`` and ``replace`` HTML-escape their arguments: quoting it as is
+    gave ``&#39;...&#39;``, which the shell reads as ``&`` (run in the background) and a
+    comment. ``str()`` of a ``Markup`` is plain text; numbers are quoted as they render."""
+    return shlex.quote(str(value))
+
+
 def _env() -> jinja2.Environment:
     # Sandboxed: runbooks come from git, but vars come from -e and inventories too.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
@@ -29,7 +37,7 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
     )
-    env.filters["quote"] = shlex.quote
+    env.filters["quote"] = _quote
     return env
 
 

@@ -771,3 +771,22 @@ def test_golden_json_agrees_with_golden_text():
                         else:
                             first_line = c["cmd"].rstrip("\n").split("\n")[0]
                             assert f"$ {first_line}" in text
+
+
+def test_quote_after_a_filter_that_returns_markup_is_plain_shell_quoting(tmp_path):
+    """``tojson`` returns Markup, whose ``+`` HTML-escapes: ``shlex.quote`` of it gave
+    ``&#39;...&#39;``, which the shell runs as ``&`` and a comment."""
+    path = write(
+        tmp_path,
+        """
+        name: q
+        vars:
+          v: "it's"
+        steps:
+          - name: s
+            hosts: localhost
+            run: printf '%s' {{ v | tojson | quote }} {{ 5 | quote }}
+        """,
+    )
+    cmd = cmds(plan_of(path), "s")["localhost"]
+    assert cmd == """printf '%s' '"it\\u0027s"' 5"""
