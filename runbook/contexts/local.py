@@ -12,6 +12,7 @@ from runbook import shell
 from runbook.command import Command, Outcome
 from runbook.contexts.base import KILL_GRACE, ExecutionContext
 from runbook.contexts.reaper import Reaper
+from runbook.files.control import Transfers
 
 
 class LocalExecutionContext(ExecutionContext):
@@ -21,6 +22,7 @@ class LocalExecutionContext(ExecutionContext):
         self._running: set[subprocess.Popen[bytes]] = set()
         self._killed: set[int] = set()
         self._reaper = Reaper(kill_grace)
+        self._transfers = Transfers()
 
     def execute(self, command: Command) -> Outcome:
         # start_new_session: the command leads its own process group, so a timeout can
@@ -54,7 +56,13 @@ class LocalExecutionContext(ExecutionContext):
             rc=proc.returncode, stdout=out, stderr=err, timed_out=timed_out, killed=killed
         )
 
+    def transfer(self, command: Command) -> Outcome:
+        from runbook.files import localfs
+
+        return self._transfers.run(command, lambda watch: localfs.transfer(command, watch))
+
     def kill_all(self) -> None:
+        self._transfers.cancel_all()
         with self._lock:
             procs = list(self._running)
             self._killed.update(p.pid for p in procs)

@@ -1,0 +1,113 @@
+"""Apply time: what a copy writes, and whether the host already has it.
+
+``bind`` renders a template for real, in memory only, just before the transfer: the
+rendering goes to the execution context and nowhere else. It is checked against the plan
+(the same raw src, the same shown digest) so a saved plan writes what was reviewed.
+``Payload`` streams a plain src in chunks and checks its digest at the end, before the
+temp file is renamed: a src edited mid-run fails the copy, never half-lands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from runbook.command import Command
+from runbook.errors import Position, TemplateError
+from runbook.files.control import TransferFailed, Watch, describe_os_error
+from runbook.files.planning import CHUNK, check_source
+from runbook.files.spec import Transfer
+from runbook.files.template import parse_template
+from runbook.render import STAND_IN, withheld
+from runbook.templating import evaluate
+
+READ_CHUNK = CHUNK
+
+
+def bind(command: Command, ctx: dict[str, Any]) -> Command:
+    """The command as it runs: its deferred ``when`` decided, its template rendered with
+    ``ctx`` (real secrets). Raises ``TemplateError``; one from a render with real secrets
+    is withheld (its text could show them)."""
+    t, tr = command.templates, command.transfer
+    assert t is not None and tr is not None
+    if t.when is not None and not evaluate(t.when, ctx, t.positions.get("when")):
+        return replace(command, skip_reason=f"when: {t.when}", templates=None)
+    if not tr.template or not tr.planned:
+        return replace(command, templates=None)
+    path = tr.on_controller(tr.src)
+    template = parse_template(_read_src(tr, path), path, Position(path))
+    try:
+        content = template.render(ctx)
+    except TemplateError as exc:
+        raise (withheld(exc, t.secrets) if t.secrets else exc) from None
+    shown = content
+    if tr.secret:
+        shown = template.render({**ctx, **dict.fromkeys(t.secrets, STAND_IN)})
+    if hashlib.sha256(shown).hexdigest() != tr.sha256:
+        raise TemplateError(
+            f"template {tr.src!r} renders differently than when the plan was made (its "
+            "values changed?); make the plan again",
+            Position(path),
+        )
+    return replace(command, transfer=tr.with_content(content), templates=None)
+
+
+def _read_src(tr: Transfer, path: str) -> bytes:
+    check_source(path, tr.src, Position(path))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise TemplateError(f"cannot read {path}: {describe_os_error(exc)}") from None
+    if hashlib.sha256(data).hexdigest() != tr.src_sha256:
+        raise TemplateError(src_changed(tr), Position(path))
+    return data
+
+
+def src_changed(tr: Transfer) -> str:
+    return (
+        f"src {tr.src!r} changed since the plan was made (planned sha256:"
+        f"{(tr.src_sha256 or '?')[:16]}); make the plan again and review it"
+    )
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a copy writes: rendered bytes, or the src file read in chunks."""
+
+    size: int
+    sha256: str  # of the real content: what the host's file is compared with
+    path: str | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def of(cls, tr: Transfer) -> Payload:
+        if tr.content is not None:
+            return cls(len(tr.content), hashlib.sha256(tr.content).hexdigest(), data=tr.content)
+        if tr.template:  # bind() renders every template first: reaching here is a bug
+            raise RuntimeError(f"template {tr.src!r} was not rendered before its transfer")
+        assert tr.size is not None and tr.src_sha256 is not None
+        return cls(tr.size, tr.src_sha256, path=tr.on_controller(tr.src))
+
+    def chunks(self, watch: Watch, size: int = READ_CHUNK) -> Iterator[bytes]:
+        """The content; a src file's digest is checked after its last chunk (raises
+        ``TransferFailed`` if it changed since the plan)."""
+        if self.data is not None:
+            for i in range(0, len(self.data), size):
+                watch.check()
+                yield self.data[i : i + size]
+            return
+        assert self.path is not None
+        h = hashlib.sha256()
+        try:
+            with open(self.path, "rb") as f:
+                while block := f.read(size):
+                    watch.check()
+                    h.update(block)
+                    yield block
+        except OSError as exc:
+            raise TransferFailed(f"cannot read {self.path}: {describe_os_error(exc)}") from None
+        if h.hexdigest() != self.sha256:
+            raise TransferFailed(f"src {self.path} changed during the run; nothing was written")
