@@ -45,6 +45,7 @@ from runbook.contexts.paramiko_adapter import WatchedTransport
 from runbook.contexts.ssh_config import ConfigError, Endpoint, load_config, resolve
 from runbook.contexts.ssh_run import ChannelRun, Connection, NotStarted, describe
 from runbook.errors import ConnectError
+from runbook.files.control import Transfers
 from runbook.model import Host
 from runbook.options import SshOptions
 
@@ -89,6 +90,7 @@ class SshExecutionContext(ExecutionContext):
         self._errors: dict[object, ConnectError] = {}
         self._running: set[ChannelRun] = set()
         self._closing = threading.Event()
+        self._transfers = Transfers()
 
     # -- the ExecutionContext interface -------------------------------------------------
 
@@ -117,7 +119,15 @@ class SshExecutionContext(ExecutionContext):
                     self._running.discard(run)
         raise AssertionError("not reached")
 
+    def transfer(self, command: Command) -> Outcome:
+        """A copy or fetch over SFTP on the host's connection (``runbook.files.sftp``)."""
+        from runbook.files import sftp
+
+        conn = self._connection(command.host)
+        return self._transfers.run(command, lambda watch: sftp.transfer(conn, command, watch))
+
     def kill_all(self) -> None:
+        self._transfers.cancel_all()
         with self._lock:
             runs = list(self._running)
         # In parallel: each kill opens a channel, a round trip to its host.

@@ -16,8 +16,8 @@ import pwd
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
 
 from runbook.command import Command, Outcome
 from runbook.files.compare import Decision, Found, decide
@@ -112,7 +112,7 @@ def _fetch(command: Command, watch: Watch) -> Outcome:
     digest = hashlib.sha256()
     chunks = _become_cat(command, src, watch) if command.spec.become else _read(src, watch)
     atomic_write(
-        dest, _hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
+        dest, hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
     )
     return Outcome(rc=0, changed=True, sha256=digest.hexdigest())
 
@@ -140,7 +140,8 @@ def _read(path: str, watch: Watch) -> Iterator[bytes]:
         raise TransferFailed(f"cannot read {path}: {describe_os_error(exc)}") from None
 
 
-def _hashed(chunks: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+def hashed(chunks: Iterable[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    """``chunks`` passed through, each added to ``digest``."""
     for chunk in chunks:
         digest.update(chunk)
         yield chunk
@@ -224,7 +225,8 @@ def _gid(group: str | None) -> int | None:
 
 def atomic_write(dest: str, chunks: Iterable[bytes], decision: Decision) -> None:
     """Write ``chunks`` to ``dest`` atomically (see the module docstring). Raises
-    ``TransferFailed`` (unwritable directory, disk full...) with the temp file removed."""
+    ``TransferFailed`` (unwritable directory, disk full...) with the temp file removed;
+    an error of ``chunks`` itself (a source that failed) passes through as it is."""
     directory = os.path.dirname(dest) or "."
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.runbook-", dir=directory)
@@ -233,17 +235,12 @@ def atomic_write(dest: str, chunks: Iterable[bytes], decision: Decision) -> None
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-            _own(f.fileno(), decision)
-            os.fchmod(f.fileno(), decision.mode)
-        os.replace(tmp, dest)
-    except BaseException as exc:
+                _writing(dest, f.write, chunk)
+            _writing(dest, _finish, f, decision)
+        _writing(dest, os.replace, tmp, dest)
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise TransferFailed(f"cannot write {dest}: {describe_os_error(exc)}") from None
         raise
     with contextlib.suppress(OSError):  # the rename itself survives a crash
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -251,6 +248,21 @@ def atomic_write(dest: str, chunks: Iterable[bytes], decision: Decision) -> None
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _writing(dest: str, op: Callable[..., object], *args: Any) -> None:
+    """One write-side operation; its ``OSError`` becomes the operator's message."""
+    try:
+        op(*args)
+    except OSError as exc:
+        raise TransferFailed(f"cannot write {dest}: {describe_os_error(exc)}") from None
+
+
+def _finish(f: IO[bytes], decision: Decision) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+    _own(f.fileno(), decision)
+    os.fchmod(f.fileno(), decision.mode)
 
 
 def _own(fd: int, d: Decision) -> None:
