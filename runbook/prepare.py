@@ -111,6 +111,10 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
         done = prepare_plan(opts.plan)
         prepared = PreparedRun(done.plan, done.secrets)
     check_local_shells(prepared.plan)
+    if saved is not None or opts.resume:  # made earlier: its copies' sources may have changed
+        from runbook.files.content import check_sources
+
+        check_sources(prepared.plan)
     _check_secret_commands(prepared)
     return prepared
 

@@ -1,5 +1,6 @@
 """The recap at the end of a run: per-host counts per status, what never ran, where the
-journal is."""
+journal is. A run with copy or fetch steps also counts, per host, the files it changed
+(``changed`` column) and how many hosts had any change."""
 
 from __future__ import annotations
 
@@ -29,16 +30,37 @@ def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) ->
     table.add_column("host")
     for s in Status:
         table.add_column(s.value, justify="right")
+    changed = _changed(result)
+    if changed is not None:
+        table.add_column(CHANGED, justify="right")
     for host in sorted(per_host):
         c = per_host[host]
-        table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
+        cells = [_cell(c.get(s.value, 0), s) for s in Status]
+        if changed is not None:
+            cells.append(str(changed.get(host, 0) or "."))
+        table.add_row(host, *cells)
     console.print(table)
     for line in _recap_footer(result, journal):
         console.print(line, markup=False)
 
 
+CHANGED = "changed"
+
+
+def _changed(result: RunResult) -> Counter[str] | None:
+    """Files changed per host, or None when the run had no copy or fetch."""
+    transfers = [r for r in result.results if r.changed is not None]
+    if not transfers:
+        return None
+    return Counter(r.host for r in transfers if r.changed)
+
+
 def _recap_footer(result: RunResult, journal: str | None) -> list[str]:
     lines = []
+    changed = _changed(result)
+    if changed is not None:
+        hosts = {r.host for r in result.results}
+        lines.append(f"changed: {len(changed)} of {len(hosts)} hosts (copy/fetch wrote files)")
     if result.steps_not_run:
         lines.append("steps not run (halted): " + ", ".join(result.steps_not_run))
     if result.halted:
@@ -72,7 +94,8 @@ def recap_text(result: RunResult, journal: str | None) -> str:
     ~130 ms to import; this is string padding.
     """
     per_host = _per_host(result)
-    names = [s.value for s in Status]
+    changed = _changed(result)
+    names = [s.value for s in Status] + ([CHANGED] if changed is not None else [])
     width = max([4, *map(len, per_host)])
 
     def row(first: str, cells: list[str]) -> str:
@@ -85,7 +108,7 @@ def recap_text(result: RunResult, journal: str | None) -> str:
 
     lines = [f"RECAP · run {result.run_id} · {result.status.value}", row("host", names)]
     for host in sorted(per_host):
-        c = per_host[host]
+        c = per_host[host] + Counter({CHANGED: changed.get(host, 0)} if changed else {})
         lines.append(row(host, [str(c.get(n, 0) or ".") for n in names]))
     lines += _recap_footer(result, journal)
     return "\n".join(lines) + "\n"

@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runbook.command import Command
-from runbook.errors import Position, TemplateError
+from runbook.errors import InputError, Position, TemplateError
 from runbook.files.control import TransferFailed, Watch, describe_os_error
-from runbook.files.planning import CHUNK, check_source
+from runbook.files.planning import CHUNK, check_source, file_digest
 from runbook.files.spec import Transfer
 from runbook.files.template import parse_template
+from runbook.plan import Plan
 from runbook.render import STAND_IN, withheld
 from runbook.templating import evaluate
 
@@ -111,3 +112,28 @@ class Payload:
             raise TransferFailed(f"cannot read {self.path}: {describe_os_error(exc)}") from None
         if h.hexdigest() != self.sha256:
             raise TransferFailed(f"src {self.path} changed during the run; nothing was written")
+
+
+def check_sources(plan: Plan) -> None:
+    """A saved or journaled plan copies what was reviewed: every copy's raw ``src``
+    must still have the sha256 the plan recorded. Raises ``InputError`` (exit 2, nothing
+    run), one line per changed file."""
+    digests: dict[str, str] = {}
+    errors: dict[str, InputError] = {}
+    for step in plan.leaf_steps():
+        for command in step.commands:
+            tr = command.transfer
+            if tr is None or tr.kind != "copy" or tr.src_sha256 is None:
+                continue
+            path = tr.on_controller(tr.src)
+            if path not in digests:
+                try:
+                    digests[path] = file_digest(path)[1]
+                except OSError as exc:
+                    digests[path] = f"unreadable ({describe_os_error(exc)})"
+            if digests[path] != tr.src_sha256 and path not in errors:
+                errors[path] = InputError(src_changed(tr), Position(path), step=step.name)
+    if errors:
+        first, *rest = errors.values()
+        first.others = rest
+        raise first
