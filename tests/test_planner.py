@@ -711,6 +711,7 @@ GOLDEN_CASES = [
     ("rolling_restart", "rolling_restart.yml", []),
     ("patterns", "patterns.yml", []),
     ("patterns_deploy_web", "patterns.yml", ["--tags", "deploy", "--limit", "web*"]),
+    ("files", "files.yml", []),
 ]
 
 
@@ -758,4 +759,5 @@ def test_golden_json_agrees_with_golden_text():
                         assert f"(skipped: {c['skipped']})" in text
                     else:
                         first_line = c["cmd"].rstrip("\n").split("\n")[0]
-                        assert f"$ {first_line}" in text
+                        prompt = "" if "transfer" in c else "$ "  # a copy/fetch: no shell
+                        assert f"{prompt}{first_line}" in text

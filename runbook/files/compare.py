@@ -44,7 +44,9 @@ def decide(found: Found, size: int, sha256: str, tr: Transfer) -> Decision:
     if found.state in ("dir", "special"):
         raise TransferFailed(f"dest {tr.dest} exists and is not a regular file ({found.state})")
     if found.state == "noparent":
-        raise TransferFailed(f"dest directory of {tr.dest} does not exist")
+        raise TransferFailed(
+            f"the directory of dest {tr.dest} does not exist (or cannot be searched)"
+        )
     if found.state == "unreadable":
         raise TransferFailed(f"dest {tr.dest} exists but cannot be read (become?)")
     existing = found.is_file

@@ -233,10 +233,12 @@ def atomic_write(dest: str, chunks: Iterable[bytes], decision: Decision) -> None
     except OSError as exc:
         raise TransferFailed(f"cannot write in {directory}: {describe_os_error(exc)}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
+        try:
             for chunk in chunks:
-                _writing(dest, f.write, chunk)
-            _writing(dest, _finish, f, decision)
+                _writing(dest, _write_all, fd, chunk)
+            _writing(dest, _finish, fd, decision)
+        finally:
+            os.close(fd)
         _writing(dest, os.replace, tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -258,11 +260,17 @@ def _writing(dest: str, op: Callable[..., object], *args: Any) -> None:
         raise TransferFailed(f"cannot write {dest}: {describe_os_error(exc)}") from None
 
 
-def _finish(f: IO[bytes], decision: Decision) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-    _own(f.fileno(), decision)
-    os.fchmod(f.fileno(), decision.mode)
+def _write_all(fd: int, chunk: bytes) -> None:
+    """Unbuffered, so a full disk fails this write, not a flush at close."""
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _finish(fd: int, decision: Decision) -> None:
+    os.fsync(fd)
+    _own(fd, decision)
+    os.fchmod(fd, decision.mode)
 
 
 def _own(fd: int, d: Decision) -> None:
