@@ -21,10 +21,19 @@ import secrets
 import select
 import socket
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import paramiko
-from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_WRITE,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_WRITE,
+    int64,
+)
 
 from runbook.command import Command, Outcome
 from runbook.errors import ConnectError, ConnectionLost
@@ -41,6 +50,7 @@ from runbook.shell import sudo_prefix
 WINDOW = 32 * 1024 * 1024
 PACKET = 32 * 1024  # what OpenSSH's sshd accepts per channel packet
 PREFETCH_REQUESTS = 128  # reads in flight while fetching (32 KiB each)
+WRITES_IN_FLIGHT = 128  # pipelined writes awaiting their status while uploading
 IO_WAIT = 30.0  # seconds a single SFTP request may wait before the host counts as gone
 PRIVATE_DIRS = ("/var/tmp", "/tmp")  # where become uploads go first (disk, then tmpfs)
 
@@ -135,10 +145,13 @@ def _upload(sftp: paramiko.SFTPClient, path: str, payload: Payload, watch: Watch
     f = _create(sftp, path, 0o600)
     try:
         with f:
-            f.set_pipelined(True)
             for chunk in payload.chunks(watch):
                 f.write(chunk)
-        # close() waited for every pipelined write's status: a full disk shows here
+        # close() waited for every write's status: a full disk has raised by now. The
+        # size is confirmed too, as paramiko's own putfo(confirm=True) does.
+        written = sftp.stat(path).st_size
+        if written != payload.size:
+            raise TransferFailed(f"the host stored {written} of {payload.size} bytes of {path}")
     except BaseException:
         _remove(sftp, path)
         raise
@@ -153,7 +166,55 @@ def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFil
     kind, msg = sftp._request(CMD_OPEN, path, flags, attrs)  # type: ignore[attr-defined]
     if kind != CMD_HANDLE:
         raise paramiko.SFTPError(f"cannot create {path}: unexpected reply")
-    return paramiko.SFTPFile(sftp, msg.get_binary(), "wb", READ_CHUNK)
+    f = _CheckedWrites(sftp, msg.get_binary(), "wb", READ_CHUNK)
+    f.set_pipelined(True)
+    return f
+
+
+class _CheckedWrites(paramiko.SFTPFile):
+    """Pipelined writes whose errors are not lost.
+
+    paramiko registers a pipelined write's request to no file object, so the server's
+    status for it — a full disk, a quota — is read and dropped, and ``close()`` does not
+    wait for it (its ``putfo`` relies on a final size check). Here each write is
+    registered to this file: its status lands in ``_async_response``, which keeps the
+    first error, ``close()`` (``_finish_responses``) waits for every write and raises it,
+    and at most ``WRITES_IN_FLIGHT`` writes are outstanding. Uses paramiko's private
+    request plumbing (``_async_request``, ``_read_response``), as its own file does.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._in_flight = 0
+
+    def _write(self, data: bytes) -> int:
+        self._check_exception()  # type: ignore[attr-defined]
+        chunk = min(len(data), self.MAX_REQUEST_SIZE)
+        sftp: Any = self.sftp
+        offset = int64(self._realpos)  # type: ignore[attr-defined]
+        sftp._async_request(self, CMD_WRITE, self.handle, offset, data[:chunk])
+        self._in_flight += 1
+        while self._in_flight > WRITES_IN_FLIGHT:
+            sftp._read_response()
+            self._check_exception()  # type: ignore[attr-defined]
+        return chunk
+
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self._in_flight -= 1
+        super()._async_response(t, msg, num)  # type: ignore[misc]
+
+    def _close(self, async_: bool = False) -> None:
+        """A close that raised (a write's error) still closes: the handle is released
+        and ``__del__`` does not try again (it would print a traceback)."""
+        try:
+            super()._close(async_)  # type: ignore[misc]
+        except BaseException:
+            if not self._closed:  # type: ignore[has-type]
+                self._closed = True
+                sftp: Any = self.sftp
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    sftp._async_request(type(None), CMD_CLOSE, self.handle)
+            raise
 
 
 def _chown(sftp: paramiko.SFTPClient, path: str, d: Decision) -> None:
@@ -300,14 +361,10 @@ class _Stream:
                     yield chan.recv(READ_CHUNK)
                 elif chan.recv_stderr_ready():
                     self.err += chan.recv_stderr(READ_CHUNK)
-                elif chan.exit_status_ready() or chan.closed:
-                    break
+                elif chan.closed or (chan.eof_received and chan.exit_status_ready()):
+                    break  # EOF comes after the last data; the status may come before it
                 else:
                     self._wait(chan, poller)
-            while chan.recv_ready():  # what came just before the status
-                yield chan.recv(READ_CHUNK)
-            while chan.recv_stderr_ready():
-                self.err += chan.recv_stderr(READ_CHUNK)
             self.status = chan.recv_exit_status()
         finally:
             chan.close()
