@@ -299,6 +299,42 @@ def test_register_of_a_copy_holds_changed_dest_and_digest(tmp_path: Path) -> Non
     assert results["show"].stdout == f"True out.bin {sha(b'abc')} ok\n"
 
 
+def test_a_copy_whose_when_reads_a_register_is_decided_at_apply(tmp_path: Path) -> None:
+    write(tmp_path / "files" / "t.j2", "role={{ role }}\n")
+    rb = write(
+        tmp_path / "rb.yml",
+        """
+        name: x
+        vars: {role: primary}
+        steps:
+          - name: probe
+            hosts: localhost
+            run: echo yes
+            register: r
+          - name: wanted
+            hosts: localhost
+            when: r.stdout.strip() == "yes"
+            copy: {src: files/t.j2, dest: wanted.conf, template: true}
+            register: w
+          - name: unwanted
+            hosts: localhost
+            when: r.stdout.strip() == "no"
+            copy: {src: files/t.j2, dest: unwanted.conf, template: true}
+            register: u
+          - name: show
+            hosts: localhost
+            run: echo "{{ w.changed }} {{ u.changed }} {{ u.status }}"
+        """,
+    )
+    plan = plan_of(rb)
+    assert "when decided at apply" in plan_text(plan)
+    results = by_step(apply(plan))
+    assert (tmp_path / "wanted.conf").read_text() == "role=primary\n"
+    assert not (tmp_path / "unwanted.conf").exists()
+    assert results["unwanted"].status is Status.SKIPPED
+    assert results["show"].stdout == "True False skipped\n"
+
+
 def test_an_existing_file_keeps_its_mode_when_none_is_given(tmp_path: Path) -> None:
     src, dest = tmp_path / "a", tmp_path / "d" / "a"
     src.write_bytes(b"new")

@@ -38,22 +38,36 @@ def bind(command: Command, ctx: dict[str, Any]) -> Command:
         return replace(command, skip_reason=f"when: {t.when}", templates=None)
     if not tr.template or not tr.planned:
         return replace(command, templates=None)
+    _render(tr, ctx, t.secrets)  # now, so an error fails this command before it starts
+
+    def render() -> bytes:
+        try:
+            return _render(tr, ctx, t.secrets)
+        except TemplateError as exc:  # the src changed since the check above
+            raise TransferFailed(str(exc)) from None
+
+    return replace(command, transfer=tr.rendered_by(render), templates=None)
+
+
+def _render(tr: Transfer, ctx: dict[str, Any], secrets: tuple[str, ...]) -> bytes:
+    """The real rendering, checked against the plan: the same raw src, and the same
+    shown digest (the stand-in rendering's, for a template that reads a secret)."""
     path = tr.on_controller(tr.src)
     template = parse_template(_read_src(tr, path), path, Position(path))
     try:
         content = template.render(ctx)
     except TemplateError as exc:
-        raise (withheld(exc, t.secrets) if t.secrets else exc) from None
+        raise (withheld(exc, secrets) if secrets else exc) from None
     shown = content
     if tr.secret:
-        shown = template.render({**ctx, **dict.fromkeys(t.secrets, STAND_IN)})
+        shown = template.render({**ctx, **dict.fromkeys(secrets, STAND_IN)})
     if hashlib.sha256(shown).hexdigest() != tr.sha256:
         raise TemplateError(
             f"template {tr.src!r} renders differently than when the plan was made (its "
             "values changed?); make the plan again",
             Position(path),
         )
-    return replace(command, transfer=tr.with_content(content), templates=None)
+    return content
 
 
 def _read_src(tr: Transfer, path: str) -> bytes:
@@ -86,8 +100,9 @@ class Payload:
 
     @classmethod
     def of(cls, tr: Transfer) -> Payload:
-        if tr.content is not None:
-            return cls(len(tr.content), hashlib.sha256(tr.content).hexdigest(), data=tr.content)
+        if tr.render is not None:
+            data = tr.render()
+            return cls(len(data), hashlib.sha256(data).hexdigest(), data=data)
         if tr.template:  # bind() renders every template first: reaching here is a bug
             raise RuntimeError(f"template {tr.src!r} was not rendered before its transfer")
         assert tr.size is not None and tr.src_sha256 is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -87,8 +88,9 @@ class FileAction:
 class Transfer:
     """One host's copy or fetch, as planned. ``size``/``sha256`` describe the content a
     copy writes (for a template that reads a secret: its stand-in rendering, ``secret``);
-    ``src_sha256`` is the raw ``src`` file's, which ``apply PLAN.json`` checks. ``content``
-    is the real rendering of a template, made in memory at apply time, never stored."""
+    ``src_sha256`` is the raw ``src`` file's, which ``apply PLAN.json`` checks. ``render``
+    makes the real rendering of a template, in memory, when the transfer runs (so a
+    thousand queued hosts do not each hold one); it is never stored."""
 
     kind: str
     src: str
@@ -102,7 +104,7 @@ class Transfer:
     sha256: str | None = None
     src_sha256: str | None = None
     root: str = field(default="", compare=False)
-    content: bytes | None = field(default=None, compare=False, repr=False)
+    render: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -168,5 +170,5 @@ class Transfer:
             root=root,
         )
 
-    def with_content(self, content: bytes) -> Transfer:
-        return replace(self, content=content)
+    def rendered_by(self, render: Callable[[], bytes]) -> Transfer:
+        return replace(self, render=render)
