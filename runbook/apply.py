@@ -1,4 +1,5 @@
-"""``runbook apply``: from prepared options to a finished run — journal, console, signals.
+"""``runbook apply`` on a terminal or in a pipeline: prompts, the console, signals, the
+recap, around one journaled run (``launch``).
 
 Everything that can be wrong with the input is found before the first command starts
 (``prepare``): the plan is complete, secrets are read, the journal is open.
@@ -6,83 +7,55 @@ Everything that can be wrong with the input is found before the first command st
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 from runbook.console import Console, detach_stdout
-from runbook.contexts.base import ExecutionContext
 from runbook.errors import UsageError
-from runbook.journal import Journal
-from runbook.options import ApplyOptions, SshOptions
+from runbook.launch import Launch, launch, locked_journal
+from runbook.options import ApplyOptions
 from runbook.plan import Plan
-from runbook.prepare import PreparedRun, prepare_run
+from runbook.prepare import prepare_run
+from runbook.runner import Runner
 
 
 def apply(opts: ApplyOptions) -> int:
     """Run the plan ``opts`` names; returns the exit code (0, 1 or 130)."""
-    from runbook.journal import new_run_id, runs_dir, trusted_root
-    from runbook.safedir import RunLock
+    from runbook.recap import recap
 
     prepared = prepare_run(opts)
-    plan = prepared.plan
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     if not opts.yes and not tty:
         raise UsageError("apply needs --yes when not run from a terminal")
-    root = trusted_root(runs_dir(plan.source, opts.journal), create=True)
-    run_id = new_run_id()
-    lock = RunLock(root, plan.source)
-    lock.acquire(run_id)
-    try:
-        if not opts.yes and not _ask(f"{_summary(plan)}\nProceed? [y/N] "):
+    with locked_journal(opts, prepared) as slot:
+        if not opts.yes and not _ask(f"{_summary(prepared.plan)}\nProceed? [y/N] "):
             print("aborted; nothing was run", file=sys.stderr)
             return 1
-        return _run(opts, prepared, Journal(root, run_id, *_journal_files(opts, prepared)), tty)
-    finally:
-        lock.release()
+        console = _console(opts, tty)
+        how = Launch(
+            listeners=[console],
+            confirm=None if opts.yes else _confirmer(console, prepared.secrets.masker),
+            notify=_notify,
+            warn=lambda message: _notify(f"WARNING: {message}"),
+        )
+        result, journal = launch(
+            opts, prepared, slot, how, lambda runner: _signals_recorded(runner, console)
+        )
+    if opts.output != "json":
+        _observe(lambda: recap(result, str(journal)))
+    return result.exit_code
 
 
-def _run(opts: ApplyOptions, prepared: PreparedRun, journal: Journal, tty: bool) -> int:
-    from runbook import crash
-    from runbook.recap import recap
-    from runbook.runner import Runner
-    from runbook.runtime import RunValues
-
-    crash.attach(journal.path)
-    mask = prepared.secrets.masker
-    console = _console(opts, tty)
-    context = _context(opts.ssh)
-
+def _confirmer(console: Console, mask: Callable[[str], str]) -> Callable[[str, str | None], bool]:
     def confirm(name: str, message: str | None) -> bool:
         with console.suspended():
             return _ask(f"{mask(message or '')}\nContinue with {name!r}? [y/N] ")
 
-    runner = Runner(
-        prepared.plan,
-        context,
-        run_id=journal.path.name,
-        forks=opts.forks,
-        listeners=[journal, console],
-        mask=mask,
-        confirm=None if opts.yes else confirm,
-        resume=prepared.resume,
-        notify=_notify,
-        values=RunValues(prepared.plan, prepared.secrets.values, mask),
-    )
-    journal.on_error = runner.halt
-    with _signals_recorded(runner.interrupt, console.detach):
-        try:
-            result = runner.run()
-        finally:
-            context.close()
-            journal.close()
-    if opts.output != "json":
-        _observe(lambda: recap(result, str(journal.path)))
-    return result.exit_code
+    return confirm
 
 
 def _notify(message: str) -> None:
@@ -98,27 +71,6 @@ def _observe(show: Callable[[], None]) -> None:
         detach_stdout()
 
 
-def _journal_files(
-    opts: ApplyOptions, prepared: PreparedRun
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The journal's ``meta.json`` and ``plan.json`` (secrets only by name)."""
-    from runbook import planfile
-
-    plan = prepared.plan
-    plan_data = planfile.plan_to_dict(plan, os.path.abspath)
-    plan_data["secret_sources"] = prepared.secrets.sources
-    meta = {
-        "runbook": plan.name,
-        "source": os.path.abspath(plan.source),
-        "files": [os.path.abspath(f) for f in plan.files],
-        "digest": plan.digest,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "resumes": opts.resume,
-        "argv": [prepared.secrets.masker(a) for a in sys.argv[1:]],
-    }
-    return meta, plan_data
-
-
 def _console(opts: ApplyOptions, tty: bool) -> Console:
     from runbook.console import JsonLines, LiveConsole, PlainConsole
 
@@ -127,44 +79,26 @@ def _console(opts: ApplyOptions, tty: bool) -> Console:
     return LiveConsole(opts.verbose) if tty else PlainConsole(sys.stdout, opts.verbose)
 
 
-class _signals_recorded:
-    """While inside, SIGINT/SIGTERM only call ``interrupt`` and SIGHUP (the terminal went
-    away) only ``hangup``; neither may take a lock (the main thread may hold it)."""
+@contextmanager
+def _signals_recorded(runner: Runner, console: Console) -> Iterator[None]:
+    """While inside, SIGINT/SIGTERM only call ``runner.interrupt`` and SIGHUP (the
+    terminal went away) only ``console.detach``: neither may take a lock the main thread
+    may hold."""
+    handlers = {
+        signal.SIGINT: runner.interrupt,
+        signal.SIGTERM: runner.interrupt,
+        signal.SIGHUP: console.detach,
+    }
 
-    def __init__(self, interrupt: Callable[[], None], hangup: Callable[[], None]) -> None:
-        self.handlers = {signal.SIGINT: interrupt, signal.SIGTERM: interrupt, signal.SIGHUP: hangup}
-        self.previous: dict[int, Any] = {}
+    def handler(signum: int, frame: FrameType | None) -> None:
+        handlers[signal.Signals(signum)]()
 
-    def __enter__(self) -> None:
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self.handlers[signal.Signals(signum)]()
-
-        for s in self.handlers:
-            self.previous[s] = signal.signal(s, handler)
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self.previous.items():
+    previous: dict[int, Any] = {s: signal.signal(s, handler) for s in handlers}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
             signal.signal(s, h)
-
-
-def _context(ssh: SshOptions) -> ExecutionContext:
-    from runbook.contexts.fault import FAULT_ENV, with_faults
-    from runbook.contexts.router import HostRouter
-
-    def ssh_factory() -> ExecutionContext:
-        from runbook.contexts.ssh import SshExecutionContext
-
-        if ssh.host_key_policy == "off":
-            print(
-                "runbook: WARNING: --host-key-policy off: host keys are NOT checked; "
-                "anyone on the path can impersonate your hosts",
-                file=sys.stderr,
-            )
-        return SshExecutionContext(
-            ssh, on_warning=lambda m: print(f"runbook: WARNING: {m}", file=sys.stderr)
-        )
-
-    return with_faults(HostRouter(ssh_factory), os.environ.get(FAULT_ENV))
 
 
 def _summary(plan: Plan) -> str:
@@ -173,7 +107,8 @@ def _summary(plan: Plan) -> str:
     hosts = sorted(plan.host_names)
     shown = ", ".join(hosts[:8]) + (f", … ({len(hosts)} in all)" if len(hosts) > 8 else "")
     steps = "\n".join(
-        f"  {i}. {s.name} ({counted(len(s.commands), 'host')})" for i, s in enumerate(plan.steps, 1)
+        f"  {i}. {s.name} ({counted(len({c.host.name for c in s.commands}), 'host')})"
+        for i, s in enumerate(plan.steps, 1)
     )
     return f"{plan.name}\n{steps}\nhosts: {shown}"
 

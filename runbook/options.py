@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from runbook.plan import Selection
 
@@ -19,11 +20,13 @@ class PlanOptions:
     vars_files: tuple[str, ...] = ()  # --vars-file, applied before every -e
     inventories: tuple[str, ...] = ()  # -i, after the runbook's own
     selection: Selection = Selection()
+    # Typed values (the Python API's), applied after -e: (name, value) pairs.
+    variables: tuple[tuple[str, Any], ...] = ()
 
     @property
     def rerenders(self) -> bool:
         """Whether these options change what commands render to (not only which run)."""
-        return bool(self.extra_vars or self.vars_files or self.inventories)
+        return bool(self.extra_vars or self.vars_files or self.inventories or self.variables)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class SshOptions:
     keepalive: float = 5.0  # transport keepalive interval; dead peer detected within 3x
     connect_retries: int = 3  # extra tries after the first, capped exponential backoff + jitter
     kill_grace: float = KILL_GRACE  # TERM -> KILL
+    # session: one executor per host (needs python3 there); exec: a channel per command;
+    # auto: a session where the host can run one, exec elsewhere.
+    transport: str = "auto"
 
 
 @dataclass(frozen=True)

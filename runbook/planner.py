@@ -11,6 +11,8 @@ shown or stored renders it with a stand-in). Every name they read is still check
 from __future__ import annotations
 
 import math
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
@@ -21,12 +23,12 @@ from runbook.inventory import Inventory, resolve_host, resolve_templates
 from runbook.inventory.templated import first_template, has_templates, template_reads
 from runbook.model import Host, Runbook, Step
 from runbook.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
-from runbook.render import STAND_IN, Parts, render_parts, undefined
+from runbook.render import STAND_IN, Parts, render_env, render_parts, undefined
 from runbook.select import Selected, select
 from runbook.templating import check_syntax, evaluate, expression_names, template_names
 from runbook.templating import render as render_template
 
-Context = dict[str, Any]
+Context = MutableMapping[str, Any]
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
 RESERVED = frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES
 REGISTER_FIELDS = ("status", "rc", "stdout", "stderr", "changed", "dest", "sha256")
@@ -72,7 +74,12 @@ class _Planner:
         self.registered: set[str] = set()
         self.reads_hostvars = False
         self.limited = _limit(inventory, self.selection.limit)
-        self._base: dict[str, Context] = {}
+        self._base: dict[str, dict[str, Any]] = {}
+        self._facts: dict[str, dict[str, Any]] = {}
+        self._templated: dict[str, frozenset[str]] = {}
+        self._resolved: dict[str, dict[str, Any]] = {}
+        self._runbook_env: dict[str, dict[str, str]] = {}
+        self._hosts: dict[str, Host] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._check_names()
         self.files = TransferPlanner(self)
@@ -98,7 +105,7 @@ class _Planner:
                     step=step.name,
                 )
 
-    def base(self, host: Host) -> Context:
+    def base(self, host: Host) -> dict[str, Any]:
         ctx = self._base.get(host.name)
         if ctx is None:
             rb = self.runbook
@@ -111,22 +118,51 @@ class _Planner:
         return ctx
 
     def context(self, step: Step, host: Host, reads: frozenset[str]) -> Context:
-        ctx = self.base(host)
+        """A command's template context: layered, not copied (a copy of every var per
+        command was the main cost of planning 1,000 hosts). Writes (``env``) land in the
+        command's own top layer."""
+        layers: list[Mapping[str, Any]] = [{}, self._step_facts(step)]
         if step.vars:  # include vars: over host vars, under -e and secrets
-            ctx = {**ctx, **step.vars, **self.extra, **dict.fromkeys(self.secrets, STAND_IN)}
-        ctx = {**ctx, "step": {"name": step.name, "tags": list(step.tags)}}
-        self._resolve_inventory_templates(ctx, reads)
+            layers.append({**step.vars, **self.extra, **dict.fromkeys(self.secrets, STAND_IN)})
+        layers.append(self.base(host))
+        ctx: Context = ChainMap(*layers)  # type: ignore[arg-type]
+        templated = self._templated_names(host) | {
+            k for k in step.vars if has_templates(step.vars[k])
+        }
+        if reads & templated:
+            self._resolve_inventory_templates(ctx, reads & templated, host, bool(step.vars))
         return ctx
 
-    def _resolve_inventory_templates(self, ctx: Context, reads: frozenset[str]) -> None:
-        """``{{ }}`` in inventory values is rendered when a template reads the value
-        (lazily, as Ansible does). Such a template may not read a secret or a registered
-        value: it would be rendered here, with neither known."""
+    def _step_facts(self, step: Step) -> dict[str, Any]:
+        facts = self._facts.get(step.name)
+        if facts is None:
+            facts = self._facts[step.name] = {"step": {"name": step.name, "tags": list(step.tags)}}
+        return facts
+
+    def _templated_names(self, host: Host) -> frozenset[str]:
+        """Vars of this host that hold inventory templates (an -e value of the same name
+        wins over them, and is never a template)."""
+        found = self._templated.get(host.name)
+        if found is None:
+            found = frozenset(
+                k for k, v in host.vars.items() if k not in self.extra and has_templates(v)
+            )
+            self._templated[host.name] = found
+        return found
+
+    def _resolve_inventory_templates(
+        self, ctx: Context, names: frozenset[str], host: Host, layered: bool
+    ) -> None:
+        """``{{ }}`` in inventory (and include) values is rendered when a template reads
+        the value (lazily, as Ansible does), once per host. Such a template may not read a
+        secret or a registered value: it would be rendered here, with neither known."""
         later = self.secrets | self.registered | {"hostvars"}
-        for name in sorted(reads):
-            value = ctx.get(name)
-            if value is None or not has_templates(value):
+        cache = self._resolved.setdefault(host.name, {}) if not layered else {}
+        for name in sorted(names):
+            if name in cache:
+                ctx[name] = cache[name]
                 continue
+            value = ctx[name]
             for bad in sorted(template_reads(value, ctx) & later):
                 where = first_template(value)
                 raise InventoryError(
@@ -134,11 +170,26 @@ class _Planner:
                     "time; read it in the step instead",
                     where.position if where is not None else None,
                 )
-            ctx[name] = resolve_templates(value, ctx, render_template)
+            ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
+
+    def runbook_env(
+        self, step: Step, host: Host, ctx: Context, parts: Parts
+    ) -> dict[str, str] | None:
+        """The runbook's env rendered once per host, unless it reads the step or include
+        vars (then per command)."""
+        if step.vars or any("step" in template_names(v) for _, v in parts.env):
+            return None
+        env = self._runbook_env.get(host.name)
+        if env is None:
+            env = self._runbook_env[host.name] = render_env(parts.env, ctx, parts.positions)
+        return env
 
     def host(self, host: Host) -> Host:
         """The host with the fields templated ``ansible_*`` vars set, and its become."""
-        return resolve_host(host, self.base(host), render_template)
+        done = self._hosts.get(host.name)
+        if done is None:
+            done = self._hosts[host.name] = resolve_host(host, self.base(host), render_template)
+        return done
 
     def with_become(self, step: Step, host: Host) -> Step:
         """The step with ``host``'s inventory become settings applied."""
@@ -282,7 +333,7 @@ class _Planner:
             registers = tuple(sorted(reads & (self.registered | {"hostvars"})))
             until_vars = self.until_vars(step, ctx)
             if not secrets and not registers:
-                done = render_parts(parts, ctx)
+                done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))
                 return _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
             return self.later(step, host, parts, ctx, until_vars, secrets, registers)
         except InputError as exc:

@@ -73,7 +73,7 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     from runbook.planner import make_plan
 
     rb = load_runbook(opts.file)
-    extra = extra_vars(opts)
+    extra = {**extra_vars(opts), **dict(opts.variables)}
     inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
     secrets = Secrets.read(rb.secrets)
     plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
@@ -110,18 +110,20 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     else:
         done = prepare_plan(opts.plan)
         prepared = PreparedRun(done.plan, done.secrets)
-    check_local_shells(prepared.plan)
     if saved is not None or opts.resume:  # made earlier: its copies' sources may have changed
         from runbook.files.content import check_sources
 
         check_sources(prepared.plan)
-    _check_secret_commands(prepared)
+    check_before_run(prepared)
     return prepared
 
 
-def _check_secret_commands(prepared: PreparedRun) -> None:
+def check_before_run(prepared: PreparedRun) -> None:
+    """What can only be checked with the real values, before the first command: local
+    shells exist; commands that read secrets render with the secrets' real values."""
     from runbook.runtime import RunValues
 
+    check_local_shells(prepared.plan)
     values = RunValues(prepared.plan, prepared.secrets.values, prepared.secrets.masker)
     values.check_secret_commands(prepared.plan)
 

@@ -9,7 +9,7 @@ the stand-in, never the secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +48,19 @@ class Parts:
         return frozenset(names)
 
 
-def render_parts(parts: Parts, ctx: dict[str, Any]) -> Rendered:
+def render_parts(
+    parts: Parts, ctx: MutableMapping[str, Any], runbook_env: dict[str, str] | None = None
+) -> Rendered:
     """Render env, then ``when`` (false: skipped, ``run`` left as written), then ``run``.
 
     Raises ``TemplateError``/``InputError`` (a NUL byte) at the template's position.
-    ``ctx`` gets ``env`` set, as templates read it.
+    ``ctx`` gets ``env`` set, as templates read it. ``runbook_env``: the runbook's env
+    already rendered for this host (it is the same for every step of a host).
     """
     pos = parts.positions
-    env = {k: render_template(v, ctx, pos.get(f"runbook.env.{k}")) for k, v in parts.env}
+    env = runbook_env
+    if env is None:
+        env = render_env(parts.env, ctx, pos)
     ctx["env"] = env
     env = {
         **env,
@@ -70,6 +75,13 @@ def render_parts(parts: Parts, ctx: dict[str, Any]) -> Rendered:
     cmd = render_template(parts.run, ctx, pos.get("run"))
     _check_nul(parts, cmd, env)
     return Rendered(cmd, env)
+
+
+def render_env(
+    env: tuple[tuple[str, str], ...], ctx: Mapping[str, Any], pos: Mapping[str, Position]
+) -> dict[str, str]:
+    """The runbook's env, each value rendered (they cannot read ``env`` themselves)."""
+    return {k: render_template(v, ctx, pos.get(f"runbook.env.{k}")) for k, v in env}
 
 
 def _check_nul(parts: Parts, cmd: str, env: dict[str, str]) -> None:

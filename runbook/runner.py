@@ -28,6 +28,7 @@ from runbook.errors import ConnectError, TemplateError
 from runbook.events import (
     BatchStarted,
     CommandFinished,
+    CommandOutput,
     CommandStarted,
     Event,
     Listener,
@@ -43,6 +44,7 @@ from runbook.model import Host
 from runbook.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.pool import Completed, WorkerPool
 from runbook.runtime import RunValues
+from runbook.streaming import OutputRelay
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
 POLL = 0.2  # seconds: how late an interrupt may be acted on
@@ -387,8 +389,8 @@ class Runner:
         expected = 0
         for cmd in commands:
             decided = self._decided_now(cmd)
-            if decided is not None:
-                yield self._finish(step, decided)
+            if decided is not None:  # ok in the earlier run: its restored value stands
+                yield self._finish(step, decided, register=False)
                 continue
             try:
                 job = _Job(step, self.values.executable(cmd), self._shown(cmd))
@@ -424,7 +426,22 @@ class Runner:
                 cmd=job.shown,
             )
         )
-        return run_command(cmd, self.context, cancel=self._halt)
+        relay = self._relay(cmd)
+        try:
+            return run_command(cmd, self.context, cancel=self._halt, on_output=relay)
+        finally:
+            relay.finish()
+
+    def _relay(self, cmd: Command) -> OutputRelay:
+        def emit(stream: str, text: str) -> None:
+            self.emit(
+                CommandOutput(
+                    run_id=self.run_id, step=cmd.step, host=cmd.host.name, stream=stream, data=text
+                )
+            )
+
+        pattern = getattr(self.mask, "pattern", None)
+        return OutputRelay(emit, self.mask, pattern, getattr(self.mask, "longest", 0))
 
     def _collect(self, done: Completed) -> CommandResult:
         cmd: Command = done.item.command
@@ -439,9 +456,11 @@ class Runner:
     def _cancelled(self, cmd: Command) -> CommandResult:
         return _decided(cmd, Status.CANCELLED, self.result.halted)
 
-    def _finish(self, step: PlannedStep | None, raw: CommandResult) -> CommandResult:
+    def _finish(
+        self, step: PlannedStep | None, raw: CommandResult, register: bool = True
+    ) -> CommandResult:
         """Register the raw result; record and announce it masked."""
-        if step is not None:
+        if step is not None and register:
             registered = self.values.record(step, raw)
             if registered is not None and step.register is not None:
                 self._registered(step.name, step.register, *registered)

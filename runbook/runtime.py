@@ -56,12 +56,19 @@ class HostVars(dict[str, Any]):
 
 def register_value(result: CommandResult) -> Value:
     """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked);
-    a copy's or fetch's also changed, dest and sha256 (SPEC §8)."""
+    a copy's or fetch's also changed, dest and sha256 (SPEC §8).
+
+    As Ansible's: trailing newlines are stripped from stdout/stderr (``{{ r.stdout }}``
+    is the text, not the text and a newline), and ``stdout_lines``/``stderr_lines`` split
+    them."""
+    stdout, stderr = result.stdout.rstrip("\r\n"), result.stderr.rstrip("\r\n")
     value: Value = {
         "status": result.status.value,
         "rc": result.rc,
-        "stdout": result.stdout,
-        "stderr": result.stderr,
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_lines": stdout.splitlines(),
+        "stderr_lines": stderr.splitlines(),
     }
     if result.changed is not None:
         value.update(result.transfer_fields())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -61,7 +61,7 @@ def _names(source: str) -> tuple[str, ...]:
     return tuple(sorted(jinja2.meta.find_undeclared_variables(ENV.parse(source))))
 
 
-def render(source: str, context: dict[str, Any], position: Position | None = None) -> str:
+def render(source: str, context: Mapping[str, Any], position: Position | None = None) -> str:
     if "{" not in source:  # fast path: most commands have no template syntax at all
         return source
     with _as_template_error("template", position):
@@ -76,7 +76,7 @@ def render(source: str, context: dict[str, Any], position: Position | None = Non
             done = _rendered.get(key)
             if done is not None:
                 return done
-        text = compile_template(source).render(context)
+        text = _render(source, context)
         if key is not None and len(_rendered) < 65536:
             _rendered[key] = text
         return text
@@ -95,14 +95,38 @@ def compile_file(source: str, position: Position | None = None) -> jinja2.Templa
 
 
 def render_compiled(
-    template: jinja2.Template, context: dict[str, Any], position: Position | None = None
+    template: jinja2.Template, context: Mapping[str, Any], position: Position | None = None
 ) -> str:
     """Render what ``compile_file`` made; raises ``TemplateError`` at the file's line."""
     with _as_template_error("template", position):
         return template.render(context)
 
 
-def evaluate(source: str, context: dict[str, Any], position: Position | None = None) -> bool:
+_GLOBALS = frozenset(ENV.globals)
+
+
+def _render(source: str, context: Mapping[str, Any]) -> str:
+    """``template.render(context)`` without its copy of the context: Jinja merges globals
+    and the variables into a new dict on every render, and a planning context (every var,
+    ``groups`` of 1,000 hosts) made that copy the largest cost of planning. The context is
+    used as it is (``shared``); globals are added only when the template reads one that
+    the context lacks."""
+    template = compile_template(source)
+    wanted = _GLOBALS.intersection(_names(source))
+    if wanted and not wanted <= context.keys():
+        context = {**ENV.globals, **context}
+    try:
+        # A Mapping works as the parent (Jinja only reads it); its stubs say dict.
+        body = template.root_render_func(
+            template.new_context(context, shared=True)  # type: ignore[arg-type]
+        )
+        return str(ENV.concat(body))
+    except Exception:
+        ENV.handle_exception()
+        raise  # not reached: handle_exception re-raises with template line numbers
+
+
+def evaluate(source: str, context: Mapping[str, Any], position: Position | None = None) -> bool:
     """A ``when``/``until`` expression → bool."""
     # An expression is compiled inside a wrapper template: its line numbers mean nothing.
     with _as_template_error("expression", position, lines=False):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +68,7 @@ class TransferPlanner:
         when = step.when
         when_reads = expression_names(when) if when is not None else frozenset()
         paths = template_names(action.src) | template_names(action.dest)
-        ctx = self.p.context(step, host, paths | when_reads)
+        ctx: Mapping[str, Any] = self.p.context(step, host, paths | when_reads)
         host = self.p.host(host)
         step = self.p.with_become(step, host)
         later = self.p.secrets | self.p.registered | {"hostvars"}
@@ -83,7 +83,7 @@ class TransferPlanner:
             transfer, names, read_ctx = self._copy(
                 step, host, action, (src, dest), paths | when_reads
             )
-            ctx = read_ctx or ctx
+            ctx = read_ctx if read_ctx is not None else ctx
         if not names and not deferred_when:
             return self._command(step, host, transfer, None, None)
         read = names | (when_reads if deferred_when else frozenset())
@@ -131,7 +131,7 @@ class TransferPlanner:
         step: Step,
         host: Host,
         action: FileAction,
-        ctx: dict[str, Any],
+        ctx: Mapping[str, Any],
         later: Iterable[str],
     ) -> tuple[str, str]:
         """``src`` and ``dest`` rendered: shown in the plan, so they may not read a secret
@@ -186,7 +186,7 @@ class TransferPlanner:
         action: FileAction,
         paths: tuple[str, str],
         reads: frozenset[str],
-    ) -> tuple[Transfer, frozenset[str], dict[str, Any] | None]:
+    ) -> tuple[Transfer, frozenset[str], Mapping[str, Any] | None]:
         """The copy's transfer, the names its template reads, and the context it read."""
         src, dest = paths
         source = self._source(src, action.template, _at(step, "copy.src"))

@@ -3,6 +3,7 @@ template file's own FILE:LINE (not the runbook's), line endings kept."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ class FileTemplate:
     def position(self) -> Position:
         return Position(self.shown, 1, 1)
 
-    def render(self, context: dict[str, Any]) -> bytes:
+    def render(self, context: Mapping[str, Any]) -> bytes:
         """Raises ``TemplateError`` at the template file's line."""
         return render_compiled(self.template, context, self.position).encode("utf-8")
 

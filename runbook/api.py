@@ -1,0 +1,110 @@
+"""The Python API: load, plan and apply a runbook from a program (a CI job, a chat-ops bot).
+
+    from runbook import api
+
+    plan = api.plan("playbooks/cluster-restart.yml", limit="sdw1", variables={"db_port": 5433})
+    print(api.plan_text(plan))
+    result = api.apply(plan, listeners=[MyListener()], forks=20)
+    print(result.status, result.exit_code)
+
+Input errors raise ``runbook.errors.InputError`` (``str(err)`` is the one-line
+``FILE:LINE:COL: ...`` message the CLI prints); nothing runs then. ``apply`` journals
+like the CLI (``.runbook/runs`` beside the runbook, the same lock), and listeners get
+the typed events of ``runbook.events`` (``handle(event)``; they must not block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from runbook.events import Listener
+from runbook.launch import Confirm, Launch, launch, locked_journal
+from runbook.options import ApplyOptions, PlanOptions, SshOptions
+from runbook.plan import Plan, Selection
+from runbook.plantext import plan_text as _plan_text
+from runbook.prepare import Prepared, PreparedRun, Secrets, prepare_plan
+from runbook.runner import RunResult
+
+__all__ = ["Planned", "RunResult", "SshOptions", "apply", "load", "plan", "plan_text"]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A runbook planned for a run: the plan and the secrets it reads (never shown)."""
+
+    plan: Plan
+    secrets: Secrets = field(default_factory=Secrets)
+    path: str = ""
+
+
+def load(
+    path: str,
+    *,
+    variables: Mapping[str, Any] | None = None,
+    inventories: Iterable[str] = (),
+    limit: str | None = None,
+    tags: Iterable[str] = (),
+    skip_tags: Iterable[str] = (),
+    start_at: str | None = None,
+) -> Planned:
+    """Load and plan ``path`` (``variables`` are like ``-e``, already typed). Raises
+    ``InputError``."""
+    opts = PlanOptions(
+        file=path,
+        inventories=tuple(inventories),
+        selection=Selection(limit, tuple(tags), tuple(skip_tags), start_at),
+        variables=tuple((variables or {}).items()),
+    )
+    prepared: Prepared = prepare_plan(opts)
+    return Planned(prepared.plan, prepared.secrets, path)
+
+
+def plan(path: str, **options: Any) -> Planned:
+    """``load``, by the CLI's other name for it."""
+    return load(path, **options)
+
+
+def plan_text(planned: Planned | Plan, expand: bool = False) -> str:
+    """The plan as ``runbook plan`` prints it."""
+    return _plan_text(planned.plan if isinstance(planned, Planned) else planned, expand=expand)
+
+
+def apply(
+    planned: Planned | str,
+    *,
+    listeners: Iterable[Listener] = (),
+    forks: int = 10,
+    ssh: SshOptions | None = None,
+    journal: str | None = None,
+    confirm: Confirm | None = None,
+) -> RunResult:
+    """Run a planned runbook (or plan and run a path). ``confirm(name, message)`` answers
+    a step's or group's ``confirm:`` (default: yes). Raises ``InputError`` before anything
+    runs, ``JournalError`` when the journal cannot be written or another run of the
+    runbook holds its lock."""
+    from runbook.prepare import check_before_run
+
+    if isinstance(planned, str):
+        planned = load(planned)
+    opts = ApplyOptions(
+        plan=PlanOptions(file=planned.path or planned.plan.source),
+        yes=True,
+        forks=forks,
+        journal=journal,
+        ssh=ssh or SshOptions(),
+    )
+    prepared = PreparedRun(planned.plan, planned.secrets)
+    check_before_run(prepared)
+    with locked_journal(opts, prepared) as slot:
+        result, _ = launch(opts, prepared, slot, Launch(list(listeners), confirm))
+    return result
+
+
+def with_limit(planned: Planned, limit: str) -> Planned:
+    """The same plan narrowed to ``limit`` (as ``apply PLAN.json --limit``)."""
+    from runbook.narrow import narrow
+
+    opts = PlanOptions(file=planned.path, selection=Selection(limit=limit))
+    return replace(planned, plan=narrow(planned.plan, opts, "the plan"))

@@ -1,0 +1,149 @@
+"""One journaled run of a prepared plan: the lock, the journal, the execution context, the
+runner. Shared by ``runbook apply`` (which adds the terminal: prompts, console, signals,
+recap) and the Python API (``runbook.api.apply``, which adds nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runbook.contexts.base import ExecutionContext
+from runbook.events import Listener
+from runbook.journal import Journal
+from runbook.options import ApplyOptions, SshOptions
+from runbook.prepare import PreparedRun
+from runbook.runner import Runner, RunResult
+
+THREAD_STACK = 2 << 20  # bytes; see launch()
+Confirm = Callable[[str, str | None], bool]
+
+
+@dataclass
+class Launch:
+    """What a run needs besides the plan: who watches it and who answers questions."""
+
+    listeners: list[Listener] = field(default_factory=list)
+    confirm: Confirm | None = None  # None: every confirmation is answered yes
+    notify: Callable[[str], None] = lambda message: None
+    warn: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a run will journal, its id, and the lock of its runbook (held)."""
+
+    root: Path
+    run_id: str
+
+
+@contextmanager
+def locked_journal(opts: ApplyOptions, prepared: PreparedRun) -> Iterator[Slot]:
+    """The journal root, with the run lock of this runbook held (SPEC §8). Raises
+    ``JournalError`` (another run holds it, or the directory cannot be trusted)."""
+    from runbook.journal import new_run_id, runs_dir, trusted_root
+    from runbook.safedir import RunLock
+
+    root = trusted_root(runs_dir(prepared.plan.source, opts.journal), create=True)
+    slot = Slot(root, new_run_id())
+    lock = RunLock(root, prepared.plan.source)
+    lock.acquire(slot.run_id)
+    try:
+        yield slot
+    finally:
+        lock.release()
+
+
+def launch(
+    opts: ApplyOptions,
+    prepared: PreparedRun,
+    slot: Slot,
+    how: Launch,
+    wrap: Callable[[Runner], Any] | None = None,
+) -> tuple[RunResult, Path]:
+    """Run ``prepared`` journaled under ``root``; ``wrap(runner)`` is a context manager
+    around the run (the CLI installs its signal handlers there)."""
+    from runbook import crash
+    from runbook.runtime import RunValues
+
+    # A run has ~3 threads per remote host (worker, SSH transport, session reader): at
+    # the default 8 MiB of stack each, 500 hosts reserve 12 GiB of address space, and an
+    # address-space limit (ulimit -v) fails thread creation long before memory runs out.
+    # None of these threads recurses deeply.
+    threading.stack_size(THREAD_STACK)
+    journal = Journal(slot.root, slot.run_id, *journal_files(opts, prepared))
+    crash.attach(journal.path)
+    mask = prepared.secrets.masker
+    context = execution_context(opts.ssh, how.warn)
+    runner = Runner(
+        prepared.plan,
+        context,
+        run_id=journal.path.name,
+        forks=opts.forks,
+        listeners=[journal, *how.listeners],
+        mask=mask,
+        confirm=how.confirm,
+        resume=prepared.resume,
+        notify=how.notify,
+        values=RunValues(prepared.plan, prepared.secrets.values, mask),
+    )
+    journal.on_error = runner.halt
+    with wrap(runner) if wrap is not None else _nothing():
+        try:
+            result = runner.run()
+        finally:
+            context.close()
+            journal.close()
+    return result, journal.path
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def journal_files(
+    opts: ApplyOptions, prepared: PreparedRun
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The journal's ``meta.json`` and ``plan.json`` (secrets only by name)."""
+    from runbook import planfile
+
+    plan = prepared.plan
+    plan_data = planfile.plan_to_dict(plan, os.path.abspath)
+    plan_data["secret_sources"] = prepared.secrets.sources
+    meta = {
+        "runbook": plan.name,
+        "source": os.path.abspath(plan.source),
+        "files": [os.path.abspath(f) for f in plan.files],
+        "digest": plan.digest,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "resumes": opts.resume,
+        "argv": [prepared.secrets.masker(a) for a in sys.argv[1:]],
+    }
+    return meta, plan_data
+
+
+def execution_context(ssh: SshOptions, warn: Callable[[str], None]) -> ExecutionContext:
+    """Local hosts locally, the others over SSH (created on first use), fault injection
+    when ``RUNBOOK_FAULT_POINT`` is set."""
+    from runbook.contexts.fault import FAULT_ENV, with_faults
+    from runbook.contexts.router import HostRouter
+
+    def ssh_factory() -> ExecutionContext:
+        from runbook.contexts.ssh import SshExecutionContext
+
+        if ssh.host_key_policy == "off":
+            warn(
+                "--host-key-policy off: host keys are NOT checked; "
+                "anyone on the path can impersonate your hosts"
+            )
+        return SshExecutionContext(ssh, on_warning=warn)
+
+    return with_faults(HostRouter(ssh_factory), os.environ.get(FAULT_ENV))
