@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from fleet import Fleet
 
-from tests.e2e.helpers import finished, journal_dirs, runbook
+from tests.e2e.helpers import events, finished, journal_dirs, runbook
 
 pytestmark = pytest.mark.ssh
 
@@ -115,6 +115,16 @@ steps:
 """
 
 
+def assert_events_valid(stdout: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from runbook.loader import schema
+
+    validator = Draft202012Validator(schema("events"))
+    for event in events(stdout):
+        assert not list(validator.iter_errors(event)), event
+
+
 def make_runbook(base: Path, remote: Path) -> Path:
     files = base / "files"
     files.mkdir()
@@ -138,6 +148,7 @@ def test_copy_and_fetch_over_ssh_then_a_second_apply_changes_nothing(
     assert all(r["status"] == "ok" for r in results), [r for r in results if r["status"] != "ok"]
     transfers = [r for r in results if "changed" in r]
     assert len(transfers) == 7 * len(HOSTS) and all(r["changed"] for r in transfers)
+    assert_events_valid(proc.stdout)
 
     blob = (tmp_path / "files" / "blob.bin").read_bytes()
     for h in HOSTS:
