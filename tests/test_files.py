@@ -579,6 +579,41 @@ def test_a_saved_plan_refuses_a_src_that_changed_since(tmp_path: Path) -> None:
     assert (tmp_path / "out.conf").read_text() == "v1\n"
 
 
+def test_resume_restores_copies_from_the_journal(tmp_path: Path) -> None:
+    write(tmp_path / "files" / "a.conf", "a\n")
+    gate = tmp_path / "gate"
+    rb = write(
+        tmp_path / "rb.yml",
+        f"""
+        name: x
+        steps:
+          - name: ship
+            hosts: localhost
+            copy: {{src: files/a.conf, dest: out.conf}}
+            register: cfg
+          - name: gate
+            hosts: localhost
+            run: test -e {gate} && echo "{{{{ cfg.changed }}}}"
+        """,
+    )
+    first = runbook_cli("apply", str(rb), "--yes", "--output", "json", cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout.splitlines()[0])["run_id"]
+    gate.touch()
+    resumed = runbook_cli(
+        "apply", str(rb), "--yes", "--resume", run_id, "--output", "json", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    done = {
+        e["step"]: e
+        for e in map(json.loads, resumed.stdout.splitlines())
+        if e["event"] == "command_finished"
+    }
+    assert done["ship"]["error"] == f"already ok in run {run_id}"
+    assert done["gate"]["stdout"] == "True\n"  # the register, restored from the journal
+    assert (tmp_path / "out.conf").read_text() == "a\n"
+
+
 def test_kill_all_stops_a_transfer_in_flight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
