@@ -11,6 +11,10 @@ processes from fork to exit, connections included:
 - **scp**: one ``scp`` per host, all at once (OpenSSH 9 scp speaks SFTP);
 - **paramiko put**: ``sftp_put.py``, one thread per host, ``SFTPClient.put``.
 
+Ciphers: runbook prefers aes128-gcm (``contexts/paramiko_adapter.py``), paramiko put
+negotiates paramiko's default (aes128-ctr + hmac-sha2-256), scp OpenSSH's
+(chacha20-poly1305).
+
 Dest files are removed before each timed write, so every tool writes every byte; every
 dest is checked (sha256) after every run. Controller CPU is the tool's process tree
 (GNU time); fleet CPU is the sshds' (``run.fleet_cpu``). ``--big-gib`` adds one host and
@@ -230,9 +234,9 @@ def main() -> int:
                 "",
                 report([rb, again, scp, put], a.size_mib * MIB, len(hosts)),
             ]
+            print("\n".join(out), flush=True)  # kept, whatever happens to the big file
             if a.big_gib:
-                out += ["", big(bench, view, hosts[0], work, a.big_gib, probe)]
-        print("\n".join(out))
+                print("\n" + big(bench, view, hosts[0], work, a.big_gib, probe))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -243,8 +247,8 @@ def big(
 ) -> str:
     src = work / "big.bin"
     want = make_file(src, int(gib * 2**30))
-    one = Bench(view, [host], work / "big", src)
     (work / "big").mkdir(exist_ok=True)
+    one = Bench(view, [host], work / "big", src)
     rb = Series("runbook", one.runbook("runbook"))
     scp = Series("scp", one.scp("scp"))
     print(f"== {gib:g} GiB to one host, 1 round", file=sys.stderr)
