@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
+from runbook.files.spec import Transfer
 from runbook.model import Host
 from runbook.spec import ExecSpec
 
@@ -109,6 +110,8 @@ class Command:
     # Set when the command is rendered at apply time; ``cmd``/``env`` are then only its
     # shown form (the template, or a rendering with secret stand-ins).
     templates: Templates | None = None
+    # A copy or fetch instead of a shell command; ``cmd`` is then its summary.
+    transfer: Transfer | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -133,18 +136,23 @@ class Command:
             if self.templates.secret:
                 d["secret"] = True
             d["templates"] = self.templates.to_dict()
+        if self.transfer is not None:
+            d["transfer"] = self.transfer.to_dict()
         return d
 
 
 @dataclass
 class Outcome:
-    """What an execution context observed for one attempt."""
+    """What an execution context observed for one attempt. A transfer also says whether
+    it wrote a file (``changed``) and the digest of what it wrote or found."""
 
     rc: int | None
     stdout: bytes = b""
     stderr: bytes = b""
     timed_out: bool = False
     killed: bool = False
+    changed: bool | None = None
+    sha256: str | None = None
 
 
 @dataclass
@@ -163,6 +171,11 @@ class CommandResult:
     error: str | None = None
     # Unreachable after the command was sent: it may have partly run (outcome unknown).
     maybe_ran: bool = False
+    # copy and fetch only: whether a file was written, where, and the content's sha256
+    # (a template that reads a secret: its stand-in rendering's, SPEC §8).
+    changed: bool | None = None
+    dest: str | None = None
+    sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -190,7 +203,12 @@ class CommandResult:
             "attempts": self.attempts,
             "error": self.error,
             **({"maybe_ran": True} if self.maybe_ran else {}),
+            **{k: v for k, v in self.transfer_fields().items() if v is not None},
         }
+
+    def transfer_fields(self) -> dict[str, Any]:
+        """What a copy or fetch adds to its result (and to a registered value)."""
+        return {"changed": self.changed, "dest": self.dest, "sha256": self.sha256}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CommandResult:
@@ -207,13 +225,22 @@ class CommandResult:
             attempts=d.get("attempts", 0),
             error=d.get("error"),
             maybe_ran=bool(d.get("maybe_ran", False)),
+            changed=d.get("changed"),
+            dest=d.get("dest"),
+            sha256=d.get("sha256"),
         )
 
     @classmethod
     def decided(cls, command: Command, status: Status, error: str | None) -> CommandResult:
-        """A result reached without running anything (skipped, cancelled, resumed...)."""
+        """A result reached without running anything (skipped, cancelled, resumed...); a
+        copy or fetch that did not run changed nothing."""
         now = time.time()
-        return cls(command.step, command.host.name, status, started=now, finished=now, error=error)
+        result = cls(
+            command.step, command.host.name, status, started=now, finished=now, error=error
+        )
+        if command.transfer is not None:
+            result.changed, result.dest = False, command.transfer.dest
+        return result
 
 
 def decode(data: bytes) -> str:

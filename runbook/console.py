@@ -166,6 +166,8 @@ class PlainConsole(Console):
         detail = f"rc={r.rc}" if r.rc is not None else ""
         if r.attempts > 1:
             detail += f" attempts={r.attempts}"
+        if r.changed is not None and status is Status.OK:  # a copy or fetch
+            detail += " changed" if r.changed else " unchanged"
         if r.error and (status is not Status.OK or not r.attempts):
             detail += f" ({r.error})"
         label = status.value if status is Status.OK else status.value.upper()

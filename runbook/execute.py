@@ -36,17 +36,24 @@ def run_command(
     while True:
         attempts += 1
         try:
-            outcome = context.execute(command, on_output)
+            if command.transfer is not None:
+                outcome = context.transfer(command)
+            else:
+                outcome = context.execute(command, on_output)
         except ConnectError as exc:
-            return CommandResult(
-                command.step,
-                command.host.name,
-                Status.UNREACHABLE,
-                started=started,
-                finished=time.time(),
-                attempts=attempts,
-                error=mask(exc.message),
-                maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
+            return _transferred(
+                command,
+                None,
+                CommandResult(
+                    command.step,
+                    command.host.name,
+                    Status.UNREACHABLE,
+                    started=started,
+                    finished=time.time(),
+                    attempts=attempts,
+                    error=mask(exc.message),
+                    maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
+                ),
             )
         stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
         status, error = judge(command, outcome, stdout, stderr)
@@ -54,7 +61,7 @@ def run_command(
             break
         if cancel.wait(spec.delay):  # halted while waiting: do not start again
             break
-    return CommandResult(
+    result = CommandResult(
         command.step,
         command.host.name,
         status,
@@ -66,6 +73,17 @@ def run_command(
         attempts=attempts,
         error=error,
     )
+    return _transferred(command, outcome, result)
+
+
+def _transferred(command: Command, outcome: Outcome | None, result: CommandResult) -> CommandResult:
+    """A copy's or fetch's result gets changed, dest and the digest it may show."""
+    t = command.transfer
+    if t is not None:
+        result.changed = bool(outcome and outcome.changed)
+        result.dest = t.dest
+        result.sha256 = outcome.sha256 if outcome is not None else None
+    return result
 
 
 def judge(
@@ -74,8 +92,12 @@ def judge(
     """What one attempt means: killed, timed out, ``until`` met or not, exit code."""
     if outcome.killed:
         return Status.FAILED, "killed: the run was interrupted"
+    if outcome.timed_out and command.transfer is not None:
+        return Status.TIMED_OUT, f"timed out after {command.timeout:g}s; nothing was written"
     if outcome.timed_out:
         return Status.TIMED_OUT, f"timed out after {command.timeout:g}s; process group killed"
+    if command.transfer is not None and outcome.rc != 0:
+        return Status.FAILED, f"{command.transfer.kind} failed: {stderr.strip()}"
     until = command.spec.until
     if until:
         context = {**command.until_vars, "rc": outcome.rc, "stdout": stdout, "stderr": stderr}

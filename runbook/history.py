@@ -39,10 +39,13 @@ def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str
         raise UsageError(f"run {run.run_id} has no result for that host/step")
     lines = []
     for r in chosen:
+        changed = "" if r.changed is None else f" changed={str(r.changed).lower()}"
         lines.append(
             f"== {r.step} @ {r.host}: {r.status.value} rc={r.rc} "
-            f"attempts={r.attempts} {r.duration:.2f}s"
+            f"attempts={r.attempts}{changed} {r.duration:.2f}s"
         )
+        if r.dest is not None:
+            lines.append(f"dest: {r.dest}  sha256: {r.sha256 or '-'}")
         if r.error:
             lines.append(f"error: {r.error}")
         lines += ["--- stdout", *_text_lines(r.stdout), "--- stderr", *_text_lines(r.stderr)]

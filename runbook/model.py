@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from runbook.errors import Position
+from runbook.files.spec import FileAction
 from runbook.spec import ExecSpec
 
 # Only this name is local by default; an address of 127.0.0.1 still means SSH (test fleets).
@@ -80,14 +81,16 @@ class Step:
     """One step as written, with what it inherits already applied: ``defaults`` and its
     group's settings in ``spec``, its group's and includes' env, tags, ``when`` and vars.
 
-    A step runs a command (``run``) or is a group (``steps``: inner steps that run on
-    each batch of the group's hosts in turn). Includes are expanded by the loader.
+    A step runs a command (``run``), moves a file (``transfer``: ``copy`` or ``fetch``)
+    or is a group (``steps``: inner steps that run on each batch of the group's hosts in
+    turn). Includes are expanded by the loader.
     """
 
     name: str
     position: Position
     spec: ExecSpec = ExecSpec()
     run: str | None = None
+    transfer: FileAction | None = None
     steps: tuple[Step, ...] = ()
     hosts: str | list[str] | None = None  # None: all (a top-level step), the batch (inner)
     local: bool = False

@@ -18,6 +18,7 @@ from typing import Any
 
 from runbook.command import Command, Templates
 from runbook.errors import InputError, Position
+from runbook.files.spec import Transfer
 from runbook.model import Host
 from runbook.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.spec import ExecSpec
@@ -231,7 +232,10 @@ def _step(
     batch: int | None,
 ) -> PlannedStep:
     policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
-    batches = tuple(tuple(_command(s["name"], c, hosts, policy) for c in b) for b in s["batches"])
+    root = os.path.dirname(source)  # a transfer's controller paths are relative to it
+    batches = tuple(
+        tuple(_command(s["name"], c, hosts, policy, root) for c in b) for b in s["batches"]
+    )
     first = batches[0][0] if batches and batches[0] else None
     return PlannedStep(
         name=s["name"],
@@ -253,9 +257,14 @@ def _step(
 
 
 def _command(
-    step: str, c: Mapping[str, Any], hosts: Mapping[str, Host], policy: Mapping[str, Any]
+    step: str,
+    c: Mapping[str, Any],
+    hosts: Mapping[str, Host],
+    policy: Mapping[str, Any],
+    root: str,
 ) -> Command:
     templates = c.get("templates")
+    transfer = c.get("transfer")
     return Command(
         step=step,
         host=hosts[c["host"]],
@@ -265,4 +274,5 @@ def _command(
         until_vars=c.get("until_vars", {}),
         skip_reason=c.get("skipped"),
         templates=None if templates is None else Templates.from_dict(templates),
+        transfer=None if transfer is None else Transfer.from_dict(transfer, root),
     )

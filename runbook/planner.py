@@ -17,6 +17,7 @@ from typing import Any
 
 from runbook.command import Command, Templates
 from runbook.errors import InputError, InventoryError, TemplateError, UsageError
+from runbook.files.planning import TransferPlanner
 from runbook.inventory import Inventory, resolve_host, resolve_templates
 from runbook.inventory.templated import first_template, has_templates, template_reads
 from runbook.model import Host, Runbook, Step
@@ -81,6 +82,7 @@ class _Planner:
         self._parts: dict[str, Parts] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._check_names()
+        self.files = TransferPlanner(self)
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -187,6 +189,10 @@ class _Planner:
         if done is None:
             done = self._hosts[host.name] = resolve_host(host, self.base(host), render_template)
         return done
+
+    def with_become(self, step: Step, host: Host) -> Step:
+        """The step with ``host``'s inventory become settings applied."""
+        return _with_host_become(step, host)
 
     def hostvars(self) -> dict[str, dict[str, Any]]:
         if not self.reads_hostvars:
@@ -297,6 +303,10 @@ class _Planner:
         pos = step.field_positions
         checks = [("run", step.run, False), ("until", step.spec.until, True)]
         checks.append(("when", step.when, True))
+        if step.transfer is not None:
+            kind = step.transfer.kind
+            checks += [(f"{kind}.src", step.transfer.src, False)]
+            checks += [(f"{kind}.dest", step.transfer.dest, False)]
         try:
             for name, source, expression in checks:
                 if source is not None:
@@ -311,6 +321,8 @@ class _Planner:
         """Render one step for one host; every error names the step and the host."""
         parts = self.parts(step)
         try:
+            if step.transfer is not None:
+                return self.files.command(step, host)
             reads = parts.reads
             until = step.spec.until
             # ``until`` is judged at run time, but the secrets and registered values it

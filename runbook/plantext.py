@@ -210,7 +210,8 @@ def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: 
     if c.skip_reason:
         return [f"{indent}{label}  (skipped: {c.skip_reason})"]
     cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
-    lines = [f"{indent}{label}  $ {cmd_lines[0]}"]
+    prompt = "" if c.transfer is not None else "$ "  # a copy/fetch is no shell command
+    lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
     lines += [f"{pad}{ln}" for ln in cmd_lines[1:]]
     own = {k: v for k, v in c.env.items() if k not in shared.env}
     if own:

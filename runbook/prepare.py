@@ -114,8 +114,11 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     else:
         done = prepare_plan(opts.plan)
         prepared = PreparedRun(done.plan, done.secrets)
-    if opts.resume or saved is not None:
+    if opts.resume or saved is not None:  # made earlier: its copies' sources may have changed
+        from runbook.files.content import check_sources
+
         check_saved_syntax(prepared.plan)
+        check_sources(prepared.plan)
     check_before_run(prepared)
     return prepared
 

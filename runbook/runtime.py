@@ -55,7 +55,8 @@ class HostVars(dict[str, Any]):
 
 
 def register_value(result: CommandResult) -> Value:
-    """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked).
+    """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked);
+    a copy's or fetch's also changed, dest and sha256 (SPEC §8).
 
     As Ansible's: trailing newlines are stripped from stdout/stderr (``{{ r.stdout }}``
     is the text, not the text and a newline), and ``stdout_lines``/``stderr_lines`` split
@@ -69,6 +70,8 @@ def register_value(result: CommandResult) -> Value:
         "stdout_lines": stdout.splitlines(),
         "stderr_lines": stderr.splitlines(),
     }
+    if result.changed is not None:
+        value.update(result.transfer_fields())
     return value
 
 
@@ -119,6 +122,8 @@ class RunValues:
         if t is None:
             return command
         ctx = self._context(command, t, real=True)
+        if command.transfer is not None:
+            return self._bound(command, ctx)
         try:
             done = render_parts(_parts(t), ctx)
         except TemplateError as exc:
@@ -135,10 +140,20 @@ class RunValues:
             templates=None,
         )
 
+    def _bound(self, command: Command, ctx: dict[str, Any]) -> Command:
+        """A copy or fetch: its ``when`` decided, its template rendered in memory."""
+        from runbook.files.content import bind
+
+        try:
+            return bind(command, ctx)
+        except NotRegistered as exc:
+            assert command.templates is not None
+            raise TemplateError(str(exc), command.templates.positions.get("when")) from None
+
     def shown(self, command: Command) -> str:
         """The command as the journal records it: stand-ins and masked output only."""
         t = command.templates
-        if t is None:
+        if t is None or command.transfer is not None:
             return command.cmd
         try:
             return render_parts(_parts(t), self._context(command, t, real=False)).cmd

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.errors import LoadError, Position, SchemaError
+from runbook.files.spec import KINDS, FileAction
 from runbook.inventory.templated import mark_all
 from runbook.model import Step
 from runbook.spec import ExecSpec
@@ -22,7 +23,9 @@ from runbook.spec import ExecSpec
 DocPath = tuple[Any, ...]
 Positions = Mapping[DocPath, Position]
 
-ACTIONS = ("run", "steps", "include")
+ACTIONS = ("run", "copy", "fetch", "steps", "include")
+# A copy or fetch runs no shell command: what only a command has is refused on it.
+NOT_FOR_FILES = ("until", "env", "shell")
 INCLUDE_KEYS = frozenset({"include", "vars", "tags", "when"})
 GROUP_KEYS = frozenset(
     {"name", "steps", "hosts", "serial", "max_failures", "on_failure", "when", "tags"}
@@ -127,7 +130,9 @@ class StepReader:
         actions = [a for a in ACTIONS if a in raw]
         if not actions:
             raise SchemaError(
-                "'run' is required (or steps: for a group, or include:)", pos, step=name
+                "'run' is required (or copy:, fetch:, steps: for a group, or include:)",
+                pos,
+                step=name,
             )
         if len(actions) > 1:
             raise SchemaError(
@@ -228,6 +233,7 @@ def _leaf(
         position=pos,
         spec=ExecSpec.build(*inherited.spec_layers, raw),
         run=raw.get("run"),
+        transfer=_transfer(raw, name, where),
         hosts=raw.get("hosts"),
         local=raw.get("local", False),
         env={**inherited.env, **_env(raw)},
@@ -240,6 +246,21 @@ def _leaf(
         vars=dict(inherited.vars),
         field_positions=where,
     )
+
+
+def _transfer(raw: dict[str, Any], name: str, where: dict[str, Position]) -> FileAction | None:
+    """A ``copy``/``fetch`` action, checked: what only a shell command has is refused."""
+    kind = next((k for k in KINDS if k in raw), None)
+    if kind is None:
+        return None
+    for key in NOT_FOR_FILES:
+        if key in raw:
+            raise SchemaError(
+                f"{key} is not allowed on a {kind} step (it runs no shell command)",
+                where.get(key),
+                step=name,
+            )
+    return FileAction.read(kind, raw[kind], where, name)
 
 
 def check_finite(
@@ -277,6 +298,9 @@ def _positions(
 ) -> dict[str, Position]:
     """Where each field of the step (and each env value, inherited ones included) is."""
     out = {k: file.positions.get((*doc_path, k, "<text>")) or file.at((*doc_path, k)) for k in raw}
+    for kind in KINDS:  # copy.src, copy.mode...: errors point inside the action
+        if isinstance(raw.get(kind), dict):
+            out.update({f"{kind}.{k}": file.at((*doc_path, kind, k)) for k in raw[kind]})
     env = {**inherited.env_positions, **_env_positions(raw, file, doc_path)}
     out.update({f"env.{k}": p for k, p in env.items()})
     return out

@@ -96,6 +96,26 @@ def render(source: str, context: Mapping[str, Any], position: Position | None = 
         return text
 
 
+# A file that ends its lines with CRLF keeps them (Jinja would write "\n" otherwise).
+_CRLF_ENV = ENV.overlay(newline_sequence="\r\n")
+
+
+def compile_file(source: str, position: Position | None = None) -> jinja2.Template:
+    """A whole file as a template (``copy`` with ``template: true``). Not cached, since a
+    file may be large; errors are at the file's own lines (``position`` is its line 1)."""
+    env = _CRLF_ENV if "\r\n" in source else ENV
+    with _as_template_error("template", position):
+        return env.from_string(source)
+
+
+def render_compiled(
+    template: jinja2.Template, context: Mapping[str, Any], position: Position | None = None
+) -> str:
+    """Render what ``compile_file`` made; raises ``TemplateError`` at the file's line."""
+    with _as_template_error("template", position):
+        return template.render(context)
+
+
 _GLOBALS = frozenset(ENV.globals)
 
 

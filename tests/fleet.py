@@ -263,6 +263,7 @@ class Fleet:
             "PrintMotd": "no",
             "PrintLastLog": "no",
             "AllowTcpForwarding": "yes",
+            "Subsystem": "sftp internal-sftp",  # copy/fetch and scp need SFTP
         }
         if h.max_startups:
             options["MaxStartups"] = h.max_startups

@@ -716,6 +716,7 @@ GOLDEN_CASES = [
         "procedures.yml",
         ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
     ),
+    ("files", "files.yml", []),
 ]
 
 
@@ -770,7 +771,8 @@ def test_golden_json_agrees_with_golden_text():
                             assert f"(skipped: {c['skipped']})" in text
                         else:
                             first_line = c["cmd"].rstrip("\n").split("\n")[0]
-                            assert f"$ {first_line}" in text
+                            prompt = "" if "transfer" in c else "$ "  # a copy/fetch: no shell
+                            assert f"{prompt}{first_line}" in text
 
 
 def test_quote_after_a_filter_that_returns_markup_is_plain_shell_quoting(tmp_path):

@@ -32,6 +32,12 @@ class ExecutionContext(ABC):
         Raises ``ConnectError`` when the host cannot be reached; the command did not start.
         """
 
+    def transfer(self, command: Command) -> Outcome:
+        """One attempt of a copy or fetch (``command.transfer``), within its timeout;
+        ``Outcome.changed`` says whether a file was written. Raises ``ConnectError``
+        as ``execute`` does."""
+        raise NotImplementedError(f"{type(self).__name__} cannot transfer files")
+
     @abstractmethod
     def kill_all(self) -> None:
         """Kill every command in flight (second Ctrl-C): their process trees, TERM then KILL."""

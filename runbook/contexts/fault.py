@@ -27,6 +27,11 @@ class FaultInjectingContext(ExecutionContext):
             return Outcome(rc=1, stderr=b"fault injection")
         return self.inner.execute(command, on_output)
 
+    def transfer(self, command: Command) -> Outcome:
+        if command.step.startswith(self.prefix):
+            return Outcome(rc=1, stderr=b"fault injection")
+        return self.inner.transfer(command)
+
     def kill_all(self) -> None:
         self.inner.kill_all()
 

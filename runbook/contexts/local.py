@@ -14,6 +14,7 @@ from runbook import shell
 from runbook.command import Command, Outcome
 from runbook.contexts.base import KILL_GRACE, ExecutionContext, OutputCallback
 from runbook.contexts.reaper import Reaper
+from runbook.files.control import Transfers
 
 READ_SIZE = 1 << 18
 DRAIN = 2.0  # seconds to wait for the pipes after the shell exited (a background child)
@@ -28,6 +29,7 @@ class LocalExecutionContext(ExecutionContext):
         self._running: set[subprocess.Popen[bytes]] = set()
         self._killed: set[int] = set()
         self._reaper = Reaper(kill_grace)
+        self._transfers = Transfers()
 
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         # start_new_session: the command leads its own process group, so a timeout can
@@ -82,6 +84,11 @@ class LocalExecutionContext(ExecutionContext):
         finally:
             os.close(fd)
 
+    def transfer(self, command: Command) -> Outcome:
+        from runbook.files import localfs
+
+        return self._transfers.run(command, lambda watch: localfs.transfer(command, watch))
+
     def _read(
         self, proc: subprocess.Popen[bytes], timeout: float, on_output: OutputCallback | None
     ) -> tuple[bytes, bytes, bool]:
@@ -129,6 +136,7 @@ class LocalExecutionContext(ExecutionContext):
         return out, err, timed_out
 
     def kill_all(self) -> None:
+        self._transfers.cancel_all()
         with self._lock:
             procs = list(self._running)
             self._killed.update(p.pid for p in procs)

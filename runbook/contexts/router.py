@@ -39,6 +39,9 @@ class HostRouter(ExecutionContext):
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         return self._for(command.host).execute(command, on_output)
 
+    def transfer(self, command: Command) -> Outcome:
+        return self._for(command.host).transfer(command)
+
     def kill_all(self) -> None:
         self.local.kill_all()
         if self._ssh is not None:

@@ -47,6 +47,7 @@ from runbook.contexts.ssh_config import ConfigError, Endpoint, load_config, reso
 from runbook.contexts.ssh_run import ChannelRun, Connection, NotStarted, describe
 from runbook.contexts.ssh_session import Sessions
 from runbook.errors import ConnectError
+from runbook.files.control import Transfers
 from runbook.model import Host
 from runbook.options import SshOptions
 
@@ -91,6 +92,7 @@ class SshExecutionContext(ExecutionContext):
         self._errors: dict[object, ConnectError] = {}
         self._running: set[ChannelRun] = set()
         self._closing = threading.Event()
+        self._transfers = Transfers()
         transport = self.options.transport
         self._sessions = (
             None
@@ -120,6 +122,13 @@ class SshExecutionContext(ExecutionContext):
                     raise ConnectError(command.host.name, str(exc)) from exc
         raise AssertionError("not reached")
 
+    def transfer(self, command: Command) -> Outcome:
+        """A copy or fetch over SFTP on the host's connection (``runbook.files.sftp``)."""
+        from runbook.files import sftp
+
+        conn = self._connection(command.host)
+        return self._transfers.run(command, lambda watch: sftp.transfer(conn, command, watch))
+
     def _attempt(self, command: Command, on_output: OutputCallback | None) -> Outcome:
         conn = self._connection(command.host)
         if self._sessions is not None:
@@ -142,6 +151,7 @@ class SshExecutionContext(ExecutionContext):
                 self._running.discard(run)
 
     def kill_all(self) -> None:
+        self._transfers.cancel_all()
         if self._sessions is not None:
             self._sessions.kill_all()
         with self._lock:

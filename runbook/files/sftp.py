@@ -1,0 +1,393 @@
+"""Transfers over SSH, on the host's existing paramiko connection.
+
+The probe (``scripts.PROBE``: what is at the path, its sha256) runs on an exec channel,
+under ``sudo`` with ``become``, so an unchanged file costs one round trip and no SFTP.
+A copy then streams the content over SFTP, pipelined, into a 0600 temp file beside
+``dest`` (created with its mode in the OPEN request: paramiko's ``open`` sends no
+attributes, paramiko #535), sets owner and mode, and renames it over ``dest`` with
+``posix-rename@openssh.com``. With ``become`` the content goes to a private 0600 temp
+file of the login user instead, and ``scripts.INSTALL`` (under ``sudo``) reads it from a
+descriptor the login shell opened, writes a temp name beside ``dest`` and ``mv -f``s it.
+
+A fetch reads with SFTP prefetch (many reads in flight), or ``sudo cat`` with ``become``,
+into an atomic write on the controller (``localfs.atomic_write``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import select
+import socket
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import paramiko
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_WRITE,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_WRITE,
+    int64,
+)
+
+from runbook.command import Command, Outcome
+from runbook.errors import ConnectError, ConnectionLost
+from runbook.files.compare import Decision, Found, decide
+from runbook.files.content import READ_CHUNK, Payload
+from runbook.files.control import TransferFailed, Watch
+from runbook.files.localfs import atomic_write, found_at, hashed, make_parents
+from runbook.files.scripts import install_argv, parse_probe, probe_argv, wire
+from runbook.files.spec import Transfer
+from runbook.shell import sudo_prefix
+
+# Our receive window for SFTP channels (fetch): paramiko's default 2 MiB stalls a fast
+# link between acks. Uploads are bound by the server's window and packet size instead.
+WINDOW = 32 * 1024 * 1024
+PACKET = 32 * 1024  # what OpenSSH's sshd accepts per channel packet
+PREFETCH_REQUESTS = 128  # reads in flight while fetching (32 KiB each)
+WRITES_IN_FLIGHT = 128  # pipelined writes awaiting their status while uploading
+IO_WAIT = 30.0  # seconds a single SFTP request may wait before the host counts as gone
+PRIVATE_DIRS = ("/var/tmp", "/tmp")  # where become uploads go first (disk, then tmpfs)
+
+
+class Link(Protocol):
+    """What a transfer needs of an SSH connection (``ssh_run.Connection``)."""
+
+    @property
+    def transport(self) -> paramiko.Transport: ...
+
+
+def transfer(link: Link, command: Command, watch: Watch) -> Outcome:
+    """One copy or fetch over ``link``. Raises ``ConnectError`` if the connection is (or
+    goes) away; ``ConnectionLost`` once something may have been written."""
+    tr, host = command.transfer, command.host.name
+    assert tr is not None
+    if not link.transport.is_active():
+        raise ConnectError(host, "connection lost before the transfer started")
+    try:
+        if tr.kind == "copy":
+            return _copy(link, command, watch)
+        return _fetch(link, command, watch)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        if not link.transport.is_active():
+            raise ConnectionLost(host, f"connection lost during the {tr.kind}: {exc}") from exc
+        if isinstance(exc, socket.timeout):
+            watch.check()  # our deadline: TimedOut; else the host stopped answering
+            raise TransferFailed(f"the host did not answer for {IO_WAIT:g}s") from None
+        raise TransferFailed(_describe(exc)) from None
+
+
+# -- copy ------------------------------------------------------------------------------
+
+
+def _copy(link: Link, command: Command, watch: Watch) -> Outcome:
+    tr = command.transfer
+    assert tr is not None
+    payload = Payload.of(tr)
+    found = _probe(link, command, tr.dest, payload.size, watch)
+    decision = decide(found, payload.size, payload.sha256, tr)
+    if decision.write:
+        with _sftp(link, watch) as sftp:
+            if command.spec.become:
+                _install_as(link, sftp, command, payload, decision, watch)
+            else:
+                _upload_beside(sftp, tr.dest, payload, decision, watch)
+    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256)
+
+
+def _upload_beside(
+    sftp: paramiko.SFTPClient, dest: str, payload: Payload, d: Decision, watch: Watch
+) -> None:
+    """Temp file beside ``dest``, owner and mode, then rename: atomic for readers."""
+    directory, name = dest.rsplit("/", 1)
+    tmp = f"{directory or ''}/.{name}.runbook-{secrets.token_hex(4)}"
+    _upload(sftp, tmp, payload, watch)
+    try:
+        if d.uid is not None or d.gid is not None:
+            _chown(sftp, tmp, d)
+        sftp.chmod(tmp, d.mode)
+        _rename(sftp, tmp, dest)
+    except BaseException:
+        _remove(sftp, tmp)
+        raise
+
+
+def _install_as(
+    link: Link,
+    sftp: paramiko.SFTPClient,
+    command: Command,
+    payload: Payload,
+    d: Decision,
+    watch: Watch,
+) -> None:
+    """``become``: a private upload, then the install script as the become user."""
+    tr = command.transfer
+    assert tr is not None
+    private = f"{_private_dir(sftp)}/.runbook-{secrets.token_hex(8)}"
+    try:
+        _upload(sftp, private, payload, watch)
+        argv = install_argv(command, tr.dest, payload.size, payload.sha256, d)
+        rc, _, err = run_remote(link, wire(argv, private), watch)
+        if rc != 0:
+            raise TransferFailed(f"cannot write {tr.dest} as {command.spec.user}: {_text(err)}")
+    finally:
+        _remove(sftp, private)
+
+
+def _upload(sftp: paramiko.SFTPClient, path: str, payload: Payload, watch: Watch) -> None:
+    """Stream ``payload`` into a new 0600 file; removed again if anything fails (the
+    src digest is checked after the last chunk, before the file is used)."""
+    f = _create(sftp, path, 0o600)
+    try:
+        with f:
+            for chunk in payload.chunks(watch):
+                f.write(chunk)
+        # close() waited for every write's status: a full disk has raised by now. The
+        # size is confirmed too, as paramiko's own putfo(confirm=True) does.
+        written = sftp.stat(path).st_size
+        if written != payload.size:
+            raise TransferFailed(f"the host stored {written} of {payload.size} bytes of {path}")
+    except BaseException:
+        _remove(sftp, path)
+        raise
+
+
+def _create(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
+    """Open a new file (O_EXCL: never through a planted symlink) with ``mode`` sent in
+    the OPEN request, so it never exists with the server umask's mode (paramiko #535)."""
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode
+    flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL
+    kind, msg = sftp._request(CMD_OPEN, path, flags, attrs)  # type: ignore[attr-defined]
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError(f"cannot create {path}: unexpected reply")
+    f = _CheckedWrites(sftp, msg.get_binary(), "wb", READ_CHUNK)
+    f.set_pipelined(True)
+    return f
+
+
+class _CheckedWrites(paramiko.SFTPFile):
+    """Pipelined writes whose errors are not lost.
+
+    paramiko registers a pipelined write's request to no file object, so the server's
+    status for it — a full disk, a quota — is read and dropped, and ``close()`` does not
+    wait for it (its ``putfo`` relies on a final size check). Here each write is
+    registered to this file: its status lands in ``_async_response``, which keeps the
+    first error, ``close()`` (``_finish_responses``) waits for every write and raises it,
+    and at most ``WRITES_IN_FLIGHT`` writes are outstanding. Uses paramiko's private
+    request plumbing (``_async_request``, ``_read_response``), as its own file does.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._in_flight = 0
+
+    def _write(self, data: bytes) -> int:
+        self._check_exception()  # type: ignore[attr-defined]
+        chunk = min(len(data), self.MAX_REQUEST_SIZE)
+        sftp: Any = self.sftp
+        offset = int64(self._realpos)  # type: ignore[attr-defined]
+        sftp._async_request(self, CMD_WRITE, self.handle, offset, data[:chunk])
+        self._in_flight += 1
+        while self._in_flight > WRITES_IN_FLIGHT:
+            sftp._read_response()
+            self._check_exception()  # type: ignore[attr-defined]
+        return chunk
+
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self._in_flight -= 1
+        super()._async_response(t, msg, num)  # type: ignore[misc]
+
+    def _close(self, async_: bool = False) -> None:
+        """A close that raised (a write's error) still closes: the handle is released
+        and ``__del__`` does not try again (it would print a traceback)."""
+        try:
+            super()._close(async_)  # type: ignore[misc]
+        except BaseException:
+            if not self._closed:  # type: ignore[has-type]
+                self._closed = True
+                sftp: Any = self.sftp
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    sftp._async_request(type(None), CMD_CLOSE, self.handle)
+            raise
+
+
+def _chown(sftp: paramiko.SFTPClient, path: str, d: Decision) -> None:
+    st = sftp.stat(path)
+    uid = d.uid if d.uid is not None else int(st.st_uid or 0)
+    gid = d.gid if d.gid is not None else int(st.st_gid or 0)
+    try:
+        sftp.chown(path, uid, gid)
+    except OSError:
+        if d.strict:
+            raise TransferFailed(f"cannot set owner {uid}:{gid} on {path}") from None
+
+
+def _rename(sftp: paramiko.SFTPClient, tmp: str, dest: str) -> None:
+    try:
+        sftp.posix_rename(tmp, dest)
+    except OSError as exc:
+        raise TransferFailed(f"cannot rename the temp file to {dest}: {_describe(exc)}") from None
+
+
+def _remove(sftp: paramiko.SFTPClient, path: str) -> None:
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        sftp.remove(path)
+
+
+def _private_dir(sftp: paramiko.SFTPClient) -> str:
+    for directory in PRIVATE_DIRS:
+        with contextlib.suppress(OSError):
+            sftp.stat(directory)
+            return directory
+    return sftp.normalize(".")  # the login user's home
+
+
+# -- fetch -----------------------------------------------------------------------------
+
+
+def _fetch(link: Link, command: Command, watch: Watch) -> Outcome:
+    """The host's file to the controller; unchanged when dest already has its bytes."""
+    tr = command.transfer
+    assert tr is not None
+    found = _probe(link, command, tr.src, None, watch)
+    if not found.is_file:
+        raise TransferFailed(f"src {tr.src} is not a file that can be read ({found.state})")
+    assert found.sha256 is not None and found.mode is not None and found.size is not None
+    dest = tr.on_controller(tr.dest)
+    here = found_at(dest, found.size, None, None, watch)
+    if here.is_file and here.sha256 == found.sha256:
+        return Outcome(rc=0, changed=False, sha256=found.sha256)
+    make_parents(dest)
+    digest = hashlib.sha256()
+    with _download(link, command, tr, found, watch) as chunks:
+        atomic_write(
+            dest, hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
+        )
+    return Outcome(rc=0, changed=True, sha256=digest.hexdigest())
+
+
+@contextlib.contextmanager
+def _download(
+    link: Link, command: Command, tr: Transfer, found: Found, watch: Watch
+) -> Iterator[Iterator[bytes]]:
+    if command.spec.become:
+        argv = [*sudo_prefix(command), "cat", "--", tr.src]
+        yield stream_remote(link, wire(argv), watch)
+        return
+    with _sftp(link, watch) as sftp, sftp.open(tr.src, "rb") as f:
+        assert found.size is not None
+        f.prefetch(found.size, PREFETCH_REQUESTS)
+        yield _read(f, watch)
+
+
+def _read(f: paramiko.SFTPFile, watch: Watch) -> Iterator[bytes]:
+    while block := f.read(READ_CHUNK):
+        watch.check()
+        yield block
+
+
+# -- channels --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _sftp(link: Link, watch: Watch) -> Iterator[paramiko.SFTPClient]:
+    try:
+        sftp = paramiko.SFTPClient.from_transport(
+            link.transport, window_size=WINDOW, max_packet_size=PACKET
+        )
+    except paramiko.SSHException as exc:
+        if not link.transport.is_active():
+            raise
+        raise TransferFailed(
+            f"the host refused an SFTP session ({exc}): is sshd's sftp Subsystem configured?"
+        ) from None
+    if sftp is None:
+        raise TransferFailed("the host refused an SFTP session")
+    try:
+        sftp.get_channel().settimeout(watch.remaining(IO_WAIT))  # type: ignore[union-attr]
+        yield sftp
+    finally:
+        sftp.close()
+
+
+def _probe(link: Link, command: Command, path: str, size: int | None, watch: Watch) -> Found:
+    rc, out, err = run_remote(link, wire(probe_argv(command, path, size)), watch)
+    if rc != 0:
+        who = f" as {command.spec.user}" if command.spec.become else ""
+        raise TransferFailed(f"cannot inspect {path}{who}: {_text(err)}")
+    return parse_probe(out, path)
+
+
+def run_remote(link: Link, line: str, watch: Watch) -> tuple[int, bytes, bytes]:
+    """Run ``line`` on an exec channel; (exit status, stdout, stderr)."""
+    out = bytearray()
+    stream = _Stream(link, line, watch)
+    for chunk in stream:
+        out += chunk
+    return stream.status, bytes(out), bytes(stream.err)
+
+
+def stream_remote(link: Link, line: str, watch: Watch) -> Iterator[bytes]:
+    """``line``'s stdout in chunks; raises ``TransferFailed`` if it exits non-zero."""
+    stream = _Stream(link, line, watch)
+    yield from stream
+    if stream.status != 0:
+        raise TransferFailed(f"{_text(bytes(stream.err))} (exit {stream.status})")
+
+
+class _Stream:
+    """One exec channel: stdout yielded as it comes, stderr kept, the exit status."""
+
+    def __init__(self, link: Link, line: str, watch: Watch) -> None:
+        self.link, self.line, self.watch = link, line, watch
+        self.err = bytearray()
+        self.status = -1
+
+    def __iter__(self) -> Iterator[bytes]:
+        chan = self.link.transport.open_session(timeout=self.watch.remaining(IO_WAIT))
+        try:
+            chan.exec_command(self.line)
+            chan.shutdown_write()
+            poller = select.poll()
+            poller.register(chan.fileno(), select.POLLIN)
+            while True:
+                if chan.recv_ready():
+                    yield chan.recv(READ_CHUNK)
+                elif chan.recv_stderr_ready():
+                    self.err += chan.recv_stderr(READ_CHUNK)
+                elif chan.closed or (chan.eof_received and chan.exit_status_ready()):
+                    break  # EOF comes after the last data; the status may come before it
+                else:
+                    self._wait(chan, poller)
+            self.status = chan.recv_exit_status()
+        finally:
+            chan.close()
+
+    def _wait(self, chan: paramiko.Channel, poller: select.poll) -> None:
+        self.watch.check()
+        if not self.link.transport.is_active():
+            raise EOFError("the connection closed")
+        left = self.watch.remaining(0.5) or 0.5
+        if chan.eof_received:  # the fd stays readable after EOF: wait for the status
+            chan.status_event.wait(left)
+        else:
+            poller.poll(left * 1000)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    if text in ("Failure", "[Errno None] Failure"):  # SFTP v3 has no code for a full disk
+        return "the server reported a failure (disk full? quota?)"
+    return text or type(exc).__name__
+
+
+def _text(err: bytes) -> str:
+    return err.decode("utf-8", "replace").strip() or "no message"
