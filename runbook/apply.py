@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -22,11 +23,19 @@ from runbook.options import ApplyOptions, SshOptions
 from runbook.plan import Plan
 from runbook.prepare import PreparedRun, prepare_run
 
+THREAD_STACK = 2 << 20  # bytes; see apply()
+
 
 def apply(opts: ApplyOptions) -> int:
     """Run the plan ``opts`` names; returns the exit code (0, 1 or 130)."""
     from runbook.journal import new_run_id, runs_dir, trusted_root
     from runbook.safedir import RunLock
+
+    # A run has ~3 threads per remote host (worker, SSH transport, session reader): at
+    # the default 8 MiB of stack each, 500 hosts reserve 12 GiB of address space, and an
+    # address-space limit (ulimit -v) fails thread creation long before memory runs out.
+    # None of these threads recurses deeply.
+    threading.stack_size(THREAD_STACK)
 
     prepared = prepare_run(opts)
     plan = prepared.plan

@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--known-hosts", metavar="FILE")
     a.add_argument("--ssh-config", metavar="FILE")
     a.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    a.add_argument(
+        "--transport",
+        choices=("auto", "session", "exec"),
+        default="auto",
+        help="SSH: one executor per host (session, needs python3), a channel per command "
+        "(exec), or a session where possible (auto, the default)",
+    )
 
     inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
     inv.add_argument("file", nargs="?")
@@ -166,6 +173,7 @@ def apply_options(args: argparse.Namespace) -> ApplyOptions:
             known_hosts=args.known_hosts,
             ssh_config=args.ssh_config,
             connect_timeout=args.connect_timeout,
+            transport=args.transport,
         ),
     )
 

@@ -95,6 +95,7 @@ class PlainConsole(Console):
         self._started = False  # between step_started and step_finished
         self._shown_failures = 0
         self._hidden_failures = 0
+        self._streamed: set[tuple[str, str]] = set()  # its output was shown as it came
 
     def write(self, *lines: str) -> None:
         if self.detached:
@@ -110,6 +111,7 @@ class PlainConsole(Console):
         elif isinstance(e, BatchStarted):
             self.write(f"  batch {e.batch}: {compact(e.hosts)}")
         elif isinstance(e, CommandOutput) and self.verbose:
+            self._streamed.add((e.step, e.host))
             self.write(*(f"    {e.host} | {ln}" for ln in e.data.rstrip("\n").split("\n")))
         elif isinstance(e, CommandFinished):
             self._result(e.result)
@@ -174,7 +176,9 @@ class PlainConsole(Console):
                 self.write(*lines)
                 return
             self._shown_failures += 1
-        if self.verbose or status.is_failure:
+        if (r.step, r.host) in self._streamed:
+            self._streamed.discard((r.step, r.host))
+        elif self.verbose or status.is_failure:
             for name, text in (("stdout", r.stdout), ("stderr", r.stderr)):
                 if text.strip():
                     lines.append(f"    {name}:")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from runbook.command import Command, CommandResult, Outcome, Status, decode
-from runbook.contexts.base import ExecutionContext
+from runbook.contexts.base import ExecutionContext, OutputCallback
 from runbook.errors import ConnectError, ConnectionLost, TemplateError
 from runbook.templating import evaluate
 
@@ -20,6 +20,7 @@ def run_command(
     *,
     cancel: threading.Event | None = None,
     mask: Callable[[str], str] = str,
+    on_output: OutputCallback | None = None,
 ) -> CommandResult:
     """Run ``command`` with its retries.
 
@@ -35,7 +36,7 @@ def run_command(
     while True:
         attempts += 1
         try:
-            outcome = context.execute(command)
+            outcome = context.execute(command, on_output)
         except ConnectError as exc:
             return CommandResult(
                 command.step,

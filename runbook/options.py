@@ -35,6 +35,9 @@ class SshOptions:
     keepalive: float = 5.0  # transport keepalive interval; dead peer detected within 3x
     connect_retries: int = 3  # extra tries after the first, capped exponential backoff + jitter
     kill_grace: float = KILL_GRACE  # TERM -> KILL
+    # session: one executor per host (needs python3 there); exec: a channel per command;
+    # auto: a session where the host can run one, exec elsewhere.
+    transport: str = "auto"
 
 
 @dataclass(frozen=True)

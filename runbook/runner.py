@@ -28,6 +28,7 @@ from runbook.errors import ConnectError, TemplateError
 from runbook.events import (
     BatchStarted,
     CommandFinished,
+    CommandOutput,
     CommandStarted,
     Event,
     Listener,
@@ -43,6 +44,7 @@ from runbook.model import Host
 from runbook.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.pool import Completed, WorkerPool
 from runbook.runtime import RunValues
+from runbook.streaming import OutputRelay
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
 POLL = 0.2  # seconds: how late an interrupt may be acted on
@@ -424,7 +426,22 @@ class Runner:
                 cmd=job.shown,
             )
         )
-        return run_command(cmd, self.context, cancel=self._halt)
+        relay = self._relay(cmd)
+        try:
+            return run_command(cmd, self.context, cancel=self._halt, on_output=relay)
+        finally:
+            relay.finish()
+
+    def _relay(self, cmd: Command) -> OutputRelay:
+        def emit(stream: str, text: str) -> None:
+            self.emit(
+                CommandOutput(
+                    run_id=self.run_id, step=cmd.step, host=cmd.host.name, stream=stream, data=text
+                )
+            )
+
+        pattern = getattr(self.mask, "pattern", None)
+        return OutputRelay(emit, self.mask, pattern, getattr(self.mask, "longest", 0))
 
     def _collect(self, done: Completed) -> CommandResult:
         cmd: Command = done.item.command

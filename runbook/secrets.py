@@ -67,16 +67,16 @@ class Masker:
             if "\n" in v:
                 forms |= {ln for ln in map(str.strip, v.splitlines()) if _maskable_line(ln)}
         ordered = sorted(forms, key=len, reverse=True)
-        self._rx = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         self.longest = max(map(len, ordered), default=0)
 
     def __bool__(self) -> bool:
-        return self._rx is not None
+        return self.pattern is not None
 
     def __call__(self, text: str) -> str:
-        if self._rx is None or not text:
+        if self.pattern is None or not text:
             return text
-        return self._rx.sub(MASK, text)
+        return self.pattern.sub(MASK, text)
 
 
 _ARMOUR = re.compile(r"^-{5}(BEGIN|END) [A-Z0-9 ]+-{5}$")

@@ -49,7 +49,7 @@ class FakeContext(ExecutionContext):
         with self.lock:
             self.connected.append(host.name)
 
-    def execute(self, command: Command) -> Outcome:
+    def execute(self, command: Command, on_output: object = None) -> Outcome:
         with self.lock:
             self.executed.append(command.key)
         return self.script(command)

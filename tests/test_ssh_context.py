@@ -34,13 +34,19 @@ from runbook.spec import ExecSpec
 NO_HANG = 30.0  # seconds: an upper bound that proves "no hang", not a speed claim
 
 
+@pytest.fixture(params=["session", "exec"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every SSH test runs on both transports: a host session, and a channel per command."""
+    return str(request.param)
+
+
 @pytest.fixture
-def contexts() -> Iterator[Callable[..., SshExecutionContext]]:
-    """Make contexts that are closed after the test, whatever happens."""
+def contexts(transport: str) -> Iterator[Callable[..., SshExecutionContext]]:
+    """Make contexts (on the test's transport) closed after the test, whatever happens."""
     made: list[SshExecutionContext] = []
 
     def make(options: SshOptions) -> SshExecutionContext:
-        ctx = SshExecutionContext(options)
+        ctx = SshExecutionContext(replace(options, transport=transport))
         made.append(ctx)
         return ctx
 

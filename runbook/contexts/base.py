@@ -9,12 +9,15 @@ is a wrapper context (``contexts/fault.py``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from runbook.command import Command, Outcome
 from runbook.model import Host
 from runbook.options import KILL_GRACE
 
-__all__ = ["KILL_GRACE", "ExecutionContext"]
+__all__ = ["KILL_GRACE", "ExecutionContext", "OutputCallback"]
+
+OutputCallback = Callable[[str, bytes], None]
 
 
 class ExecutionContext(ABC):
@@ -22,8 +25,9 @@ class ExecutionContext(ABC):
         """Open the connection to ``host`` ahead of use. Raises ``ConnectError``."""
 
     @abstractmethod
-    def execute(self, command: Command) -> Outcome:
-        """Run one attempt of ``command`` to completion or timeout.
+    def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
+        """Run one attempt of ``command`` to completion or timeout; ``on_output(stream,
+        chunk)`` ("stdout" or "stderr") is called as output arrives, and must be quick.
 
         Raises ``ConnectError`` when the host cannot be reached; the command did not start.
         """

@@ -8,7 +8,7 @@ policies. The engine itself knows nothing about it.
 from __future__ import annotations
 
 from runbook.command import Command, Outcome
-from runbook.contexts.base import ExecutionContext
+from runbook.contexts.base import ExecutionContext, OutputCallback
 from runbook.model import Host
 
 FAULT_ENV = "RUNBOOK_FAULT_POINT"
@@ -22,10 +22,10 @@ class FaultInjectingContext(ExecutionContext):
     def connect(self, host: Host) -> None:
         self.inner.connect(host)
 
-    def execute(self, command: Command) -> Outcome:
+    def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         if command.step.startswith(self.prefix):
             return Outcome(rc=1, stderr=b"fault injection")
-        return self.inner.execute(command)
+        return self.inner.execute(command, on_output)
 
     def kill_all(self) -> None:
         self.inner.kill_all()

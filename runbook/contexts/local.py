@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
+import time
 
 from runbook import shell
 from runbook.command import Command, Outcome
-from runbook.contexts.base import KILL_GRACE, ExecutionContext
+from runbook.contexts.base import KILL_GRACE, ExecutionContext, OutputCallback
 from runbook.contexts.reaper import Reaper
+
+READ_SIZE = 1 << 18
+DRAIN = 2.0  # seconds to wait for the pipes after the shell exited (a background child)
+DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
+POLL = 0.1  # how soon the shell's exit is noticed while a background child holds a pipe
 
 
 class LocalExecutionContext(ExecutionContext):
@@ -22,10 +29,10 @@ class LocalExecutionContext(ExecutionContext):
         self._killed: set[int] = set()
         self._reaper = Reaper(kill_grace)
 
-    def execute(self, command: Command) -> Outcome:
+    def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         # start_new_session: the command leads its own process group, so a timeout can
         # kill grandchildren too (``sleep 1000 & wait``), not only the shell. The script
-        # goes in on stdin (``communicate`` writes it), never on the command line.
+        # goes in on stdin, never on the command line.
         run = shell.invocation(command)
         proc = subprocess.Popen(
             run.argv,
@@ -38,13 +45,11 @@ class LocalExecutionContext(ExecutionContext):
             self._running.add(proc)
         self._reaper.started(proc.pid)
         try:
-            try:
-                out, err = proc.communicate(run.stdin, timeout=command.timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._kill_group(proc)
-                out, err = self._drain(proc)
+            with contextlib.suppress(BrokenPipeError):  # a shell that failed to start
+                assert proc.stdin is not None
+                proc.stdin.write(run.stdin)
+                proc.stdin.close()
+            out, err, timed_out = self._read(proc, command.timeout, on_output)
         finally:
             with self._lock:
                 self._running.discard(proc)
@@ -53,6 +58,52 @@ class LocalExecutionContext(ExecutionContext):
         return Outcome(
             rc=proc.returncode, stdout=out, stderr=err, timed_out=timed_out, killed=killed
         )
+
+    def _read(
+        self, proc: subprocess.Popen[bytes], timeout: float, on_output: OutputCallback | None
+    ) -> tuple[bytes, bytes, bool]:
+        """Both pipes to EOF as chunks arrive, then the exit status; kills the group at
+        the deadline. A background child may hold the pipes open after the shell exited:
+        its output is awaited for ``DRAIN`` seconds, then left (as every transport does);
+        after a kill, for ``DRAIN_AFTER_KILL`` seconds at most."""
+        assert proc.stdout is not None and proc.stderr is not None
+        chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+        names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+        sel = selectors.DefaultSelector()
+        for f in (proc.stdout, proc.stderr):
+            sel.register(f, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        give_up: float | None = None
+        try:
+            while sel.get_map():
+                now = time.monotonic()
+                if give_up is None and proc.poll() is not None:
+                    give_up = now + DRAIN  # the shell is done; only holders of its pipes remain
+                if not timed_out and give_up is None and now >= deadline:
+                    timed_out = True
+                    threading.Thread(target=self._kill_group, args=(proc,), daemon=True).start()
+                    give_up = now + self.kill_grace + DRAIN_AFTER_KILL
+                if give_up is not None and now >= give_up:
+                    break
+                wait = (give_up if give_up is not None else deadline) - now
+                for key, _ in sel.select(max(0.0, min(wait, POLL))):
+                    data = os.read(key.fd, READ_SIZE)
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        continue
+                    chunks[key.fd].append(data)
+                    if on_output is not None:
+                        on_output(names[key.fd], data)
+        finally:
+            sel.close()
+            proc.stdout.close()
+            proc.stderr.close()
+        if timed_out:
+            self._kill_group(proc)
+        proc.wait()
+        out, err = (b"".join(chunks[f]) for f in names)
+        return out, err, timed_out
 
     def kill_all(self) -> None:
         with self._lock:
@@ -79,15 +130,3 @@ class LocalExecutionContext(ExecutionContext):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             return
-
-    @staticmethod
-    def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-        """Collect what the killed command wrote; a grandchild that escaped the group
-        (setsid) may hold the pipes open, so do not wait for EOF forever."""
-        try:
-            return proc.communicate(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            for f in (proc.stdout, proc.stderr):
-                if f is not None:
-                    f.close()
-            return b"", b""

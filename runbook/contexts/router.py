@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 
 from runbook.command import Command, Outcome
-from runbook.contexts.base import ExecutionContext
+from runbook.contexts.base import ExecutionContext, OutputCallback
 from runbook.contexts.local import LocalExecutionContext
 from runbook.model import Host
 
@@ -36,8 +36,8 @@ class HostRouter(ExecutionContext):
     def connect(self, host: Host) -> None:
         self._for(host).connect(host)
 
-    def execute(self, command: Command) -> Outcome:
-        return self._for(command.host).execute(command)
+    def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
+        return self._for(command.host).execute(command, on_output)
 
     def kill_all(self) -> None:
         self.local.kill_all()

@@ -39,11 +39,13 @@ from typing import Any
 import paramiko
 
 from runbook.command import Command, Outcome
-from runbook.contexts.base import ExecutionContext
+from runbook.contexts.base import ExecutionContext, OutputCallback
 from runbook.contexts.hostkeys import HostKeyError, HostKeyVerifier
 from runbook.contexts.paramiko_adapter import WatchedTransport
+from runbook.contexts.session import SessionLost
 from runbook.contexts.ssh_config import ConfigError, Endpoint, load_config, resolve
 from runbook.contexts.ssh_run import ChannelRun, Connection, NotStarted, describe
+from runbook.contexts.ssh_session import Sessions
 from runbook.errors import ConnectError
 from runbook.model import Host
 from runbook.options import SshOptions
@@ -89,35 +91,59 @@ class SshExecutionContext(ExecutionContext):
         self._errors: dict[object, ConnectError] = {}
         self._running: set[ChannelRun] = set()
         self._closing = threading.Event()
+        transport = self.options.transport
+        self._sessions = (
+            None
+            if transport == "exec"
+            else Sessions(
+                transport, self.options.kill_grace, self.options.connect_timeout, self._warn
+            )
+        )
 
     # -- the ExecutionContext interface -------------------------------------------------
 
     def connect(self, host: Host) -> None:
-        self._connection(host)
+        """The connection, and (unless ``transport: exec``) the host's executor: starting
+        it costs a round trip and ~15 ms of host CPU, paid here in parallel."""
+        conn = self._connection(host)
+        if self._sessions is not None:
+            self._sessions.session((host.name, None), conn)
 
-    def execute(self, command: Command) -> Outcome:
+    def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         for attempt in range(2):
-            run = ChannelRun(
-                self._connection(command.host),
-                command,
-                connect_timeout=self.options.connect_timeout,
-                kill_grace=self.options.kill_grace,
-            )
-            with self._lock:
-                self._running.add(run)
             try:
-                return run.run()
-            except NotStarted as exc:
-                # The connection died while idle (noticed only now); the command never
-                # started, so reconnecting (with retries) and starting it is safe.
+                return self._attempt(command, on_output)
+            except (NotStarted, SessionLost) as exc:
+                # The connection or the session died while idle (noticed only now); the
+                # command never started, so starting it again (reconnecting) is safe.
                 if attempt:
                     raise ConnectError(command.host.name, str(exc)) from exc
-            finally:
-                with self._lock:
-                    self._running.discard(run)
         raise AssertionError("not reached")
 
+    def _attempt(self, command: Command, on_output: OutputCallback | None) -> Outcome:
+        conn = self._connection(command.host)
+        if self._sessions is not None:
+            session = self._sessions.session(Sessions.key(command), conn)
+            if session is not None:
+                return self._sessions.run(session, command, on_output, conn)
+        run = ChannelRun(
+            conn,
+            command,
+            connect_timeout=self.options.connect_timeout,
+            kill_grace=self.options.kill_grace,
+            on_output=on_output,
+        )
+        with self._lock:
+            self._running.add(run)
+        try:
+            return run.run()
+        finally:
+            with self._lock:
+                self._running.discard(run)
+
     def kill_all(self) -> None:
+        if self._sessions is not None:
+            self._sessions.kill_all()
         with self._lock:
             runs = list(self._running)
         # In parallel: each kill opens a channel, a round trip to its host.
@@ -130,6 +156,8 @@ class SshExecutionContext(ExecutionContext):
 
     def close(self) -> None:
         self._closing.set()
+        if self._sessions is not None:
+            self._sessions.close()
         with self._lock:
             conns = sorted(self._conns.items(), key=lambda kv: not isinstance(kv[0], str))
             self._conns.clear()

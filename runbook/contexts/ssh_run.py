@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import select
 import shlex
+import signal
 import threading
 import time
 
@@ -18,13 +19,19 @@ import paramiko
 
 from runbook import shell
 from runbook.command import Command, Outcome
+from runbook.contexts.base import OutputCallback
 from runbook.contexts.paramiko_adapter import WatchedTransport, exit_signal_rc
 from runbook.contexts.ssh_config import Endpoint
 from runbook.errors import ConnectError, ConnectionLost
 
 READ_SIZE = 1 << 18
 DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
-IDLE_WAKE = 1.0  # a waiting command re-checks kill requests at least this often
+DRAIN = 2.0  # seconds to wait for the output's end after the command exited
+# How a command ended by the remote `timeout` exits: 124 (TERM sufficed), KILL re-raised.
+REMOTE_TIMEOUT_RCS = (124, -int(signal.SIGKILL), -int(signal.SIGTERM))
+# A waiting command re-checks kill requests and the exit status (which wakes no poll)
+# at least this often.
+IDLE_WAKE = 0.25
 MARKER = "RUNBOOK-PGID:"
 _MARKER_LINE = re.compile(rb"^RUNBOOK-PGID:(\d+)\r?$")
 
@@ -123,7 +130,13 @@ class ChannelRun:
     """One attempt of one command on one channel; see the module docstring for the protocol."""
 
     def __init__(
-        self, conn: Connection, command: Command, *, connect_timeout: float, kill_grace: float
+        self,
+        conn: Connection,
+        command: Command,
+        *,
+        connect_timeout: float,
+        kill_grace: float,
+        on_output: OutputCallback | None = None,
     ) -> None:
         self.conn = conn
         self.command = command
@@ -138,6 +151,7 @@ class ChannelRun:
         self._stdout = bytearray()
         self._stderr = bytearray()
         self._head: bytearray | None = bytearray()  # stderr before the marker line
+        self._on_output = on_output
 
     def run(self) -> Outcome:
         command, transport = self.command, self.conn.transport
@@ -183,10 +197,14 @@ class ChannelRun:
         poller.register(chan.fileno(), select.POLLIN)
         deadline = started + self.command.timeout if self.command.timeout else None
         give_up: float | None = None
+        drain_until: float | None = None
         while True:
             busy = False
             if chan.recv_ready():
-                self._stdout += chan.recv(READ_SIZE)
+                data = chan.recv(READ_SIZE)
+                self._stdout += data
+                if self._on_output is not None and data:
+                    self._on_output("stdout", data)
                 busy = True
             if chan.recv_stderr_ready():
                 self._on_stderr(chan.recv_stderr(READ_SIZE))
@@ -196,6 +214,10 @@ class ChannelRun:
             if chan.closed or (chan.eof_received and chan.status_event.is_set()):
                 return False
             now = time.monotonic()
+            if drain_until is None and chan.status_event.is_set():
+                drain_until = now + DRAIN  # exited; a background child holds its output
+            if drain_until is not None and now >= drain_until:
+                return False
             if deadline is not None and now >= deadline:
                 self.request_kill("timeout")
                 deadline = None
@@ -203,7 +225,9 @@ class ChannelRun:
                 give_up = now + self.grace + DRAIN_AFTER_KILL
             if give_up is not None and now >= give_up:
                 return True
-            wake = min(t for t in (deadline, give_up, now + IDLE_WAKE) if t is not None)
+            wake = min(
+                t for t in (deadline, give_up, drain_until, now + IDLE_WAKE) if t is not None
+            )
             if chan.eof_received:  # the fd stays readable after EOF: wait for the status
                 chan.status_event.wait(max(0.0, wake - now))
             else:
@@ -212,6 +236,8 @@ class ChannelRun:
     def _on_stderr(self, data: bytes) -> None:
         if self._head is None:
             self._stderr += data
+            if self._on_output is not None and data:
+                self._on_output("stderr", data)
             return
         self._head += data
         while True:
@@ -224,9 +250,10 @@ class ChannelRun:
             if found is None:  # output of shell start-up files, before our command
                 self._stderr += line + b"\n"
                 continue
-            self._stderr += self._head
-            self._head = None
+            rest, self._head = bytes(self._head), None
             self._found_pgid(int(found[1]))
+            if rest:
+                self._on_stderr(rest)
             return
 
     def _found_pgid(self, pgid: int) -> None:
@@ -281,7 +308,7 @@ class ChannelRun:
         timed_out = self.kill_reason == "timeout"
         if (
             self.kill_reason is None
-            and self.command.timeout is not None
+            and rc in REMOTE_TIMEOUT_RCS
             and time.monotonic() - started >= self.command.timeout
         ):
             timed_out = True  # the remote `timeout` fired first

@@ -132,9 +132,10 @@ class Cmd:
         self.flags = 0
 
     def rc(self):
-        if posix.WIFSIGNALED(self.status):
-            return -posix.WTERMSIG(self.status)
-        return posix.WEXITSTATUS(self.status)
+        status = self.status or 0
+        if posix.WIFSIGNALED(status):
+            return -posix.WTERMSIG(status)
+        return posix.WEXITSTATUS(status)
 
 
 class Executor:
@@ -237,7 +238,7 @@ class Executor:
             shell = payload[at : at + nshell]
             script = payload[at + nshell : at + nshell + nscript]
             env = self._environ(payload[at + nshell + nscript : at + nshell + nscript + nenv])
-        except (_struct.error, ValueError) as exc:
+        except (_struct.error, ValueError) as exc:  # type: ignore[attr-defined]
             self._fail(rid, f"malformed request: {exc}")
             return
         if rid in self.cmds:

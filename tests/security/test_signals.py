@@ -16,7 +16,7 @@ from runbook.runner import Runner
 
 
 class Instant(ExecutionContext):
-    def execute(self, command: Command) -> Outcome:
+    def execute(self, command: Command, on_output: object = None) -> Outcome:
         return Outcome(rc=0)
 
     def kill_all(self) -> None:
