@@ -491,8 +491,8 @@ def _command_diffs(
 
 
 def _details(o: CommandView, n: CommandView) -> tuple[Change, ...]:
-    """What differs in one host's command: the shown text first, then what the shown text
-    hides (a template behind a secret's stand-in, a value a deferred template reads)."""
+    """What differs in one host's command: the shown text first, then what it does not
+    show as written (a template behind a secret's stand-in, a value a template reads)."""
     out: list[Change] = []
     if o.cmd != n.cmd:
         out.append(Change("cmd", o.cmd, n.cmd))
@@ -502,11 +502,13 @@ def _details(o: CommandView, n: CommandView) -> tuple[Change, ...]:
     ot, nt = o.template or {}, n.template or {}
     if ot.get("when") != nt.get("when"):
         out.append(_absent("when", ot.get("when"), nt.get("when")))
-    if o.cmd == n.cmd and ot.get("run") != nt.get("run"):
+    if ot.get("run") != nt.get("run") and (o.cmd, n.cmd) != (ot.get("run"), nt.get("run")):
         out.append(_absent("template.run", ot.get("run"), nt.get("run")))
     for part in ("env", "step_env"):
-        hidden = _dict_changes(ot.get(part, {}), nt.get(part, {}), f"template.{part}.")
-        out += [c for c in hidden if o.env.get(_last(c.name)) == n.env.get(_last(c.name))]
+        for c in _dict_changes(ot.get(part, {}), nt.get(part, {}), f"template.{part}."):
+            key = _last(c.name)
+            if (o.env.get(key), n.env.get(key)) != (c.old, c.new):  # not shown as written
+                out.append(c)
     out += _dict_changes(ot.get("values", {}), nt.get("values", {}), "values.", nested=True)
     out += _dict_changes(o.until_vars, n.until_vars, "until_vars.", nested=True)
     out += _dict_changes(o.settings, n.settings, "settings.")

@@ -96,15 +96,17 @@ def _batches(batches: list[list[str]]) -> str:
 
 def _index(step: StepDiff, changed: bool = False) -> str:
     """``[3] Name    group, moved from [5]`` (``changed``: say so too, as a heading must)."""
-    index = step.new_index or step.old_index
     notes = []
     if step.kind == "group":
         notes.append("group" if step.status != UNCHANGED else "group: inner steps changed")
-    if step.status in (ADDED, REMOVED) or (changed and step.status == CHANGED):
+    if step.status == REMOVED:
+        notes.append(f"removed (was [{step.old_index}])")
+    elif step.status == ADDED or (changed and step.status == CHANGED):
         notes.append(step.status)
     if step.moved:
         notes.append(f"moved from [{step.old_index}]")
-    return f"[{index}] {step.name}" + ("    " + ", ".join(notes) if notes else "")
+    head = step.name if step.new_index is None else f"[{step.new_index}] {step.name}"
+    return head + ("    " + ", ".join(notes) if notes else "")
 
 
 def _setting_lines(change: Change, indent: str) -> list[tuple[str, str]]:
@@ -187,8 +189,8 @@ def _detail_lines(change: Change) -> list[tuple[str, str]]:
         isinstance(v, str) and "\n" in v for v in (change.old, change.new)
     )
     if block:
-        lines = [] if change.name == "cmd" else [("", f"  {_label(change.name)}:")]
-        lead = "$ " if change.name == "cmd" else ""
+        lines: list[tuple[str, str]] = []
+        lead = "$ " if change.name == "cmd" else f"{_label(change.name)}: "
         for mark, value in (("-", change.old), ("+", change.new)):
             lines += [(mark, f"{mark} {NONE}")] if value is None else _cmd(mark, lead, value)
         return lines
@@ -236,6 +238,8 @@ def _step_lines(step: StepDiff, indent: str) -> list[tuple[str, str]]:
 
 def _header(diff: PlanDiff) -> list[tuple[str, str]]:
     lines = [("-", f"--- {diff.old}"), ("+", f"+++ {diff.new}"), ("h", summary(diff))]
+    if diff.changed and diff.affected_hosts():
+        lines.append(("", f"hosts affected: {compact(diff.affected_hosts())}"))
     for c in diff.plan:
         lines.append(("", f"runbook {c.name}: {show(c.old)} → {show(c.new)}"))
     for hd in diff.hosts:
@@ -335,6 +339,8 @@ def diff_markdown(diff: PlanDiff, limit: int = MARKDOWN_LIMIT) -> str:
     past ``limit`` characters are left out, and it says how many."""
     head = ["## runbook diff", "", f"**{_md(summary(diff))}**", ""]
     head += [f"old: {_code(diff.old)} → new: {_code(diff.new)}", ""]
+    if diff.changed and diff.affected_hosts():
+        head += [f"hosts affected: {_code(compact(diff.affected_hosts()))}", ""]
     head += _md_plan(diff)
     text = "\n".join(head)
     sections = ["\n".join(_md_step(step, 3)) for step in diff.steps]
