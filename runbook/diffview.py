@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Iterable
+from difflib import SequenceMatcher
 from typing import Any
 
 from runbook.diff import (
@@ -183,14 +184,16 @@ def _notes(view: CommandView) -> str:
 
 
 def _detail_lines(change: Change) -> list[tuple[str, str]]:
-    """One difference inside a changed command: a command or template as -/+ blocks,
+    """One difference inside a changed command: a command or template as -/+ lines,
     anything else on one line."""
     block = change.name in ("cmd", "template.run") or any(
         isinstance(v, str) and "\n" in v for v in (change.old, change.new)
     )
     if block:
-        lines: list[tuple[str, str]] = []
         lead = "$ " if change.name == "cmd" else f"{_label(change.name)}: "
+        if change.old is not None and change.new is not None:
+            return _line_diff(str(change.old), str(change.new), lead)
+        lines: list[tuple[str, str]] = []
         for mark, value in (("-", change.old), ("+", change.new)):
             lines += [(mark, f"{mark} {NONE}")] if value is None else _cmd(mark, lead, value)
         return lines
@@ -199,6 +202,23 @@ def _detail_lines(change: Change) -> list[tuple[str, str]]:
     else:
         old, new = show(change.old), show(change.new)
     return [("", f"  {_label(change.name)}: {old} → {new}")]
+
+
+def _line_diff(old: str, new: str, lead: str) -> list[tuple[str, str]]:
+    """A multi-line command line by line: its unchanged lines once, as context."""
+    a, b = old.rstrip("\n").split("\n"), new.rstrip("\n").split("\n")
+
+    def line(mark: str, i: int, text: str) -> tuple[str, str]:
+        return (mark.strip(), f"{mark} {lead if i == 0 else ' ' * len(lead)}{text}")
+
+    out: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out += [line(" ", i, a[i]) for i in range(i1, i2)]
+            continue
+        out += [line("-", i, a[i]) for i in range(i1, i2)]
+        out += [line("+", j, b[j]) for j in range(j1, j2)]
+    return out
 
 
 def _label(name: str) -> str:

@@ -151,6 +151,14 @@ def test_changed_command_groups_the_hosts_with_the_same_change(tmp_path):
     )
 
 
+def test_a_multi_line_command_shows_its_unchanged_lines_once(tmp_path):
+    old = "- name: s\n  hosts: db\n  run: |\n    stop --fast\n    wait 10\n    start\n"
+    text = diff_text(diff(tmp_path, old, old.replace("wait 10", "wait 30")))
+    assert "        - $ stop --fast\n" not in text
+    assert "          $ stop --fast\n        -   wait 10\n        +   wait 30\n" in text
+    assert "            start\n" in text
+
+
 def test_env_added_removed_and_changed_per_host(tmp_path):
     old = "- {name: s, hosts: web, run: env, env: {A: '1', B: 'x y', C: keep}}"
     new = "- {name: s, hosts: web, run: env, env: {A: '2', C: keep, D: \"it's\"}}"
