@@ -269,9 +269,13 @@ class _View:
 
 
 def _views(plan: Plan) -> dict[str, _View]:
-    """Every step and group by name, in execution order (a group, then its inner steps)."""
+    """Every step and group by name, in execution order (a group, then its inner steps).
+    One that runs on no host is left out, as a saved plan narrowed by ``--limit`` leaves
+    it out: it runs nothing, so it compares as absent."""
     views: dict[str, _View] = {}
     for i, item in enumerate(plan.steps, 1):
+        if not item.commands and not (isinstance(item, PlannedGroup) and item.batches):
+            continue
         if isinstance(item, PlannedStep):
             views[item.name] = _step_view([item], str(i), None)
             continue
@@ -285,6 +289,8 @@ def _views(plan: Plan) -> dict[str, _View]:
             for step in batch.steps:
                 copies.setdefault(step.name, []).append(step)
         for name, steps in copies.items():
+            if not any(s.commands for s in steps):
+                continue
             number = item.inner.index(name) + 1 if name in item.inner else 0
             views[name] = _step_view(steps, f"{i}.{number}", item.name)
     return views

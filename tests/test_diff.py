@@ -22,7 +22,7 @@ from runbook.diff import ADDED, CHANGED, MOVED, REMOVED, UNCHANGED, PlanDiff, di
 from runbook.diffview import diff_json, diff_markdown, diff_text, summary
 from runbook.inventory import build_inventory
 from runbook.loader import load_runbook, schema
-from runbook.plan import Plan
+from runbook.plan import Plan, Selection
 from runbook.planfile import plan_from_dict, plan_to_dict
 from runbook.planner import make_plan
 from runbook.secrets import resolve_secrets
@@ -484,6 +484,29 @@ def test_a_saved_plan_is_no_difference_from_its_runbook(tmp_path, case):
     p = plan(tmp_path, ROUND_TRIP_CASES[case], head, DIFF_TEST_PW="s" * 10)
     d = diff_plans(round_trip(p), p)
     assert not d.changed, diff_text(d)
+
+
+def test_a_saved_plan_narrowed_by_limit_is_no_difference_from_its_runbook_planned_so(tmp_path):
+    """``diff PLAN.json RUNBOOK --limit H``: narrowing drops the steps that keep no host,
+    planning keeps them with none; neither runs them, so neither is a difference."""
+    from runbook.narrow import narrow
+    from runbook.options import PlanOptions
+
+    # (Not a local step: planning keeps it under --limit, narrowing drops it. That is a
+    # difference between `apply FILE --limit` and `apply PLAN.json --limit`, not the diff's.)
+    no_local = GROUP.replace("    - {name: tell, local: true, run: echo batch done}\n", "")
+    steps = DEFERRED + no_local + "- {name: d, hosts: db, run: d}\n"
+    head = HOSTS + "vars: {port: 1}\n"
+    limited = Selection(limit="web02")
+    full = plan(tmp_path, steps, head)
+    rb = load_runbook(full.source)
+    inv = build_inventory(rb.hosts, rb.inventory, rb.positions, rb.path)
+    fresh = make_plan(rb, inv, None, {}, limited)
+    assert [s.name for s in fresh.steps if not s.commands] == ["find", "d"]
+    saved = narrow(round_trip(full), PlanOptions(full.source, selection=limited), "saved plan")
+    assert [s.name for s in saved.steps] == ["use", "roll"]
+    assert not diff_plans(saved, fresh).changed
+    assert diff_plans(full, fresh).changed
 
 
 def test_a_saved_plan_with_a_become_host_is_no_difference(tmp_path):
