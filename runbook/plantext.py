@@ -21,7 +21,10 @@ Mask = Callable[[str], str]
 
 
 def counted(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    """``1 host``, ``2 hosts``, ``3 batches``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}" + ("es" if noun.endswith(("ch", "sh", "s", "x")) else "s")
 
 
 def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
@@ -38,15 +41,21 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
             lines += _group(f"[{i}]", item, mask, expand)
         else:
             lines += _step(f"[{i}]", item, mask, expand, "")
-    if any(c.templates is not None for c in plan.commands):
-        lines += ["", *LEGEND]
+    templates = [c.templates for c in plan.commands if c.templates is not None]
+    legend = [
+        LEGEND["deferred"] if any(t.deferred for t in templates) else "",
+        LEGEND["secret"] if any(t.secret for t in templates) else "",
+    ]
+    if any(legend):
+        lines += ["", *filter(None, legend)]
     return "\n".join(lines) + "\n"
 
 
-LEGEND = [
-    "deferred: reads a value registered by an earlier step; rendered just before it runs",
-    "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
-]
+LEGEND = {
+    "deferred": "deferred: reads a value registered by an earlier step; rendered just before "
+    "it runs",
+    "secret": "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
+}
 
 
 def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[str]:
@@ -66,13 +75,18 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[st
     lines += ["    " + "    ".join(extras)] if extras else []
     if group.confirm:
         lines.append(f"    confirm before each batch: {mask(group.confirm)}")
+    shared = _common_env(group.commands)
+    if shared:
+        lines.append(f"    env: {_env(shared, mask)}")
     if not hosts:
         lines.append("    (no hosts)")
     for batch in group.batches:
         lines.append(f"    batch {batch.number}/{len(group.batches)}: {compact(batch.hosts)}")
         for step in batch.steps:
             inner = f"  [{label[1:-1]}.{_inner_index(group, step.name)}]"
-            lines += _step(inner, step, mask, expand, "    ")
+            lines += _step(
+                inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared)
+            )
     return lines
 
 
@@ -80,7 +94,14 @@ def _inner_index(group: PlannedGroup, name: str) -> int:
     return group.inner.index(name) + 1 if name in group.inner else 0
 
 
-def _step(label: str, step: PlannedStep, mask: Mask, expand: bool, indent: str) -> list[str]:
+def _step(
+    label: str,
+    step: PlannedStep,
+    mask: Mask,
+    expand: bool,
+    indent: str,
+    inherited: _Inherited | None = None,
+) -> list[str]:
     cmds = step.commands
     head = f"{indent}{label} {step.name}"
     if step.group is None:
@@ -92,14 +113,16 @@ def _step(label: str, step: PlannedStep, mask: Mask, expand: bool, indent: str) 
     elif step.local:
         head += "    on the controller"
     lines = [head]
-    extras = _extras(step)
+    extras = _extras(step, inherited)
     if extras:
         lines.append(f"{indent}    " + "    ".join(extras))
     if step.confirm:
         lines.append(f"{indent}    confirm: {mask(step.confirm)}")
     common = _common_env(cmds)
-    if common:
-        lines.append(f"{indent}    env: {_env(common, mask)}")
+    above = inherited.env if inherited is not None else {}
+    own_common = {k: v for k, v in common.items() if above.get(k) != v}
+    if own_common:
+        lines.append(f"{indent}    env: {_env(own_common, mask)}")
     marks = {_mark(c) for c in cmds if not c.skip_reason}
     shared = marks.pop() if len(marks) == 1 else ""
     if shared:
@@ -123,9 +146,21 @@ class _Shared:
     mark: str
 
 
-def _extras(step: PlannedStep) -> list[str]:
+@dataclass(frozen=True)
+class _Inherited:
+    """What a group's header already shows for its inner steps."""
+
+    timeout: float
+    env: dict[str, str]
+
+
+def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
+    """The step's settings worth a reviewer's eye; an inner step's timeout only when it
+    is not its group's."""
     spec = step.spec
     extras = [f"timeout: {spec.timeout:g}s"] if step.commands else []
+    if inherited is not None and inherited.timeout == spec.timeout:
+        extras = []
     if step.serial is not None:
         extras.append(f"serial: {step.serial} → {len(step.batches)} batches")
     if spec.retries:

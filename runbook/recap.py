@@ -1,43 +1,63 @@
-"""The recap at the end of a run: per-host counts per status, what never ran, where the
-journal is."""
+"""The recap at the end of a run: hosts where nothing went wrong fold into one line;
+every other host gets its counts per status; then what never ran and where the journal is.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import IO
 
 from runbook.command import Status
+from runbook.plantext import compact, counted
 from runbook.runner import RunResult
 
-
-def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) -> None:
-    """Per-host counts per status, the steps that never ran, the run id, the journal path."""
-    stream = out or sys.stdout
-    if not stream.isatty():
-        stream.write(recap_text(result, journal))
-        stream.flush()
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=out or sys.stdout, highlight=False, width=120)
-    per_host = _per_host(result)
-    table = Table(
-        title=f"RECAP · run {result.run_id} · {result.status.value}", title_justify="left"
-    )
-    table.add_column("host")
-    for s in Status:
-        table.add_column(s.value, justify="right")
-    for host in sorted(per_host):
-        c = per_host[host]
-        table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
-    console.print(table)
-    for line in _recap_footer(result, journal):
-        console.print(line, markup=False)
+# A host is "fine" when none of its results is one of these: it folds into one line.
+_NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED}
 
 
-def _recap_footer(result: RunResult, journal: str | None) -> list[str]:
+@dataclass(frozen=True)
+class _Recap:
+    title: str
+    fine: list[str]  # hosts with nothing failed or cancelled, in run order
+    fine_counts: Counter[str]
+    others: dict[str, Counter[str]]  # host → counts, the rest
+    changed: list[str]
+    footer: list[str]
+
+
+def _recap(result: RunResult, journal: str | None) -> _Recap:
+    per_host: dict[str, Counter[str]] = {}
+    changed: list[str] = []
+    for r in result.results:
+        per_host.setdefault(r.host, Counter())[r.status.value] += 1
+        if getattr(r, "changed", False) and r.host not in changed:
+            changed.append(r.host)
+    hosts = sorted(per_host, key=natural)
+    fine = [h for h in hosts if not any(per_host[h][s.value] for s in _NOT_FINE)]
+    fine_counts: Counter[str] = Counter()
+    for h in fine:
+        fine_counts.update(per_host[h])
+    others = {h: per_host[h] for h in hosts if h not in fine}
+    title = f"RECAP · run {result.run_id} · {result.status.value}"
+    return _Recap(title, fine, fine_counts, others, changed, _footer(result, journal))
+
+
+def natural(name: str) -> list[object]:
+    """``web2`` before ``web10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _fold_line(r: _Recap) -> str | None:
+    if not r.fine:
+        return None
+    counts = ", ".join(f"{n} {s}" for s, n in r.fine_counts.items() if n)
+    return f"{counted(len(r.fine), 'host')} without a failure: {compact(r.fine)} ({counts})"
+
+
+def _footer(result: RunResult, journal: str | None) -> list[str]:
     lines = []
     if result.steps_not_run:
         lines.append("steps not run (halted): " + ", ".join(result.steps_not_run))
@@ -50,6 +70,36 @@ def _recap_footer(result: RunResult, journal: str | None) -> list[str]:
     return lines
 
 
+def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) -> None:
+    """The recap on ``out`` (stdout): a table on a terminal, plain text otherwise."""
+    stream = out or sys.stdout
+    r = _recap(result, journal)
+    if not stream.isatty():
+        stream.write(recap_text(r))
+        stream.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream, highlight=False, width=120)
+    console.print(r.title, markup=False)
+    fold = _fold_line(r)
+    if fold:
+        console.print(fold, markup=False, style="green")
+    if r.changed:
+        console.print(f"changed: {compact(r.changed)}", markup=False)
+    if r.others:
+        table = Table()
+        table.add_column("host")
+        for s in Status:
+            table.add_column(s.value, justify="right")
+        for host, c in r.others.items():
+            table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
+        console.print(table)
+    for line in r.footer:
+        console.print(line, markup=False)
+
+
 def _cell(n: int, status: Status) -> str:
     if not n:
         return "."
@@ -58,22 +108,11 @@ def _cell(n: int, status: Status) -> str:
     return f"[green]{n}[/green]" if status is Status.OK else str(n)
 
 
-def _per_host(result: RunResult) -> dict[str, Counter[str]]:
-    per_host: dict[str, Counter[str]] = {}
-    for r in result.results:
-        per_host.setdefault(r.host, Counter())[r.status.value] += 1
-    return per_host
-
-
-def recap_text(result: RunResult, journal: str | None) -> str:
-    """The recap for logs, CI and files: the same table drawn with ``|``, no rich.
-
-    rich lays out a ``Table`` in O(hosts) Python work (1.1 s for 1,000 hosts) and costs
-    ~130 ms to import; this is string padding.
-    """
-    per_host = _per_host(result)
+def recap_text(r: _Recap) -> str:
+    """The recap for logs, CI and files: the table drawn with ``|``, no rich (rich lays a
+    ``Table`` out in O(hosts) Python work, 1.1 s for 1,000 hosts; this is padding)."""
     names = [s.value for s in Status]
-    width = max([4, *map(len, per_host)])
+    width = max([4, *map(len, r.others)])
 
     def row(first: str, cells: list[str]) -> str:
         return (
@@ -83,9 +122,14 @@ def recap_text(result: RunResult, journal: str | None) -> str:
             + " |"
         )
 
-    lines = [f"RECAP · run {result.run_id} · {result.status.value}", row("host", names)]
-    for host in sorted(per_host):
-        c = per_host[host]
-        lines.append(row(host, [str(c.get(n, 0) or ".") for n in names]))
-    lines += _recap_footer(result, journal)
+    lines = [r.title]
+    fold = _fold_line(r)
+    if fold:
+        lines.append(fold)
+    if r.changed:
+        lines.append(f"changed: {compact(r.changed)}")
+    if r.others:
+        lines.append(row("host", names))
+        lines += [row(h, [str(c.get(n, 0) or ".") for n in names]) for h, c in r.others.items()]
+    lines += r.footer
     return "\n".join(lines) + "\n"

@@ -389,8 +389,8 @@ class Runner:
         expected = 0
         for cmd in commands:
             decided = self._decided_now(cmd)
-            if decided is not None:
-                yield self._finish(step, decided)
+            if decided is not None:  # ok in the earlier run: its restored value stands
+                yield self._finish(step, decided, register=False)
                 continue
             try:
                 job = _Job(step, self.values.executable(cmd), self._shown(cmd))
@@ -456,9 +456,11 @@ class Runner:
     def _cancelled(self, cmd: Command) -> CommandResult:
         return _decided(cmd, Status.CANCELLED, self.result.halted)
 
-    def _finish(self, step: PlannedStep | None, raw: CommandResult) -> CommandResult:
+    def _finish(
+        self, step: PlannedStep | None, raw: CommandResult, register: bool = True
+    ) -> CommandResult:
         """Register the raw result; record and announce it masked."""
-        if step is not None:
+        if step is not None and register:
             registered = self.values.record(step, raw)
             if registered is not None and step.register is not None:
                 self._registered(step.name, step.register, *registered)

@@ -55,12 +55,19 @@ class HostVars(dict[str, Any]):
 
 
 def register_value(result: CommandResult) -> Value:
-    """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked)."""
+    """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked).
+
+    As Ansible's: trailing newlines are stripped from stdout/stderr (``{{ r.stdout }}``
+    is the text, not the text and a newline), and ``stdout_lines``/``stderr_lines`` split
+    them."""
+    stdout, stderr = result.stdout.rstrip("\r\n"), result.stderr.rstrip("\r\n")
     value: Value = {
         "status": result.status.value,
         "rc": result.rc,
-        "stdout": result.stdout,
-        "stderr": result.stderr,
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_lines": stdout.splitlines(),
+        "stderr_lines": stderr.splitlines(),
     }
     return value
 

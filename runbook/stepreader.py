@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.errors import LoadError, Position, SchemaError
+from runbook.inventory.templated import mark_all
 from runbook.model import Step
 from runbook.spec import ExecSpec
 
@@ -90,11 +91,10 @@ class StepReader:
     ) -> list[Step]:
         _only(raw, INCLUDE_KEYS, "an include", file, doc_path)
         where = file.at((*doc_path, "include"))
-        target = os.path.normpath(
-            os.path.join(os.path.dirname(os.path.abspath(file.path)), raw["include"])
-        )
+        # Shown as written from the runbook's own path; compared as absolute paths.
+        target = os.path.normpath(os.path.join(os.path.dirname(file.path), raw["include"]))
         chain = inherited.files or (os.path.abspath(file.path),)
-        if target in chain:
+        if os.path.abspath(target) in chain:
             cycle = " -> ".join(os.path.basename(f) for f in (*chain, target))
             raise SchemaError(f"include cycle: {cycle}", where)
         if len(chain) > MAX_INCLUDE_DEPTH:
@@ -111,8 +111,8 @@ class StepReader:
             inherited,
             tags=_union(inherited.tags, raw.get("tags", ())),
             when=inherited.when if when is None else (*inherited.when, _expr(when)),
-            vars={**inherited.vars, **raw.get("vars", {})},
-            files=(*chain, target),
+            vars={**inherited.vars, **_templated_vars(raw, file, doc_path)},
+            files=(*chain, os.path.abspath(target)),
         )
         return self.read(items, SourceFile(target, positions), ("steps",), deeper)
 
@@ -264,6 +264,12 @@ def _only(
             file.at((*doc, extra[0])),
             step=raw.get("name"),
         )
+
+
+def _templated_vars(raw: dict[str, Any], file: SourceFile, doc: DocPath) -> dict[str, Any]:
+    """An include's vars come from the repository, as inventory values do: a value with
+    ``{{ }}`` is a template, rendered when a step reads it (with the host's context)."""
+    return {k: mark_all(v, file.at((*doc, "vars", k))) for k, v in raw.get("vars", {}).items()}
 
 
 def _positions(

@@ -711,6 +711,12 @@ GOLDEN_CASES = [
     ("rolling_restart", "rolling_restart.yml", []),
     ("patterns", "patterns.yml", []),
     ("patterns_deploy_web", "patterns.yml", ["--tags", "deploy", "--limit", "web*"]),
+    ("procedures", "procedures.yml", []),
+    (
+        "procedures_start_inside",
+        "procedures.yml",
+        ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
+    ),
 ]
 
 
@@ -732,7 +738,7 @@ def test_golden_plan(case, runbook, args, fmt):
     assert GOLDEN_SECRET not in out and "s3cr'\"'\"'et" not in out
     # The digest is checked here, then masked so that editing a fixture's comments does
     # not churn the golden files.
-    digest = "sha256:" + hashlib.sha256((DATA / runbook).read_bytes()).hexdigest()
+    digest = load_runbook(str(DATA / runbook)).digest  # the runbook and its includes
     shown = digest if fmt == "json" else digest[:19]
     assert shown in out
     out = out.replace(shown, "sha256:<digest>")
@@ -750,12 +756,19 @@ def test_golden_json_agrees_with_golden_text():
     for case, _, _ in GOLDEN_CASES:
         data = json.loads((GOLDEN / f"{case}.json").read_text(encoding="utf-8"))
         text = (GOLDEN / f"{case}.txt").read_text(encoding="utf-8")
-        for step in data["steps"]:
-            assert f"] {step['name']}    hosts:" in text
-            for batch in step["batches"]:
-                for c in batch:
-                    if "skipped" in c:
-                        assert f"(skipped: {c['skipped']})" in text
-                    else:
-                        first_line = c["cmd"].rstrip("\n").split("\n")[0]
-                        assert f"$ {first_line}" in text
+        for item in data["steps"]:
+            if item.get("group"):
+                assert f"] {item['name']}    group, hosts:" in text
+                steps = [s for b in item["batches"] for s in b["steps"]]
+            else:
+                assert f"] {item['name']}    hosts:" in text
+                steps = [item]
+            for step in steps:
+                assert f"] {step['name']}" in text
+                for batch in step["batches"]:
+                    for c in batch:
+                        if "skipped" in c:
+                            assert f"(skipped: {c['skipped']})" in text
+                        else:
+                            first_line = c["cmd"].rstrip("\n").split("\n")[0]
+                            assert f"$ {first_line}" in text

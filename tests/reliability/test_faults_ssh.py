@@ -244,7 +244,10 @@ def test_fifty_simultaneous_connects_beyond_max_startups_all_succeed(fleet_facto
 # -- (d) the controller is SIGKILLed -----------------------------------------------------
 
 
-def test_controller_sigkill_keeps_journal_and_leaves_no_remote_orphans(fleet_factory, tmp_path):
+@pytest.mark.parametrize("transport", ["session", "exec"])
+def test_controller_sigkill_keeps_journal_and_leaves_no_remote_orphans(
+    fleet_factory, tmp_path, transport
+):
     """Step 1 finishes on 3 hosts, step 2 (``sleep``, timeout 600 s) is running when the
     controller gets SIGKILL. The journal holds step 1's three results; the remote sleeps
     end within seconds (SPEC §6), not at their 600 s deadline."""
@@ -260,8 +263,8 @@ def test_controller_sigkill_keeps_journal_and_leaves_no_remote_orphans(fleet_fac
         f"    run: sleep {nap}; echo never\n"
     )
     journal = tmp_path / "journal"
-    proc = start_cli("apply", "--yes", "--journal", str(journal), *files.cli_args(), str(rb),
-                     cwd=tmp_path)  # fmt: skip
+    proc = start_cli("apply", "--yes", "--journal", str(journal), *files.cli_args(),
+                     "--transport", transport, str(rb), cwd=tmp_path)  # fmt: skip
     try:
         wait_for(lambda: len(sleeping(nap)) >= 3, 30, "step 2 running")
         started = time.monotonic()
