@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -46,11 +46,8 @@ def summary(diff: PlanDiff) -> str:
     """One line: ``3 steps changed, 1 added; 12 hosts affected``."""
     if not diff.changed:
         return "no differences: both plans run the same commands"
-    counts = diff.counts()
-    parts = [f"{n} {status}" for status, n in counts.items() if n]
-    if parts:
-        first = next(n for n in counts.values() if n)
-        parts[0] = counted(first, "step") + parts[0][len(str(first)) :]
+    named = [(status, n) for status, n in diff.counts().items() if n]
+    parts = [f"{counted(n, 'step') if i == 0 else n} {s}" for i, (s, n) in enumerate(named)]
     if diff.hosts:
         changed = len({h for d in diff.hosts for h in d.hosts})
         parts.append(f"connection changed on {counted(changed, 'host')}")
@@ -124,7 +121,7 @@ def _setting_lines(change: Change, indent: str) -> list[tuple[str, str]]:
     return [("", f"{indent}{change.name}: {show(change.old)} → {show(change.new)}")]
 
 
-def _one_sided_settings(settings: Iterable[Change], indent: str) -> list[tuple[str, str]]:
+def _one_sided_settings(settings: tuple[Change, ...], indent: str) -> list[tuple[str, str]]:
     """A whole step's settings on one line (batches apart), as the plan shows them."""
     plain = [c for c in settings if c.name != "batches"]
     lines = []
