@@ -106,7 +106,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    d = sub.add_parser("diff", parents=[common], help="what a change runs differently")
+    d = sub.add_parser(
+        "diff",
+        parents=[common],
+        help="what a change runs differently",
+        description="Plan OLD and NEW (or FILE at REV and FILE) and show what runs differently. "
+        "Exit 0: no difference; 1: differences; 2: an input error on either side.",
+    )
     d.add_argument("file", metavar="OLD|FILE", help="a runbook or a saved plan")
     d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
     d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
