@@ -73,6 +73,7 @@ def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
     inv.add_argument("file", nargs="?")
     inv.add_argument("--format", choices=("text", "json"), default="text")
+    _diff_parser(sub, common)
 
 
 def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -120,6 +121,20 @@ def _journal_commands(sub: Any) -> None:
     rep.add_argument("file", nargs="?", help="the runbook (default: runs here)")
     rep.add_argument("--journal", metavar="DIR")
     rep.add_argument("--out", metavar="FILE.html", help="default: report-RUN_ID.html")
+
+
+def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    d = sub.add_parser(
+        "diff",
+        parents=[common],
+        help="what a change runs differently",
+        description="Plan OLD and NEW (or FILE at REV and FILE) and show what runs differently. "
+        "Exit 0: no difference; 1: differences; 2: an input error on either side.",
+    )
+    d.add_argument("file", metavar="OLD|FILE", help="a runbook or a saved plan")
+    d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
+    d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
+    d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
 
 
 def _positive(s: str) -> int:
@@ -225,6 +240,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif not args.out:
         sys.stdout.write(plan_text(plan, mask, expand=args.expand))
     return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0: no difference; 1: differences; 2: an input error on either side."""
+    import os
+
+    from runbook.diffsource import diff_sides
+    from runbook.diffview import render
+
+    diff = diff_sides(plan_options(args), args.new, args.git)
+    color = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(render(diff, args.format, color))
+    return 1 if diff.changed else 0
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -338,6 +366,7 @@ def _print_lines(lines: list[str]) -> None:
 COMMANDS = {
     "validate": cmd_validate,
     "plan": cmd_plan,
+    "diff": cmd_diff,
     "apply": cmd_apply,
     "inventory": cmd_inventory,
     "runs": cmd_runs,

@@ -9,11 +9,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# The checkout under test, first on the child's path: a subprocess started from a temp dir
+# would otherwise import whichever runbook is installed (an editable install of another
+# worktree, say).
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "NO_COLOR": "1", "PYTHONPATH": path, **(extra or {})}
+
 
 def runbook(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "NO_COLOR": "1"}
+    full_env = _env(None)
     full_env.pop("RUNBOOK_FAULT_POINT", None)
     full_env.update(env or {})
     return subprocess.run(
@@ -33,7 +43,7 @@ def start(
     return subprocess.Popen(
         [sys.executable, "-m", "runbook", *args],
         cwd=cwd,
-        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        env=_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
