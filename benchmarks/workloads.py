@@ -59,6 +59,8 @@ class Variant:
     @classmethod
     def parse(cls, name: str, spec: str | None) -> Variant:
         words = runbook_command(spec)
+        if words[0] == "runbook":  # the script beside this python, not a pyenv shim
+            words = runbook_command(None) + words[1:]
         last = max(
             (
                 i
