@@ -79,7 +79,10 @@ CATEGORIES: list[tuple[str, Callable[[Stack], bool]]] = [
         ),
     ),
     ("command channel: open, exec, read, close (ssh_run)", _has("runbook/contexts/ssh_run.py")),
-    ("host session (session.py)", _has("runbook/contexts/session.py")),
+    (
+        "host session (session.py, ssh_session.py)",
+        _has("runbook/contexts/session.py", "runbook/contexts/ssh_session.py"),
+    ),
     ("paramiko: packets, channels (transport threads)", _has("Transport.run")),
     ("recap and console at the end", _has("runbook/recap.py", "Console.close", "recap")),
     ("runner and worker pool", _has("runbook/runner.py", "runbook/pool.py")),
