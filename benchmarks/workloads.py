@@ -8,6 +8,7 @@ finishing on every host before the next starts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -39,6 +40,42 @@ def runbook_command(spec: str | None) -> list[str]:
         return [str(beside)]
     found = shutil.which("runbook")
     return [found] if found else [sys.executable, "-m", "runbook"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One runbook under test: the command that starts it and options for ``apply``.
+
+    ``--runbook "runbook --transport exec"``: the words after the last one that names
+    runbook (``runbook``, a path ending in ``/runbook``, or the module after ``-m``) are
+    options of ``apply``, put after ``apply`` on its command line; other subcommands
+    (``--version``, ``validate``, ``plan``) run without them.
+    """
+
+    label: str
+    command: list[str]
+    apply_args: list[str]
+
+    @classmethod
+    def parse(cls, name: str, spec: str | None) -> Variant:
+        words = runbook_command(spec)
+        if words[0] == "runbook":  # the script beside this python, not a pyenv shim
+            words = runbook_command(None) + words[1:]
+        last = max(
+            (
+                i
+                for i, w in enumerate(words)
+                if w == "runbook"
+                or w.endswith("/runbook")
+                or (i > 0 and words[i - 1] == "-m" and w.split(".")[0] == "runbook")
+            ),
+            default=len(words) - 1,
+        )
+        command, extra = words[: last + 1], words[last + 1 :]
+        return cls(" ".join([name, *extra]), command, extra)
+
+    def apply(self, *args: str) -> list[str]:
+        return [*self.command, "apply", *self.apply_args, *args]
 
 
 def _q(s: str) -> str:
@@ -143,24 +180,23 @@ class FleetView:
         )
 
 
-def runbook_ssh_argv(rb: list[str], file: Path, hosts: int, fleet: FleetView) -> list[str]:
-    return [
-        *rb,
-        "apply",
+def runbook_ssh_argv(
+    rb: Variant, file: Path, hosts: int, fleet: FleetView, forks: int | None = None
+) -> list[str]:
+    return rb.apply(
         "--yes",
         "--forks",
-        str(hosts),
+        str(forks or hosts),
         "--ssh-config",
         str(fleet.ssh_config),
         "--known-hosts",
         str(fleet.known_hosts),
         str(file),
-    ]
+    )
 
 
-def paramiko_loop_argv(
-    directory: Path, hosts: list[str], steps: list[str], fleet: FleetView
-) -> list[str]:
+def hosts_json(directory: Path, hosts: list[str], fleet: FleetView) -> Path:
+    """The host list of the paramiko loop and of the Fabric and parallel-ssh anchors."""
     spec = [
         {
             "name": h,
@@ -171,12 +207,64 @@ def paramiko_loop_argv(
         }
         for h in hosts
     ]
-    hosts_file = directory / f"paramiko-hosts-{len(hosts)}.json"
-    hosts_file.write_text(json.dumps(spec))
+    path = directory / f"hosts-{len(hosts)}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def paramiko_loop_argv(
+    directory: Path, hosts: list[str], steps: list[str], fleet: FleetView
+) -> list[str]:
     return [
         sys.executable,
         str(HERE / "paramiko_loop.py"),
-        str(hosts_file),
+        str(hosts_json(directory, hosts, fleet)),
+        str(fleet.known_hosts),
+        *steps,
+    ]
+
+
+@functools.cache
+def has_module(python: Path, module: str) -> bool:
+    """Whether ``python`` (an anchors venv's) can import ``module``."""
+    probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def fabric_argv(
+    directory: Path, hosts: list[str], steps: list[str], fleet: FleetView, bin_dir: Path
+) -> list[str] | None:
+    """Fabric 3's ``ThreadingGroup`` (``fabric_loop.py``), run by the anchors venv."""
+    python = bin_dir / "python"
+    if not has_module(python, "fabric"):
+        return None
+    return [
+        str(python),
+        str(HERE / "fabric_loop.py"),
+        str(hosts_json(directory, hosts, fleet)),
+        str(fleet.known_hosts),
+        *steps,
+    ]
+
+
+def pssh_argv(
+    directory: Path,
+    hosts: list[str],
+    steps: list[str],
+    fleet: FleetView,
+    bin_dir: Path,
+    pool_size: int | None = None,
+) -> list[str] | None:
+    """parallel-ssh's ``ParallelSSHClient`` (``pssh_loop.py``), run by the anchors venv."""
+    python = bin_dir / "python"
+    if not has_module(python, "pssh.clients"):
+        return None
+    return [
+        str(python),
+        str(HERE / "pssh_loop.py"),
+        "--pool-size",
+        str(pool_size or len(hosts)),
+        str(hosts_json(directory, hosts, fleet)),
         str(fleet.known_hosts),
         *steps,
     ]
@@ -240,7 +328,8 @@ class ControlMasters:
 
 
 def anchors_bin(spec: str | None) -> Path | None:
-    """The separate venv that holds ansible-core and pyinfra (README: "Anchors")."""
+    """The separate venv that holds the anchors: ansible-core, pyinfra, Fabric and
+    parallel-ssh (README: "Anchors")."""
     for candidate in (spec, os.environ.get("RUNBOOK_BENCH_ANCHORS"), "~/.venvs/runbook-anchors"):
         if candidate:
             path = Path(candidate).expanduser() / "bin"
