@@ -29,7 +29,7 @@ def narrow(plan: Plan, opts: PlanOptions, what: str) -> Plan:
         return plan
     hosts = _limited(plan, sel.limit)
     items = _from_start(list(plan.steps), sel.start_at, hosts)
-    _check_tags(items, sel.tags)
+    _check_tags(list(plan.steps), items, sel)
     out = []
     for item in items:
         cut = _cut(item, sel, hosts)
@@ -79,11 +79,14 @@ def _from_start(
     raise UsageError(f"--start-at: no step named {start_at!r} in the plan")
 
 
-def _check_tags(items: list[PlanItem], tags: tuple[str, ...]) -> None:
-    known = {t for item in items for t in _tags_of(item)}
-    for tag in tags:
-        if tag not in known:
-            raise UsageError(f"--tags {tag!r} matches no step of the plan")
+def _check_tags(every: list[PlanItem], items: list[PlanItem], sel: Selection) -> None:
+    reached = {t for item in items for t in _tags_of(item)}
+    for tag in sel.tags:
+        if tag in reached:
+            continue
+        if any(tag in _tags_of(item) for item in every):
+            raise UsageError(f"--tags {tag!r} matches no step from --start-at {sel.start_at!r} on")
+        raise UsageError(f"--tags {tag!r} matches no step of the plan")
 
 
 def _tags_of(item: PlanItem) -> set[str]:
@@ -111,6 +114,13 @@ def _cut_step(step: PlannedStep, sel: Selection, hosts: set[str] | None) -> Plan
         return None
     if hosts is None or step.local:  # a local step runs on the controller: not limited
         return step
+    if step.run_once and step.commands and not {c.host.name for c in step.commands} & hosts:
+        # From the runbook it would run once on a limited host; here it cannot be moved.
+        once = ", ".join(sorted({c.host.name for c in step.commands}))
+        raise UsageError(
+            f"step {step.name!r} runs once, on {once}, which --limit {sel.limit!r} leaves "
+            "out; its command is not rendered again: make a new plan with this --limit"
+        )
     batches = tuple(
         b for b in (tuple(c for c in batch if c.host.name in hosts) for batch in step.batches) if b
     )

@@ -25,7 +25,7 @@ def select(steps: tuple[Step, ...], sel: Selection) -> list[Selected]:
     """Raises ``UsageError`` when ``--start-at`` names no step or a ``--tags`` value
     matches none (a selection that silently selects nothing runs nothing)."""
     chosen, start_inner = _from_start(steps, sel.start_at)
-    _check_tags(steps, sel.tags)
+    _check_tags(steps, chosen, sel)
     out = []
     for step in chosen:
         if not step.is_group:
@@ -62,9 +62,14 @@ def kept(step_tags: tuple[str, ...], sel: Selection) -> bool:
     return not (sel.skip_tags and tags & set(sel.skip_tags))
 
 
-def _check_tags(steps: tuple[Step, ...], tags: tuple[str, ...]) -> None:
+def _check_tags(steps: tuple[Step, ...], chosen: list[Step], sel: Selection) -> None:
+    """A tag found only before ``--start-at`` selects nothing either: refused the same."""
     known = {t for step in steps for s in step.walk() for t in s.tags}
-    for tag in tags:
-        if tag not in known:
-            shown = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"--tags {tag!r} matches no step (tags: {shown})")
+    reached = {t for step in chosen for s in step.walk() for t in s.tags}
+    for tag in sel.tags:
+        if tag in reached:
+            continue
+        if tag in known:
+            raise UsageError(f"--tags {tag!r} matches no step from --start-at {sel.start_at!r} on")
+        shown = ", ".join(sorted(known)) or "none"
+        raise UsageError(f"--tags {tag!r} matches no step (tags: {shown})")
