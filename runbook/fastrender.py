@@ -13,7 +13,6 @@ always, so the output, and every error message, stays Jinja's own.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from jinja2 import nodes
@@ -143,19 +142,9 @@ def _shown(get: Callable[[Mapping[str, Any]], Any]) -> Part:
     return lambda ctx: _to_text(get(ctx))
 
 
-@lru_cache(maxsize=4096)
-def fast_parts(source: str) -> list[Part] | None:
-    from runbook.templating import ENV
-
-    return compile_fast(ENV.parse(source), ENV.filters)
-
-
-def try_render(source: str, context: Mapping[str, Any]) -> str | None:
-    """The rendered text, or None when Jinja must render it (outside the subset, or a
-    value the fast path cannot read as Jinja would)."""
-    parts = fast_parts(source)
-    if parts is None:
-        return None
+def try_render(parts: list[Part], context: Mapping[str, Any]) -> str | None:
+    """The rendered text, or None when Jinja must render it (a value the fast path cannot
+    read as Jinja would). ``parts`` come from ``compile_fast``."""
     try:
         return "".join(part(context) for part in parts)
     except _Miss:

@@ -18,7 +18,7 @@ import jinja2.meta
 import jinja2.sandbox
 
 from runbook.errors import Position, TemplateError
-from runbook.fastrender import fast_parts, try_render
+from runbook.fastrender import Part, compile_fast, try_render
 
 
 def _quote(value: Any) -> str:
@@ -66,6 +66,12 @@ _rendered: dict[tuple[str, tuple[Any, ...]], str] = {}
 
 
 @lru_cache(maxsize=4096)
+def fast_parts(source: str) -> list[Part] | None:
+    """The fast path's compiled form, or None outside its subset (Jinja renders it)."""
+    return compile_fast(ENV.parse(source), ENV.filters)
+
+
+@lru_cache(maxsize=4096)
 def _names(source: str) -> tuple[str, ...]:
     """The variables a template reads (globals and filters' names included)."""
     return tuple(sorted(jinja2.meta.find_undeclared_variables(ENV.parse(source))))
@@ -74,8 +80,9 @@ def _names(source: str) -> tuple[str, ...]:
 def render(source: str, context: Mapping[str, Any], position: Position | None = None) -> str:
     if "{" not in source:  # fast path: most commands have no template syntax at all
         return source
-    if fast_parts(source) is not None:  # text and plain interpolations: ~10x Jinja's speed
-        text = try_render(source, context)
+    parts = fast_parts(source)
+    if parts is not None:  # text and plain interpolations: ~10x Jinja's speed
+        text = try_render(parts, context)
         if text is not None:
             return text
     with _as_template_error("template", position):

@@ -15,18 +15,15 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runbook.command import Command, Templates
 from runbook.errors import InputError, Position, TemplateError
 from runbook.files.spec import FileAction, Transfer
 from runbook.files.template import MAX_TEMPLATE, FileTemplate, parse_template
-from runbook.model import Host, Step
+from runbook.model import Host, Runbook, Step
 from runbook.templating import evaluate, expression_names, template_names
 from runbook.templating import render as render_template
-
-if TYPE_CHECKING:
-    from runbook.planner import _Planner
 
 CHUNK = 1 << 20
 
@@ -51,10 +48,24 @@ class _Source:
     template: FileTemplate | None
 
 
+class StepPlanning(Protocol):
+    """What a transfer needs of the planning pass it belongs to (``planner._Planner``)."""
+
+    runbook: Runbook
+    secrets: frozenset[str]
+    registered: set[str]
+
+    def context(self, step: Step, host: Host, reads: frozenset[str]) -> Mapping[str, Any]: ...
+
+    def host(self, host: Host) -> Host: ...
+
+    def with_become(self, step: Step, host: Host) -> Step: ...
+
+
 class TransferPlanner:
     """The copy/fetch part of one planning pass (``planner._Planner`` delegates here)."""
 
-    def __init__(self, planner: _Planner) -> None:
+    def __init__(self, planner: StepPlanning) -> None:
         self.p = planner
         self.root = os.path.dirname(os.path.abspath(planner.runbook.path))
         self.shown_root = os.path.dirname(planner.runbook.path)
