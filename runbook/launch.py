@@ -9,7 +9,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from runbook.contexts.base import ExecutionContext
 from runbook.events import Listener
 from runbook.journal import Journal
 from runbook.options import ApplyOptions, SshOptions
+from runbook.plan import Plan
 from runbook.prepare import PreparedRun
 from runbook.runner import Runner, RunResult
 
@@ -81,7 +83,7 @@ def launch(
     journal = Journal(slot.root, slot.run_id, *journal_files(opts, prepared))
     crash.attach(journal.path)
     mask = prepared.secrets.masker
-    context = execution_context(opts.ssh, how.warn)
+    context = execution_context(opts.ssh, how.warn, shell_runs(prepared.plan))
     runner = Runner(
         prepared.plan,
         context,
@@ -130,9 +132,21 @@ def journal_files(
     return meta, plan_data
 
 
-def execution_context(ssh: SshOptions, warn: Callable[[str], None]) -> ExecutionContext:
+def shell_runs(plan: Plan) -> Counter[str]:
+    """How many shell commands each host may run (retries included): under ``transport:
+    auto`` a host that runs one gets no executor, whose start would cost more than it saves."""
+    runs: Counter[str] = Counter()
+    for c in plan.commands:
+        if c.transfer is None and c.skip_reason is None:
+            runs[c.host.name] += 1 + c.spec.retries
+    return runs
+
+
+def execution_context(
+    ssh: SshOptions, warn: Callable[[str], None], runs: Mapping[str, int] | None = None
+) -> ExecutionContext:
     """Local hosts locally, the others over SSH (created on first use), fault injection
-    when ``RUNBOOK_FAULT_POINT`` is set."""
+    when ``RUNBOOK_FAULT_POINT`` is set. ``runs``: see ``shell_runs``."""
     from runbook.contexts.fault import FAULT_ENV, with_faults
     from runbook.contexts.router import HostRouter
 
@@ -144,6 +158,6 @@ def execution_context(ssh: SshOptions, warn: Callable[[str], None]) -> Execution
                 "--host-key-policy off: host keys are NOT checked; "
                 "anyone on the path can impersonate your hosts"
             )
-        return SshExecutionContext(ssh, on_warning=warn)
+        return SshExecutionContext(ssh, on_warning=warn, runs=runs)
 
     return with_faults(HostRouter(ssh_factory), os.environ.get(FAULT_ENV))

@@ -44,6 +44,8 @@ def _runbook(tmp_path: Path, fleet: Fleet) -> Path:
         + hosts_yaml([("np1", fleet["np1"].port)], group="g")
         + "steps:\n  - name: where\n    hosts: g\n"
         "    run: command -v python3 || echo no-python; echo ran on $(hostname)\n"
+        # A second command: under auto, a host that runs one gets no executor anyway.
+        "  - name: again\n    hosts: g\n    run: echo again\n"
     )
     return rb
 
@@ -59,8 +61,9 @@ def test_a_host_without_python3_runs_commands_over_exec_with_a_warning(
     rb = _runbook(tmp_path, no_python_host)
     done = runbook("apply", "--yes", "--output", "json", *_args(no_python_host, tmp_path), str(rb))
     assert done.returncode == 0, done.stderr
-    (result,) = [e for e in events(done.stdout) if e["event"] == "command_finished"]
+    result, again = [e for e in events(done.stdout) if e["event"] == "command_finished"]
     assert result["status"] == "ok" and result["stdout"].startswith("no-python\nran on ")
+    assert again["status"] == "ok" and again["stdout"] == "again\n"
     assert "cannot start the runbook executor" in done.stderr
     assert "using one SSH channel per command on np1" in done.stderr
 
@@ -75,7 +78,7 @@ def test_transport_session_refuses_a_host_without_python3(
         *_args(no_python_host, tmp_path), str(rb),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
-    (result,) = [e for e in events(done.stdout) if e["event"] == "command_finished"]
+    result = next(e for e in events(done.stdout) if e["event"] == "command_finished")
     assert result["status"] == "unreachable"
     assert "needs python3" in result["error"]
 
@@ -100,3 +103,31 @@ def test_every_transport_runs_the_same_commands_byte_exact(
     results = [e for e in events(done.stdout) if e["event"] == "command_finished"]
     assert len(results) == 3
     assert {(r["rc"], r["stdout"]) for r in results} == {(3, value)}
+
+
+@pytest.mark.ssh
+def test_auto_starts_no_executor_for_a_host_that_runs_one_command(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The plan says how many commands each host runs: one is cheaper over exec than an
+    executor's start (a round trip and a python3). The command's parent process shows
+    which ran it."""
+    one, two = list(fleet)[:2]
+    rb = tmp_path / "rb.yml"
+    rb.write_text(
+        "name: auto\n"
+        + hosts_yaml([(one.name, one.port), (two.name, two.port)], group="g")
+        + "steps:\n"
+        f"  - name: first\n    hosts: g\n    run: tr '\\0' ' ' < /proc/$PPID/cmdline\n"
+        f"  - name: second\n    hosts: {two.name}\n    run: tr '\\0' ' ' < /proc/$PPID/cmdline\n"
+    )
+    done = runbook("apply", "--yes", "--output", "json", *_args(fleet, tmp_path), str(rb))
+    assert done.returncode == 0, done.stderr
+    parents = {
+        (e["step"], e["host"]): e["stdout"]
+        for e in events(done.stdout)
+        if e["event"] == "command_finished"
+    }
+    assert len(parents) == 3
+    assert "python" not in parents[("first", one.name)]
+    assert "python" in parents[("first", two.name)] and "python" in parents[("second", two.name)]
