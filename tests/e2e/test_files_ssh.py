@@ -294,7 +294,7 @@ def tiny_disk(shared_dir: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_a_full_disk_over_sftp_is_a_failed_result(
+def test_a_full_disk_over_ssh_is_a_failed_result(
     tmp_path: Path, fleet: Fleet, tiny_disk: Path
 ) -> None:
     (tmp_path / "big.bin").write_bytes(os.urandom(2 << 20))
