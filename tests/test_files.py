@@ -432,13 +432,13 @@ def test_a_src_edited_after_the_plan_fails_the_copy_and_writes_nothing(tmp_path:
     command = copy_command(src, dest)
     src.write_bytes(b"tampered")
     result = run_command(command, LocalExecutionContext())
-    assert result.status is Status.FAILED and "changed during the run" in (result.error or "")
+    assert result.status is Status.FAILED and "changed since the plan" in (result.error or "")
     assert not dest.exists() and os.listdir(tmp_path) == ["src"]
 
 
 def test_a_src_edited_between_two_hosts_copies_is_caught(tmp_path: Path) -> None:
     """The first host's copy hashes the src; later ones skip the hash only while the
-    file is provably the same one."""
+    file is provably the same one (inode, size, mtime, ctime)."""
     src = tmp_path / "src"
     src.write_bytes(b"reviewed")
     first, second = copy_command(src, tmp_path / "d1"), copy_command(src, tmp_path / "d2")
@@ -446,7 +446,7 @@ def test_a_src_edited_between_two_hosts_copies_is_caught(tmp_path: Path) -> None
     src.write_bytes(b"tampere")  # another size
     src.write_bytes(b"tampered")  # the planned size again
     result = run_command(second, LocalExecutionContext())
-    assert result.status is Status.FAILED and "changed during the run" in (result.error or "")
+    assert result.status is Status.FAILED and "changed since the plan" in (result.error or "")
     assert not (tmp_path / "d2").exists()
 
 

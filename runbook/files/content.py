@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -109,38 +110,47 @@ class Payload:
         return cls(tr.size, tr.src_sha256, path=tr.on_controller(tr.src))
 
     def chunks(self, watch: Watch, size: int = READ_CHUNK) -> Iterator[bytes]:
-        """The content; a src file's digest is checked after its last chunk (raises
-        ``TransferFailed`` if it changed since the plan). One src copied to many hosts
-        is hashed once: a later read whose file is provably the one already verified
-        (same inode, size, mtime and ctime before and after) skips the hash."""
+        """The content of a src file whose digest was checked against the plan's before
+        its first chunk (raises ``TransferFailed`` if it changed since the plan) and whose
+        identity (inode, size, mtime, ctime) is the same after its last chunk. One src
+        copied to many hosts at once is hashed once: the others wait for that hash."""
         if self.data is not None:
             for i in range(0, len(self.data), size):
                 watch.check()
                 yield self.data[i : i + size]
             return
         assert self.path is not None
-        h = hashlib.sha256()
         try:
             with open(self.path, "rb") as f:
                 before = _identity(os.fstat(f.fileno()))
-                known = _verified.get(self.path) == (before, self.sha256)
+                self._verify(f, before, watch, size)
+                f.seek(0)
                 while block := f.read(size):
                     watch.check()
-                    if not known:
-                        h.update(block)
                     yield block
                 after = _identity(os.fstat(f.fileno()))
         except OSError as exc:
             raise TransferFailed(f"cannot read {self.path}: {describe_os_error(exc)}") from None
-        if known and after == before:
-            return
-        if known or h.hexdigest() != self.sha256 or after != before:
+        if after != before:
             raise TransferFailed(f"src {self.path} changed during the run; nothing was written")
-        _verified[self.path] = (after, self.sha256)
+
+    def _verify(self, f: Any, identity: tuple[int, ...], watch: Watch, size: int) -> None:
+        assert self.path is not None
+        with _verifying.setdefault(self.path, threading.Lock()):
+            if _verified.get(self.path) == (identity, self.sha256):
+                return
+            h = hashlib.sha256()
+            while block := f.read(size):
+                watch.check()
+                h.update(block)
+            if h.hexdigest() != self.sha256 or _identity(os.fstat(f.fileno())) != identity:
+                raise TransferFailed(f"src {self.path} changed since the plan; nothing was written")
+            _verified[self.path] = (identity, self.sha256)
 
 
 # src path → (identity, sha256) of a read that hashed to the planned digest, this process.
 _verified: dict[str, tuple[tuple[int, ...], str]] = {}
+_verifying: dict[str, threading.Lock] = {}  # one hash of a path at a time (setdefault: atomic)
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
