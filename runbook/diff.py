@@ -80,9 +80,12 @@ class CommandView:
     template: dict[str, Any] | None = None  # run, env, step_env, when, values
     until_vars: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    transfer: bool = False  # a copy or fetch: ``cmd`` is its summary, no shell runs it
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"cmd": self.cmd, "env": self.env}
+        if self.transfer:
+            d["transfer"] = True
         if self.skipped is not None:
             d["skipped"] = self.skipped
         if self.deferred:
@@ -364,6 +367,7 @@ def _command_view(c: Command, settings: Mapping[str, Any]) -> CommandView:
         template=template,
         until_vars=plain(c.until_vars),
         settings={k: v for k, v in own.items() if settings.get(k) != v},
+        transfer=c.transfer is not None,
     )
 
 

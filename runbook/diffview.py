@@ -142,16 +142,17 @@ def _body(cd: CommandDiff) -> list[tuple[str, str]]:
     ``diff`` fence wants); its hosts are the line above."""
     if cd.change == CHANGED:
         assert cd.old is not None and cd.new is not None
-        lines = [] if any(c.name == "cmd" for c in cd.details) else _cmd(" ", "$ ", cd.new.cmd)
+        prompt = _prompt(cd.new)
+        lines = [] if any(c.name == "cmd" for c in cd.details) else _cmd(" ", prompt, cd.new.cmd)
         for change in cd.details:
-            lines += _detail_lines(change)
+            lines += _detail_lines(change, prompt)
         return lines
     mark = _MARK[cd.change]
     view = cd.new or cd.old
     assert view is not None
     if view.skipped is not None:
         return [(mark, f"{mark} (skipped: {view.skipped})")]
-    lines = _cmd(mark, "$ ", view.cmd)
+    lines = _cmd(mark, _prompt(view), view.cmd)
     if view.env:
         env = " ".join(f"{k}={_env_value(v)}" for k, v in view.env.items())
         lines.append((mark, f"{mark}   env: {env}"))
@@ -159,6 +160,11 @@ def _body(cd: CommandDiff) -> list[tuple[str, str]]:
     if notes:
         lines.append((mark, f"{mark}   ({notes})"))
     return lines
+
+
+def _prompt(view: CommandView) -> str:
+    """``$ `` before a shell command; none before a copy's or fetch's summary (as the plan)."""
+    return "" if view.transfer else "$ "
 
 
 def _cmd(mark: str, lead: str, text: str) -> list[tuple[str, str]]:
@@ -180,14 +186,14 @@ def _notes(view: CommandView) -> str:
     return "; ".join(notes)
 
 
-def _detail_lines(change: Change) -> list[tuple[str, str]]:
+def _detail_lines(change: Change, prompt: str = "$ ") -> list[tuple[str, str]]:
     """One difference inside a changed command: a command or template as -/+ lines,
     anything else on one line."""
     block = change.name in ("cmd", "template.run") or any(
         isinstance(v, str) and "\n" in v for v in (change.old, change.new)
     )
     if block:
-        lead = "$ " if change.name == "cmd" else f"{_label(change.name)}: "
+        lead = prompt if change.name == "cmd" else f"{_label(change.name)}: "
         if change.old is not None and change.new is not None:
             return _line_diff(str(change.old), str(change.new), lead)
         lines: list[tuple[str, str]] = []

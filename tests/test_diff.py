@@ -657,3 +657,23 @@ def test_golden_json_and_text_agree():
         assert head in text
         for cd in step["commands"]:
             assert f"{marks[cd['change']]} {cd['label']}\n" in text
+
+
+def test_a_copy_is_diffed_by_its_summary_without_a_shell_prompt(tmp_path):
+    """A copy runs no shell: its summary (dest, size, digest) is shown as the plan shows it,
+    and JSON marks it, so a reviewer does not read ``$ copy ...`` as a command."""
+    from jsonschema import Draft202012Validator
+
+    (tmp_path / "a.conf").write_text("port=1\n")
+    (tmp_path / "b.conf").write_text("port=2\n")
+    step = "- {name: ship, hosts: db, copy: {src: SRC, dest: /etc/app.conf}}"
+    d = diff(tmp_path, step.replace("SRC", "a.conf"), step.replace("SRC", "b.conf"))
+    (cd,) = only_step(d).commands
+    assert cd.change == CHANGED and cd.old.transfer and cd.new.transfer
+    text = diff_text(d)
+    assert "- copy a.conf -> /etc/app.conf (7 bytes, sha256:" in text
+    assert "+ copy b.conf -> /etc/app.conf (7 bytes, sha256:" in text
+    assert "$ copy" not in text and "$ copy" not in diff_markdown(d)
+    data = json.loads(diff_json(d))
+    Draft202012Validator(schema("diff")).validate(data)
+    assert data["steps"][0]["commands"][0]["new"]["transfer"] is True
