@@ -23,7 +23,15 @@ from typing import Any
 
 from runbook.command import CommandResult, Status
 from runbook.errors import JournalError
-from runbook.events import CommandFinished, CommandStarted, Event, Registered, RunFinished
+from runbook.events import (
+    BatchStarted,
+    CommandFinished,
+    CommandStarted,
+    Event,
+    Registered,
+    RunFinished,
+    StepStarted,
+)
 from runbook.safedir import check_dir, check_file, create_file, secure_tree
 
 RUNS_DIR = os.path.join(".runbook", "runs")
@@ -62,11 +70,14 @@ class Journal:
     so the runner's emit path pays a queue put, not a JSON encoding and a system call.
     A killed controller loses at most the events of the last fraction of a millisecond;
     fsync is group-committed at most 10 times a second, so a machine crash loses at most
-    0.1 s more.
+    0.1 s more. Before a step or a batch starts, ``handle`` waits until everything before
+    it is written: a journal that failed (a full disk) halts the run before anything new
+    starts, not a step later.
     """
 
     essential = True  # the runner halts, rather than run on unrecorded, if this fails
     SYNC_EVERY = 0.1  # seconds between fsyncs
+    BARRIER_WAIT = 30.0  # seconds a step start waits for the writer (a hung disk)
 
     def __init__(self, root: Path, run_id: str, meta: dict[str, Any], plan: dict[str, Any]) -> None:
         self.path = trusted_root(root, create=True) / run_id
@@ -78,7 +89,7 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot write the run journal in {root}: {exc.strerror}") from None
         self.on_error: Callable[[str], None] = lambda why: None
-        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Event | threading.Event | None] = queue.SimpleQueue()
         self._closed = False
         self._failed = False
         self._writer = threading.Thread(
@@ -92,6 +103,18 @@ class Journal:
         self._queue.put(event)
         if isinstance(event, RunFinished):
             self.close()
+        elif isinstance(event, StepStarted | BatchStarted):
+            self._written()
+
+    def _written(self) -> None:
+        """Wait for the writer to have written every queued event; raise if it failed."""
+        if self._closed:
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(self.BARRIER_WAIT)
+        if self._failed:
+            raise JournalError("the journal cannot be written (see the warning above)")
 
     def _write_loop(self) -> None:
         synced = time.monotonic()
@@ -101,7 +124,15 @@ class Journal:
                 while len(batch) < 512:
                     batch.append(self._queue.get_nowait())
             done = None in batch
-            self._write([e for e in batch if e is not None])
+            pending: list[Event] = []
+            for item in batch:
+                if isinstance(item, threading.Event):  # a barrier: what came before is written
+                    self._write(pending)
+                    pending = []
+                    item.set()
+                elif item is not None:
+                    pending.append(item)
+            self._write(pending)
             if done:
                 return
             if time.monotonic() - synced >= self.SYNC_EVERY:

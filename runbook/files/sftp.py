@@ -21,6 +21,7 @@ import hashlib
 import secrets
 import select
 import socket
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -41,6 +42,7 @@ from runbook.shell import sudo_prefix
 WINDOW = 32 * 1024 * 1024
 PACKET = 32 * 1024  # what OpenSSH's sshd accepts per channel packet
 PREFETCH_REQUESTS = 128  # reads in flight while fetching (32 KiB each)
+STDERR_WAIT = 2.0  # seconds to wait for a failed upload's message after its status
 IO_WAIT = 30.0  # seconds a single SFTP request may wait before the host counts as gone
 PRIVATE_DIRS = ("/var/tmp", "/tmp")  # where become uploads go first (disk, then tmpfs)
 
@@ -162,8 +164,7 @@ def _upload(
         status = _exit_status(link, chan, watch)
         if status != 0:
             created = status != NOT_CREATED
-            err = _text(chan.recv_stderr(READ_CHUNK) if chan.recv_stderr_ready() else b"")
-            raise TransferFailed(f"cannot write {path}: {err} (exit {status})")
+            raise TransferFailed(f"cannot write {path}: {_stderr(chan)} (exit {status})")
         written = sftp.stat(path).st_size  # as paramiko's own putfo(confirm=True) does
         if written != payload.size:
             raise TransferFailed(f"the host stored {written} of {payload.size} bytes of {path}")
@@ -173,6 +174,18 @@ def _upload(
         raise
     finally:
         chan.close()
+
+
+def _stderr(chan: paramiko.Channel) -> str:
+    """What the command said: sshd may send the exit status before the last stderr, so
+    wait (briefly) for the channel's EOF first."""
+    deadline = time.monotonic() + STDERR_WAIT
+    while not (chan.eof_received or chan.closed) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    err = bytearray()
+    while chan.recv_stderr_ready() and len(err) < READ_CHUNK:
+        err += chan.recv_stderr(READ_CHUNK)
+    return _text(bytes(err))
 
 
 def _exit_status(link: Link, chan: paramiko.Channel, watch: Watch) -> int:
