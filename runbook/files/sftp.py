@@ -21,8 +21,7 @@ import hashlib
 import secrets
 import select
 import socket
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 import paramiko
@@ -42,7 +41,6 @@ from runbook.shell import sudo_prefix
 WINDOW = 32 * 1024 * 1024
 PACKET = 32 * 1024  # what OpenSSH's sshd accepts per channel packet
 PREFETCH_REQUESTS = 128  # reads in flight while fetching (32 KiB each)
-STDERR_WAIT = 2.0  # seconds to wait for a failed upload's message after its status
 IO_WAIT = 30.0  # seconds a single SFTP request may wait before the host counts as gone
 PRIVATE_DIRS = ("/var/tmp", "/tmp")  # where become uploads go first (disk, then tmpfs)
 
@@ -146,25 +144,18 @@ NOT_CREATED = 97
 def _upload(
     link: Link, sftp: paramiko.SFTPClient, path: str, payload: Payload, watch: Watch
 ) -> None:
-    """Stream ``payload`` into a new 0600 file; removed again if anything fails (the
-    src digest is checked after the last chunk, before the file is used).
+    """Stream ``payload`` into a new 0600 file; removed again if anything fails.
 
     The bytes go down an exec channel into ``cat``, not through SFTP: paramiko's SFTP
     writes cost 2.3x the controller CPU of a plain channel for the same bytes
     (benchmarks/README.md, "Copy"). A full disk fails ``cat``: its exit status says so."""
-    chan = link.transport.open_session(timeout=watch.remaining(IO_WAIT))
     created = True
     try:
-        chan.settimeout(watch.remaining(IO_WAIT))
-        chan.exec_command(wire(["/bin/sh", "-c", UPLOAD, "sh", path]))
-        with contextlib.suppress(OSError, EOFError):  # cat ended early: its status says why
-            for chunk in payload.chunks(watch):
-                chan.sendall(chunk)
-            chan.shutdown_write()
-        status = _exit_status(link, chan, watch)
+        line = wire(["/bin/sh", "-c", UPLOAD, "sh", path])
+        status, _, err = run_remote(link, line, watch, stdin=payload.chunks(watch))
         if status != 0:
             created = status != NOT_CREATED
-            raise TransferFailed(f"cannot write {path}: {_stderr(chan)} (exit {status})")
+            raise TransferFailed(f"cannot write {path}: {_text(err)} (exit {status})")
         written = sftp.stat(path).st_size  # as paramiko's own putfo(confirm=True) does
         if written != payload.size:
             raise TransferFailed(f"the host stored {written} of {payload.size} bytes of {path}")
@@ -172,28 +163,6 @@ def _upload(
         if created:
             _remove(sftp, path)
         raise
-    finally:
-        chan.close()
-
-
-def _stderr(chan: paramiko.Channel) -> str:
-    """What the command said: sshd may send the exit status before the last stderr, so
-    wait (briefly) for the channel's EOF first."""
-    deadline = time.monotonic() + STDERR_WAIT
-    while not (chan.eof_received or chan.closed) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    err = bytearray()
-    while chan.recv_stderr_ready() and len(err) < READ_CHUNK:
-        err += chan.recv_stderr(READ_CHUNK)
-    return _text(bytes(err))
-
-
-def _exit_status(link: Link, chan: paramiko.Channel, watch: Watch) -> int:
-    while not chan.status_event.wait(watch.remaining(0.5) or 0.5):
-        watch.check()
-        if not link.transport.is_active():
-            raise EOFError("the connection closed")
-    return chan.recv_exit_status()
 
 
 def _chown(sftp: paramiko.SFTPClient, path: str, d: Decision) -> None:
@@ -303,10 +272,12 @@ def _probe(link: Link, command: Command, path: str, size: int | None, watch: Wat
     return parse_probe(out, path)
 
 
-def run_remote(link: Link, line: str, watch: Watch) -> tuple[int, bytes, bytes]:
-    """Run ``line`` on an exec channel; (exit status, stdout, stderr)."""
+def run_remote(
+    link: Link, line: str, watch: Watch, stdin: Iterable[bytes] | None = None
+) -> tuple[int, bytes, bytes]:
+    """Run ``line`` on an exec channel, ``stdin`` sent to it; (exit status, stdout, stderr)."""
     out = bytearray()
-    stream = _Stream(link, line, watch)
+    stream = _Stream(link, line, watch, stdin)
     for chunk in stream:
         out += chunk
     return stream.status, bytes(out), bytes(stream.err)
@@ -321,10 +292,13 @@ def stream_remote(link: Link, line: str, watch: Watch) -> Iterator[bytes]:
 
 
 class _Stream:
-    """One exec channel: stdout yielded as it comes, stderr kept, the exit status."""
+    """One exec channel: ``stdin`` sent, stdout yielded as it comes, stderr kept, the exit
+    status (read after the channel's EOF: sshd may send it before the last stderr)."""
 
-    def __init__(self, link: Link, line: str, watch: Watch) -> None:
-        self.link, self.line, self.watch = link, line, watch
+    def __init__(
+        self, link: Link, line: str, watch: Watch, stdin: Iterable[bytes] | None = None
+    ) -> None:
+        self.link, self.line, self.watch, self.stdin = link, line, watch, stdin
         self.err = bytearray()
         self.status = -1
 
@@ -332,7 +306,7 @@ class _Stream:
         chan = self.link.transport.open_session(timeout=self.watch.remaining(IO_WAIT))
         try:
             chan.exec_command(self.line)
-            chan.shutdown_write()
+            self._send(chan)
             poller = select.poll()
             poller.register(chan.fileno(), select.POLLIN)
             while True:
@@ -347,6 +321,16 @@ class _Stream:
             self.status = chan.recv_exit_status()
         finally:
             chan.close()
+
+    def _send(self, chan: paramiko.Channel) -> None:
+        if self.stdin is None:
+            chan.shutdown_write()
+            return
+        chan.settimeout(self.watch.remaining(IO_WAIT))  # a host that stops reading
+        with contextlib.suppress(OSError, EOFError):  # it ended early: its status says why
+            for chunk in self.stdin:
+                chan.sendall(chunk)
+            chan.shutdown_write()
 
     def _wait(self, chan: paramiko.Channel, poller: select.poll) -> None:
         self.watch.check()
