@@ -16,7 +16,7 @@ the typed events of ``runbook.events`` (``handle(event)``; they must not block).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.events import Listener
@@ -24,7 +24,7 @@ from runbook.launch import Confirm, Launch, launch, locked_journal
 from runbook.options import ApplyOptions, PlanOptions, SshOptions
 from runbook.plan import Plan, Selection
 from runbook.plantext import plan_text as _plan_text
-from runbook.prepare import Prepared, PreparedRun, Secrets, prepare_plan
+from runbook.prepare import Prepared, PreparedRun, Secrets, check_before_run, prepare_plan
 from runbook.runner import RunResult
 
 __all__ = ["Planned", "RunResult", "SshOptions", "apply", "load", "plan", "plan_text"]
@@ -84,8 +84,6 @@ def apply(
     a step's or group's ``confirm:`` (default: yes). Raises ``InputError`` before anything
     runs, ``JournalError`` when the journal cannot be written or another run of the
     runbook holds its lock."""
-    from runbook.prepare import check_before_run
-
     if isinstance(planned, str):
         planned = load(planned)
     opts = ApplyOptions(
@@ -100,11 +98,3 @@ def apply(
     with locked_journal(opts, prepared) as slot:
         result, _ = launch(opts, prepared, slot, Launch(list(listeners), confirm))
     return result
-
-
-def with_limit(planned: Planned, limit: str) -> Planned:
-    """The same plan narrowed to ``limit`` (as ``apply PLAN.json --limit``)."""
-    from runbook.narrow import narrow
-
-    opts = PlanOptions(file=planned.path, selection=Selection(limit=limit))
-    return replace(planned, plan=narrow(planned.plan, opts, "the plan"))

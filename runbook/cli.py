@@ -244,8 +244,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Exit 0: no difference; 1: differences; 2: an input error on either side."""
-    import os
-
     from runbook.diffsource import diff_sides
     from runbook.diffview import render
 

@@ -81,15 +81,11 @@ def side_plan(opts: PlanOptions, label: str) -> Plan:
 def plan_runbook(opts: PlanOptions) -> Plan:
     """As ``prepare_plan`` plans, with secrets as their stand-ins (their values change
     nothing in a plan) and no check of the controller's shells (nothing runs here)."""
-    from runbook.inventory import build_inventory
-    from runbook.loader import load_runbook
     from runbook.planner import make_plan
-    from runbook.prepare import extra_vars
+    from runbook.prepare import plan_inputs
     from runbook.render import STAND_IN
 
-    rb = load_runbook(opts.file)
-    extra = extra_vars(opts)
-    inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
+    rb, inventory, extra = plan_inputs(opts)
     stand_ins = {s.name: STAND_IN for s in rb.secrets}
     return make_plan(rb, inventory, extra, stand_ins, opts.selection)
 

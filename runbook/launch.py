@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,18 +97,13 @@ def launch(
         values=RunValues(prepared.plan, prepared.secrets.values, mask),
     )
     journal.on_error = runner.halt
-    with wrap(runner) if wrap is not None else _nothing():
+    with wrap(runner) if wrap is not None else nullcontext():
         try:
             result = runner.run()
         finally:
             context.close()
             journal.close()
     return result, journal.path
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def journal_files(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, Position, UsageError
 from runbook.model import Runbook, SecretSpec
@@ -17,6 +17,9 @@ from runbook.options import ApplyOptions, PlanOptions
 from runbook.plan import Plan
 from runbook.runner import Resume
 from runbook.secrets import Masker
+
+if TYPE_CHECKING:  # the inventory package is imported only where a runbook is planned
+    from runbook.inventory import Inventory
 
 SecretSources = dict[str, dict[str, str]]
 
@@ -68,21 +71,27 @@ class PreparedRun:
 
 def prepare_plan(opts: PlanOptions) -> Prepared:
     """Load, validate, build the inventory, read secrets, plan. Raises ``InputError``."""
+    from runbook.planner import make_plan
+
+    rb, inventory, extra = plan_inputs(opts)
+    secrets = Secrets.read(rb.secrets)
+    plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
+    # validate and plan read the secrets too: a template that fails on a real value is
+    # their exit 2 as well, not only apply's.
+    check_before_run(PreparedRun(plan, secrets))
+    return Prepared(rb, plan, secrets)
+
+
+def plan_inputs(opts: PlanOptions) -> tuple[Runbook, Inventory, dict[str, Any]]:
+    """The runbook, its inventory and the extra vars (``-e``, ``--vars-file``, the API's
+    typed variables): what a plan is made of, but its secrets."""
     from runbook.inventory import build_inventory
     from runbook.loader import load_runbook
-    from runbook.planner import make_plan
 
     rb = load_runbook(opts.file)
     extra = {**extra_vars(opts), **dict(opts.variables)}
     inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
-    secrets = Secrets.read(rb.secrets)
-    plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
-    check_local_shells(plan)
-    prepared = Prepared(rb, plan, secrets)
-    # validate and plan read the secrets too: a template that fails on a real value is
-    # their exit 2 as well, not only apply's.
-    _check_secret_commands(plan, secrets)
-    return prepared
+    return rb, inventory, extra
 
 
 def check_local_shells(plan: Plan) -> None:
@@ -119,7 +128,7 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
 
         check_saved_syntax(prepared.plan)
         check_sources(prepared.plan)
-    check_before_run(prepared)
+        check_before_run(prepared)  # prepare_plan checked a plan made now
     return prepared
 
 
