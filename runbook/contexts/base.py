@@ -15,9 +15,22 @@ from runbook.command import Command, Outcome
 from runbook.model import Host
 from runbook.options import KILL_GRACE
 
-__all__ = ["KILL_GRACE", "ExecutionContext", "OutputCallback"]
+__all__ = [
+    "DRAIN",
+    "DRAIN_AFTER_KILL",
+    "KILL_GRACE",
+    "READ_SIZE",
+    "ExecutionContext",
+    "OutputCallback",
+]
 
 OutputCallback = Callable[[str, bytes], None]
+
+# How every transport reads a command's output.
+READ_SIZE = 1 << 18  # bytes per read
+DRAIN = 2.0  # seconds to wait for the output's end after the command exited (a background
+# child can hold stdout open): then it is left, with what came
+DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
 
 
 class ExecutionContext(ABC):

@@ -12,14 +12,25 @@ import time
 
 from runbook import shell
 from runbook.command import Command, Outcome
-from runbook.contexts.base import KILL_GRACE, ExecutionContext, OutputCallback
+from runbook.contexts.base import (
+    DRAIN,
+    DRAIN_AFTER_KILL,
+    KILL_GRACE,
+    READ_SIZE,
+    ExecutionContext,
+    OutputCallback,
+)
 from runbook.contexts.reaper import Reaper
+from runbook.fdio import write_all
 from runbook.files.control import Transfers
 
-READ_SIZE = 1 << 18
-DRAIN = 2.0  # seconds to wait for the pipes after the shell exited (a background child)
-DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
 POLL = 0.1  # how soon the shell's exit is noticed while a background child holds a pipe
+
+
+def _popen(argv: list[str], stdin: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
 
 
 class LocalExecutionContext(ExecutionContext):
@@ -53,34 +64,20 @@ class LocalExecutionContext(ExecutionContext):
 
     @staticmethod
     def _start(command: Command) -> subprocess.Popen[bytes]:
-        if command.spec.become:
+        if command.spec.become:  # sudo closes other descriptors: the script on a pipe
             run = shell.invocation(command)
-            proc = subprocess.Popen(
-                run.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            proc = _popen(run.argv, subprocess.PIPE)
             with contextlib.suppress(BrokenPipeError):  # a shell that failed to start
                 assert proc.stdin is not None
                 proc.stdin.write(run.stdin)
                 proc.stdin.close()
             return proc
+        run = shell.sourced(command)
         fd = os.memfd_create("runbook-script", os.MFD_CLOEXEC)
         try:
-            run = shell.sourced(command)
-            view = memoryview(run.stdin)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, run.stdin)
             os.lseek(fd, 0, os.SEEK_SET)
-            return subprocess.Popen(
-                run.argv,
-                stdin=fd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            return _popen(run.argv, fd)
         finally:
             os.close(fd)
 

@@ -29,12 +29,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.util import MAGIC_NUMBER
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
+from runbook.contexts.base import DRAIN, KILL_GRACE, READ_SIZE, OutputCallback
+from runbook.fdio import write_all
 from runbook.remote import executor as wire
 
 if TYPE_CHECKING:
@@ -42,12 +44,8 @@ if TYPE_CHECKING:
 
 HEARTBEAT = 5.0  # seconds between heartbeats; the executor gives up after HEARTBEAT_TIMEOUT
 HEARTBEAT_TIMEOUT = 15.0
-KILL_GRACE = 3.0  # as runbook.contexts.base.KILL_GRACE
-DRAIN = 2.0  # seconds to wait for a background child to release stdout/stderr
-READ_SIZE = 1 << 18
 _NO_TIMEOUT = -1.0
 
-OutputCallback = Callable[[str, bytes], None]
 _ids = itertools.count(1)
 
 
@@ -295,9 +293,7 @@ class PipeStream:
         return cls(proc)
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._in, view) :]
+        write_all(self._in, data)
 
     def read(self, size: int, timeout: float | None) -> bytes | None:
         ready, _, _ = select.select([self._out], [], [], timeout)

@@ -19,14 +19,11 @@ import paramiko
 
 from runbook import shell
 from runbook.command import Command, Outcome
-from runbook.contexts.base import OutputCallback
+from runbook.contexts.base import DRAIN, DRAIN_AFTER_KILL, READ_SIZE, OutputCallback
 from runbook.contexts.paramiko_adapter import WatchedTransport, exit_signal_rc
 from runbook.contexts.ssh_config import Endpoint
 from runbook.errors import ConnectError, ConnectionLost
 
-READ_SIZE = 1 << 18
-DRAIN_AFTER_KILL = 2.0  # seconds to wait for output after the kill grace, then give up
-DRAIN = 2.0  # seconds to wait for the output's end after the command exited
 # How a command ended by the remote `timeout` exits: 124 (TERM sufficed), KILL re-raised.
 REMOTE_TIMEOUT_RCS = (124, -int(signal.SIGKILL), -int(signal.SIGTERM))
 # A waiting command re-checks kill requests and the exit status (which wakes no poll)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from runbook.command import Command, Outcome
+from runbook.fdio import write_all
 from runbook.files.compare import Decision, Found, decide
 from runbook.files.content import READ_CHUNK, Payload
 from runbook.files.control import TransferFailed, Watch, describe_os_error
@@ -235,7 +236,7 @@ def atomic_write(dest: str, chunks: Iterable[bytes], decision: Decision) -> None
     try:
         try:
             for chunk in chunks:
-                _writing(dest, _write_all, fd, chunk)
+                _writing(dest, write_all, fd, chunk)
             _writing(dest, _finish, fd, decision)
         finally:
             os.close(fd)
@@ -258,13 +259,6 @@ def _writing(dest: str, op: Callable[..., object], *args: Any) -> None:
         op(*args)
     except OSError as exc:
         raise TransferFailed(f"cannot write {dest}: {describe_os_error(exc)}") from None
-
-
-def _write_all(fd: int, chunk: bytes) -> None:
-    """Unbuffered, so a full disk fails this write, not a flush at close."""
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _finish(fd: int, decision: Decision) -> None:
