@@ -14,7 +14,7 @@ from runbook.inventory import Inventory
 from runbook.model import Host
 from runbook.options import PlanOptions
 from runbook.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep, Selection
-from runbook.select import kept
+from runbook.select import check_tags, kept
 
 
 def narrow(plan: Plan, opts: PlanOptions, what: str) -> Plan:
@@ -29,7 +29,8 @@ def narrow(plan: Plan, opts: PlanOptions, what: str) -> Plan:
         return plan
     hosts = _limited(plan, sel.limit)
     items = _from_start(list(plan.steps), sel.start_at, hosts)
-    _check_tags(list(plan.steps), items, sel)
+    known = {t for item in plan.steps for t in _tags_of(item)}
+    check_tags(sel, known, {t for item in items for t in _tags_of(item)}, " of the plan")
     out = []
     for item in items:
         cut = _cut(item, sel, hosts)
@@ -77,16 +78,6 @@ def _from_start(
                 batches[at] = replace(batches[at], steps=steps)
             return [replace(item, batches=tuple(batches)), *items[i + 1 :]]
     raise UsageError(f"--start-at: no step named {start_at!r} in the plan")
-
-
-def _check_tags(every: list[PlanItem], items: list[PlanItem], sel: Selection) -> None:
-    reached = {t for item in items for t in _tags_of(item)}
-    for tag in sel.tags:
-        if tag in reached:
-            continue
-        if any(tag in _tags_of(item) for item in every):
-            raise UsageError(f"--tags {tag!r} matches no step from --start-at {sel.start_at!r} on")
-        raise UsageError(f"--tags {tag!r} matches no step of the plan")
 
 
 def _tags_of(item: PlanItem) -> set[str]:

@@ -63,13 +63,17 @@ def kept(step_tags: tuple[str, ...], sel: Selection) -> bool:
 
 
 def _check_tags(steps: tuple[Step, ...], chosen: list[Step], sel: Selection) -> None:
-    """A tag found only before ``--start-at`` selects nothing either: refused the same."""
     known = {t for step in steps for s in step.walk() for t in s.tags}
     reached = {t for step in chosen for s in step.walk() for t in s.tags}
+    check_tags(sel, known, reached, f" (tags: {', '.join(sorted(known)) or 'none'})")
+
+
+def check_tags(sel: Selection, known: set[str], reached: set[str], nowhere: str) -> None:
+    """Each ``--tags`` value must select a step: one found nowhere (``nowhere`` ends that
+    message), or only before ``--start-at``, selects nothing and is refused."""
     for tag in sel.tags:
         if tag in reached:
             continue
         if tag in known:
             raise UsageError(f"--tags {tag!r} matches no step from --start-at {sel.start_at!r} on")
-        shown = ", ".join(sorted(known)) or "none"
-        raise UsageError(f"--tags {tag!r} matches no step (tags: {shown})")
+        raise UsageError(f"--tags {tag!r} matches no step{nowhere}")
