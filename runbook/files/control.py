@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from runbook.command import Command, Outcome
 
 
+def stderr_text(err: bytes) -> str:
+    """A helper command's stderr for a failure message."""
+    return err.decode("utf-8", "replace").strip() or "no message"
+
+
 class TransferFailed(Exception):
     """The transfer could not be done; the message says why, for the operator."""
 

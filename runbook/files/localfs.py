@@ -23,8 +23,8 @@ from runbook.command import Command, Outcome
 from runbook.fdio import write_all
 from runbook.files.compare import Decision, Found, decide
 from runbook.files.content import READ_CHUNK, Payload
-from runbook.files.control import TransferFailed, Watch, describe_os_error
-from runbook.files.scripts import install_argv, parse_probe, probe_argv
+from runbook.files.control import TransferFailed, Watch, describe_os_error, stderr_text
+from runbook.files.scripts import install_argv, probe_argv, probed
 from runbook.files.spec import Transfer
 
 
@@ -41,7 +41,7 @@ def transfer(command: Command, watch: Watch) -> Outcome:
 
 
 def _copy(tr: Transfer, watch: Watch) -> Outcome:
-    dest = tr.host_path(tr.dest, local=True)
+    dest = tr.on_controller(tr.dest)
     payload = Payload.of(tr)
     found = found_at(dest, payload.size, tr.owner, tr.group, watch)
     decision = decide(found, payload.size, payload.sha256, tr)
@@ -53,18 +53,16 @@ def _copy(tr: Transfer, watch: Watch) -> Outcome:
 def _copy_become(command: Command, watch: Watch) -> Outcome:
     tr = command.transfer
     assert tr is not None
-    dest = tr.host_path(tr.dest, local=True)
+    dest = tr.on_controller(tr.dest)
     payload = Payload.of(tr)
-    rc, out, err = run(probe_argv(command, dest, payload.size), watch)
-    if rc != 0:
-        raise TransferFailed(f"cannot inspect {dest} as {command.spec.user}: {_text(err)}")
-    decision = decide(parse_probe(out, dest), payload.size, payload.sha256, tr)
+    found = probed(command, dest, *run(probe_argv(command, dest, payload.size), watch))
+    decision = decide(found, payload.size, payload.sha256, tr)
     if decision.write:
         argv = install_argv(command, dest, payload.size, payload.sha256, decision)
         with _stdin(payload) as stdin:
             rc, out, err = run(argv, watch, stdin=stdin)
         if rc != 0:
-            raise TransferFailed(f"cannot write {dest} as {command.spec.user}: {_text(err)}")
+            raise TransferFailed(f"cannot write {dest} as {command.spec.user}: {stderr_text(err)}")
     return Outcome(rc=0, changed=decision.write, sha256=tr.sha256)
 
 
@@ -95,13 +93,10 @@ def _fetch(command: Command, watch: Watch) -> Outcome:
     """The host's file to the controller; unchanged when dest already has its bytes."""
     tr = command.transfer
     assert tr is not None
-    src = tr.host_path(tr.src, local=True)
+    src = tr.on_controller(tr.src)
     dest = tr.on_controller(tr.dest)
     if command.spec.become:
-        rc, out, err = run(probe_argv(command, src, None), watch)
-        if rc != 0:
-            raise TransferFailed(f"cannot inspect {src} as {command.spec.user}: {_text(err)}")
-        found = parse_probe(out, src)
+        found = probed(command, src, *run(probe_argv(command, src, None), watch))
     else:
         found = found_at(src, None, None, None, watch)
     if not found.is_file:
@@ -162,7 +157,7 @@ def _become_cat(command: Command, src: str, watch: Watch) -> Iterator[bytes]:
             yield block
         err = proc.stderr.read()
         if proc.wait() != 0:
-            raise TransferFailed(f"cannot read {src} as {command.spec.user}: {_text(err)}")
+            raise TransferFailed(f"cannot read {src} as {command.spec.user}: {stderr_text(err)}")
     finally:
         _stop(proc)
 
@@ -312,7 +307,3 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         if f is not None:
             with contextlib.suppress(OSError):
                 f.close()
-
-
-def _text(err: bytes) -> str:
-    return err.decode("utf-8", "replace").strip() or "no message"

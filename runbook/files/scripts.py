@@ -14,7 +14,7 @@ import shlex
 
 from runbook.command import Command
 from runbook.files.compare import Decision, Found
-from runbook.files.control import TransferFailed
+from runbook.files.control import TransferFailed, stderr_text
 from runbook.shell import sudo_prefix
 
 # Prints one line: "WANT_UID WANT_GID STATE [SIZE MODE UID GID SHA256]". STATE is file,
@@ -74,6 +74,14 @@ trap - EXIT
 """
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def probed(command: Command, path: str, rc: int, out: bytes, err: bytes) -> Found:
+    """What the probe found at ``path``, from its exit status and output."""
+    if rc != 0:
+        who = f" as {command.spec.user}" if command.spec.become else ""
+        raise TransferFailed(f"cannot inspect {path}{who}: {stderr_text(err)}")
+    return parse_probe(out, path)
 
 
 def parse_probe(out: bytes, path: str) -> Found:

@@ -30,9 +30,9 @@ from runbook.command import Command, Outcome
 from runbook.errors import ConnectError, ConnectionLost
 from runbook.files.compare import Decision, Found, decide
 from runbook.files.content import READ_CHUNK, Payload
-from runbook.files.control import TransferFailed, Watch
+from runbook.files.control import TransferFailed, Watch, stderr_text
 from runbook.files.localfs import atomic_write, found_at, hashed, make_parents
-from runbook.files.scripts import install_argv, parse_probe, probe_argv, wire
+from runbook.files.scripts import install_argv, probe_argv, probed, wire
 from runbook.files.spec import Transfer
 from runbook.shell import sudo_prefix
 
@@ -129,7 +129,9 @@ def _install_as(
         argv = install_argv(command, tr.dest, payload.size, payload.sha256, d)
         rc, _, err = run_remote(link, wire(argv, private), watch)
         if rc != 0:
-            raise TransferFailed(f"cannot write {tr.dest} as {command.spec.user}: {_text(err)}")
+            raise TransferFailed(
+                f"cannot write {tr.dest} as {command.spec.user}: {stderr_text(err)}"
+            )
     finally:
         _remove(sftp, private)
 
@@ -155,7 +157,7 @@ def _upload(
         status, _, err = run_remote(link, line, watch, stdin=payload.chunks(watch))
         if status != 0:
             created = status != NOT_CREATED
-            raise TransferFailed(f"cannot write {path}: {_text(err)} (exit {status})")
+            raise TransferFailed(f"cannot write {path}: {stderr_text(err)} (exit {status})")
         written = sftp.stat(path).st_size  # as paramiko's own putfo(confirm=True) does
         if written != payload.size:
             raise TransferFailed(f"the host stored {written} of {payload.size} bytes of {path}")
@@ -265,11 +267,7 @@ def _sftp(link: Link, watch: Watch) -> Iterator[paramiko.SFTPClient]:
 
 
 def _probe(link: Link, command: Command, path: str, size: int | None, watch: Watch) -> Found:
-    rc, out, err = run_remote(link, wire(probe_argv(command, path, size)), watch)
-    if rc != 0:
-        who = f" as {command.spec.user}" if command.spec.become else ""
-        raise TransferFailed(f"cannot inspect {path}{who}: {_text(err)}")
-    return parse_probe(out, path)
+    return probed(command, path, *run_remote(link, wire(probe_argv(command, path, size)), watch))
 
 
 def run_remote(
@@ -288,7 +286,7 @@ def stream_remote(link: Link, line: str, watch: Watch) -> Iterator[bytes]:
     stream = _Stream(link, line, watch)
     yield from stream
     if stream.status != 0:
-        raise TransferFailed(f"{_text(bytes(stream.err))} (exit {stream.status})")
+        raise TransferFailed(f"{stderr_text(bytes(stream.err))} (exit {stream.status})")
 
 
 class _Stream:
@@ -350,7 +348,3 @@ def _describe(exc: BaseException) -> str:
     if text in ("Failure", "[Errno None] Failure"):  # SFTP v3 has no code for a full disk
         return "the server reported a failure (disk full? quota?)"
     return text or type(exc).__name__
-
-
-def _text(err: bytes) -> str:
-    return err.decode("utf-8", "replace").strip() or "no message"

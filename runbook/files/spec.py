@@ -112,10 +112,6 @@ class Transfer:
         """A controller path of the plan: relative ones are relative to the runbook."""
         return os.path.normpath(os.path.join(self.root, path))
 
-    def host_path(self, path: str, local: bool) -> str:
-        """A path on the host: a local host's relative path is the runbook's too."""
-        return self.on_controller(path) if local else path
-
     @property
     def planned(self) -> bool:
         """False for a host whose ``when`` was false at plan time (nothing rendered)."""
