@@ -113,9 +113,9 @@ class SshExecutionContext(ExecutionContext):
         """The connection, and (unless ``transport: exec``) the host's executor: starting
         it costs a round trip and ~15 ms of host CPU, paid here in parallel."""
         conn = self._connection(host)
-        if self._wants_session(host):
-            assert self._sessions is not None
-            self._sessions.session((host.name, None), conn)
+        sessions = self._sessions_for(host)
+        if sessions is not None:
+            sessions.session((host.name, None), conn)
 
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         for attempt in range(2):
@@ -137,11 +137,11 @@ class SshExecutionContext(ExecutionContext):
 
     def _attempt(self, command: Command, on_output: OutputCallback | None) -> Outcome:
         conn = self._connection(command.host)
-        if self._wants_session(command.host):
-            assert self._sessions is not None
-            session = self._sessions.session(Sessions.key(command), conn)
+        sessions = self._sessions_for(command.host)
+        if sessions is not None:
+            session = sessions.session(Sessions.key(command), conn)
             if session is not None:
-                return self._sessions.run(session, command, on_output, conn)
+                return sessions.run(session, command, on_output, conn)
         run = ChannelRun(
             conn,
             command,
@@ -157,12 +157,11 @@ class SshExecutionContext(ExecutionContext):
             with self._lock:
                 self._running.discard(run)
 
-    def _wants_session(self, host: Host) -> bool:
-        if self._sessions is None:
-            return False
+    def _sessions_for(self, host: Host) -> Sessions | None:
+        """The executors, unless ``host`` runs its commands over exec (``runs``)."""
         if self.options.transport != "auto" or self._runs is None:
-            return True
-        return self._runs.get(host.name, 0) > 1
+            return self._sessions
+        return self._sessions if self._runs.get(host.name, 0) > 1 else None
 
     def kill_all(self) -> None:
         self._transfers.cancel_all()

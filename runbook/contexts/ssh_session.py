@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from runbook.command import Command, Outcome
 from runbook.contexts.base import OutputCallback
@@ -27,12 +26,6 @@ from runbook.contexts.ssh_run import Connection
 from runbook.errors import ConnectError, ConnectionLost
 
 Key = tuple[str, str | None]  # (host name, user: None for the connecting user)
-
-
-@dataclass
-class _Running:
-    session: HostSession
-    request_id: int
 
 
 class Sessions:
@@ -52,7 +45,7 @@ class Sessions:
         self._lock = threading.Lock()
         self._locks: dict[Key, threading.Lock] = {}
         self._sessions: dict[Key, HostSession | None] = {}
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, HostSession] = {}  # request id → its session
 
     @staticmethod
     def key(command: Command) -> Key:
@@ -98,7 +91,7 @@ class Sessions:
             kill_grace=self.kill_grace,
         )
         with self._lock:
-            self._running[request.id] = _Running(session, request.id)
+            self._running[request.id] = session
         try:
             result = session.run(request, on_output)
         except SessionLost as exc:
@@ -127,9 +120,9 @@ class Sessions:
     def kill_all(self) -> None:
         """Ask every executor to kill what it runs for us (no second channel needed)."""
         with self._lock:
-            running = list(self._running.values())
-        for r in running:
-            r.session.kill(r.request_id)
+            running = list(self._running.items())
+        for request_id, session in running:
+            session.kill(request_id)
 
     def close(self) -> None:
         with self._lock:
