@@ -238,9 +238,17 @@ class CommandResult:
         result = cls(
             command.step, command.host.name, status, started=now, finished=now, error=error
         )
-        if command.transfer is not None:
-            result.changed, result.dest = False, command.transfer.dest
-        return result
+        return result.transferred(command)
+
+    def transferred(self, command: Command, outcome: Outcome | None = None) -> CommandResult:
+        """A copy's or fetch's result gets changed, dest and the digest it may show (one
+        that did not run, ``outcome`` None, changed nothing)."""
+        t = command.transfer
+        if t is not None:
+            self.changed = bool(outcome and outcome.changed)
+            self.dest = t.dest
+            self.sha256 = outcome.sha256 if outcome is not None else None
+        return self
 
 
 def decode(data: bytes) -> str:

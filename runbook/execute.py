@@ -41,20 +41,16 @@ def run_command(
             else:
                 outcome = context.execute(command, on_output)
         except ConnectError as exc:
-            return _transferred(
-                command,
-                None,
-                CommandResult(
-                    command.step,
-                    command.host.name,
-                    Status.UNREACHABLE,
-                    started=started,
-                    finished=time.time(),
-                    attempts=attempts,
-                    error=mask(exc.message),
-                    maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
-                ),
-            )
+            return CommandResult(
+                command.step,
+                command.host.name,
+                Status.UNREACHABLE,
+                started=started,
+                finished=time.time(),
+                attempts=attempts,
+                error=mask(exc.message),
+                maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
+            ).transferred(command)
         stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
         status, error = judge(command, outcome, stdout, stderr)
         if status is Status.OK or outcome.killed or attempts > spec.retries:
@@ -73,17 +69,7 @@ def run_command(
         attempts=attempts,
         error=error,
     )
-    return _transferred(command, outcome, result)
-
-
-def _transferred(command: Command, outcome: Outcome | None, result: CommandResult) -> CommandResult:
-    """A copy's or fetch's result gets changed, dest and the digest it may show."""
-    t = command.transfer
-    if t is not None:
-        result.changed = bool(outcome and outcome.changed)
-        result.dest = t.dest
-        result.sha256 = outcome.sha256 if outcome is not None else None
-    return result
+    return result.transferred(command, outcome)
 
 
 def judge(
