@@ -17,6 +17,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from runbook.command import Command, Outcome
@@ -97,25 +98,36 @@ def _fetch(command: Command, watch: Watch) -> Outcome:
     dest = tr.on_controller(tr.dest)
     if command.spec.become:
         found = probed(command, src, *run(probe_argv(command, src, None), watch))
+        chunks = _become_cat(command, src, watch)
     else:
         found = found_at(src, None, None, None, watch)
+        chunks = _read(src, watch)
+    return receive(src, found, dest, watch, lambda: contextlib.nullcontext(chunks))
+
+
+def receive(
+    src: str,
+    found: Found,
+    dest: str,
+    watch: Watch,
+    download: Callable[[], AbstractContextManager[Iterable[bytes]]],
+) -> Outcome:
+    """The end of every fetch: ``src`` (``found`` by the probe) written atomically to the
+    controller's ``dest`` with its mode, or nothing done when dest already has its bytes.
+    ``download`` opens the stream of its bytes, only when they are needed."""
     if not found.is_file:
         raise TransferFailed(f"src {src} is not a file that can be read ({found.state})")
     assert found.sha256 is not None and found.mode is not None
-    if _same(dest, found, watch):
+    here = found_at(dest, found.size, None, None, watch)
+    if here.is_file and here.sha256 == found.sha256:
         return Outcome(rc=0, changed=False, sha256=found.sha256)
     make_parents(dest)
     digest = hashlib.sha256()
-    chunks = _become_cat(command, src, watch) if command.spec.become else _read(src, watch)
-    atomic_write(
-        dest, hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
-    )
+    with download() as chunks:
+        atomic_write(
+            dest, hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
+        )
     return Outcome(rc=0, changed=True, sha256=digest.hexdigest())
-
-
-def _same(dest: str, found: Found, watch: Watch) -> bool:
-    here = found_at(dest, found.size, None, None, watch)
-    return here.is_file and here.sha256 == found.sha256
 
 
 def make_parents(dest: str) -> None:

@@ -17,7 +17,6 @@ into an atomic write on the controller (``localfs.atomic_write``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 import select
 import socket
@@ -31,7 +30,7 @@ from runbook.errors import ConnectError, ConnectionLost
 from runbook.files.compare import Decision, Found, decide
 from runbook.files.content import READ_CHUNK, Payload
 from runbook.files.control import TransferFailed, Watch, stderr_text
-from runbook.files.localfs import atomic_write, found_at, hashed, make_parents
+from runbook.files.localfs import receive
 from runbook.files.scripts import install_argv, probe_argv, probed, wire
 from runbook.files.spec import Transfer
 from runbook.shell import sudo_prefix
@@ -206,20 +205,8 @@ def _fetch(link: Link, command: Command, watch: Watch) -> Outcome:
     tr = command.transfer
     assert tr is not None
     found = _probe(link, command, tr.src, None, watch)
-    if not found.is_file:
-        raise TransferFailed(f"src {tr.src} is not a file that can be read ({found.state})")
-    assert found.sha256 is not None and found.mode is not None and found.size is not None
     dest = tr.on_controller(tr.dest)
-    here = found_at(dest, found.size, None, None, watch)
-    if here.is_file and here.sha256 == found.sha256:
-        return Outcome(rc=0, changed=False, sha256=found.sha256)
-    make_parents(dest)
-    digest = hashlib.sha256()
-    with _download(link, command, tr, found, watch) as chunks:
-        atomic_write(
-            dest, hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
-        )
-    return Outcome(rc=0, changed=True, sha256=digest.hexdigest())
+    return receive(tr.src, found, dest, watch, lambda: _download(link, command, tr, found, watch))
 
 
 @contextlib.contextmanager
