@@ -17,7 +17,6 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from runbook.command import Command, Outcome
@@ -102,7 +101,7 @@ def _fetch(command: Command, watch: Watch) -> Outcome:
     else:
         found = found_at(src, None, None, None, watch)
         chunks = _read(src, watch)
-    return receive(src, found, dest, watch, lambda: contextlib.nullcontext(chunks))
+    return receive(src, found, dest, watch, lambda: chunks)
 
 
 def receive(
@@ -110,7 +109,7 @@ def receive(
     found: Found,
     dest: str,
     watch: Watch,
-    download: Callable[[], AbstractContextManager[Iterable[bytes]]],
+    download: Callable[[], Iterable[bytes]],
 ) -> Outcome:
     """The end of every fetch: ``src`` (``found`` by the probe) written atomically to the
     controller's ``dest`` with its mode, or nothing done when dest already has its bytes.
@@ -123,10 +122,9 @@ def receive(
         return Outcome(rc=0, changed=False, sha256=found.sha256)
     make_parents(dest)
     digest = hashlib.sha256()
-    with download() as chunks:
-        atomic_write(
-            dest, hashed(chunks, digest), Decision(True, found.mode & 0o666, None, None, False)
-        )
+    atomic_write(
+        dest, hashed(download(), digest), Decision(True, found.mode & 0o666, None, None, False)
+    )
     return Outcome(rc=0, changed=True, sha256=digest.hexdigest())
 
 

@@ -10,7 +10,7 @@ owner and mode, and renames it over ``dest`` with ``posix-rename@openssh.com``. 
 ``scripts.INSTALL`` (under ``sudo``) reads it from a descriptor the login shell opened,
 writes a temp name beside ``dest`` and ``mv -f``s it.
 
-A fetch reads with SFTP prefetch (many reads in flight), or ``sudo cat`` with ``become``,
+A fetch reads ``cat`` (``sudo cat`` with ``become``) on an exec channel,
 into an atomic write on the controller (``localfs.atomic_write``).
 """
 
@@ -32,14 +32,8 @@ from runbook.files.content import READ_CHUNK, Payload
 from runbook.files.control import TransferFailed, Watch, stderr_text
 from runbook.files.localfs import receive
 from runbook.files.scripts import install_argv, probe_argv, probed, wire
-from runbook.files.spec import Transfer
 from runbook.shell import sudo_prefix
 
-# Our receive window for SFTP channels (fetch): paramiko's default 2 MiB stalls a fast
-# link between acks. Uploads are bound by the server's window and packet size instead.
-WINDOW = 32 * 1024 * 1024
-PACKET = 32 * 1024  # what OpenSSH's sshd accepts per channel packet
-PREFETCH_REQUESTS = 128  # reads in flight while fetching (32 KiB each)
 IO_WAIT = 30.0  # seconds a single SFTP request may wait before the host counts as gone
 PRIVATE_DIRS = ("/var/tmp", "/tmp")  # where become uploads go first (disk, then tmpfs)
 
@@ -206,38 +200,26 @@ def _fetch(link: Link, command: Command, watch: Watch) -> Outcome:
     assert tr is not None
     found = _probe(link, command, tr.src, None, watch)
     dest = tr.on_controller(tr.dest)
-    return receive(tr.src, found, dest, watch, lambda: _download(link, command, tr, found, watch))
+    return receive(
+        tr.src,
+        found,
+        dest,
+        watch,
+        lambda: _download(link, command, tr.src, watch),
+    )
 
 
-@contextlib.contextmanager
-def _download(
-    link: Link, command: Command, tr: Transfer, found: Found, watch: Watch
-) -> Iterator[Iterator[bytes]]:
-    if command.spec.become:
-        argv = [*sudo_prefix(command), "cat", "--", tr.src]
-        yield stream_remote(link, wire(argv), watch)
-        return
-    with _sftp(link, watch) as sftp, sftp.open(tr.src, "rb") as f:
-        assert found.size is not None
-        f.prefetch(found.size, PREFETCH_REQUESTS)
-        yield _read(f, watch)
-
-
-def _read(f: paramiko.SFTPFile, watch: Watch) -> Iterator[bytes]:
-    while block := f.read(READ_CHUNK):
-        watch.check()
-        yield block
-
-
-# -- channels --------------------------------------------------------------------------
+def _download(link: Link, command: Command, src: str, watch: Watch) -> Iterator[bytes]:
+    """``src``'s bytes from ``cat`` on an exec channel (under ``sudo`` with ``become``):
+    paramiko's channel window bounds what waits in memory (an SFTP prefetch of a whole
+    file held up to all of it when the disk was slower than the link: 1 GiB of RSS)."""
+    return stream_remote(link, wire([*sudo_prefix(command), "cat", "--", src]), watch)
 
 
 @contextlib.contextmanager
 def _sftp(link: Link, watch: Watch) -> Iterator[paramiko.SFTPClient]:
     try:
-        sftp = paramiko.SFTPClient.from_transport(
-            link.transport, window_size=WINDOW, max_packet_size=PACKET
-        )
+        sftp = paramiko.SFTPClient.from_transport(link.transport)
     except paramiko.SSHException as exc:
         if not link.transport.is_active():
             raise
