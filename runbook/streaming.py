@@ -12,12 +12,11 @@ still masked (SPEC §8).
 
 from __future__ import annotations
 
+import codecs
 import re
 import threading
 import time
 from collections.abc import Callable
-
-from runbook.command import decode
 
 LIVE_AFTER = 1.0  # seconds a command runs before its output is streamed
 Emit = Callable[[str, str], None]  # (stream name, masked text)
@@ -56,6 +55,9 @@ class StreamMasker:
         return cut
 
 
+_utf8 = codecs.getincrementaldecoder("utf-8")
+
+
 class OutputRelay:
     """One command's output: decoded, masked per stream, emitted once the command has run
     for ``LIVE_AFTER`` seconds (and whatever is left when it ends, if it streamed)."""
@@ -77,7 +79,9 @@ class OutputRelay:
         self._maskers = {
             name: StreamMasker(mask, pattern, longest) for name in ("stdout", "stderr")
         }
-        self._tails = {"stdout": b"", "stderr": b""}  # an incomplete UTF-8 sequence
+        # Per stream: a UTF-8 sequence split across chunks is decoded when it completes,
+        # as decoding the whole output at once would (invalid bytes replaced).
+        self._decoders = {name: _utf8(errors="replace") for name in ("stdout", "stderr")}
 
     def __call__(self, stream: str, chunk: bytes) -> None:
         with self._lock:
@@ -96,32 +100,13 @@ class OutputRelay:
         self.streamed = True
         pending, self._pending = self._pending, []
         for stream, chunk in pending:
-            text = self._decode(stream, chunk)
+            text = self._decoders[stream].decode(chunk)
             shown = self._maskers[stream].feed(text)
             if shown:
                 self.emit(stream, shown)
         if final:
             for stream, masker in self._maskers.items():
-                rest = masker.feed(self._decode(stream, b"", final=True)) + masker.flush()
+                tail = self._decoders[stream].decode(b"", final=True)
+                rest = masker.feed(tail) + masker.flush()
                 if rest:
                     self.emit(stream, rest)
-
-    def _decode(self, stream: str, chunk: bytes, final: bool = False) -> str:
-        data = self._tails[stream] + chunk
-        if not final:
-            keep = _incomplete_utf8(data)
-            data, self._tails[stream] = data[: len(data) - keep], data[len(data) - keep :]
-        else:
-            self._tails[stream] = b""
-        return decode(data)
-
-
-def _incomplete_utf8(data: bytes) -> int:
-    """How many trailing bytes start a UTF-8 sequence the next chunk completes."""
-    for back in range(1, min(4, len(data)) + 1):
-        b = data[-back]
-        if b & 0xC0 == 0x80:  # a continuation byte: look further back
-            continue
-        need = 2 if b & 0xE0 == 0xC0 else 3 if b & 0xF0 == 0xE0 else 4 if b & 0xF8 == 0xF0 else 1
-        return back if need > back else 0
-    return 0

@@ -63,3 +63,16 @@ def test_a_relay_streams_only_after_the_command_ran_a_while() -> None:
 
 def test_control_characters_become_visible() -> None:
     assert printable("a\x1b[2Kb\rc\x07\td\n\x9b") == "a\\e[2Kb\\rc\\x07\td\n\\x9b"
+
+
+def test_streamed_output_decodes_as_the_whole_output_would() -> None:
+    """A UTF-8 sequence split across chunks is one character; invalid bytes are replaced."""
+    whole = "café → ok\n".encode() + b"\xff bad\n"
+    shown: list[tuple[str, str]] = []
+    relay = OutputRelay(lambda stream, text: shown.append((stream, text)), lambda t: t, None, 0, 0)
+    for i in range(len(whole)):  # one byte at a time: every sequence is split
+        relay("stdout", whole[i : i + 1])
+    relay("stderr", b"\xe2\x82")  # a sequence the command never finished
+    relay.finish()
+    assert "".join(t for s, t in shown if s == "stdout") == whole.decode("utf-8", "replace")
+    assert "".join(t for s, t in shown if s == "stderr") == b"\xe2\x82".decode("utf-8", "replace")
