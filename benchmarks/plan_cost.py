@@ -22,10 +22,10 @@ def main() -> None:
     args = p.parse_args()
 
     t0 = time.perf_counter()
-    from runbook.inventory import build_inventory
-    from runbook.loader import load_runbook
-    from runbook.planner import make_plan
-    from runbook.plantext import plan_text
+    from runbook.inventory.build import build_inventory
+    from runbook.load.loader import load_runbook
+    from runbook.plan.planner import make_plan
+    from runbook.plan.text import plan_text
 
     imported = time.perf_counter() - t0
 

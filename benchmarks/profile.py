@@ -61,8 +61,11 @@ CATEGORIES: list[tuple[str, Callable[[Stack], bool]]] = [
         lambda s: any("cmd_apply" in f for f in s) and not any("Runner.run " in f for f in s),
     ),
     ("events: journal (to_dict, json.dumps, write, flush)", _has("Journal.handle")),
-    ("events: console", lambda s: _has("Runner.emit")(s) and _has("runbook/console.py")(s)),
-    ("events: other (emit, listeners, building events)", _has("Runner.emit", "runbook/events.py")),
+    ("events: console", lambda s: _has("Runner.emit")(s) and _has("runbook/cli/console.py")(s)),
+    (
+        "events: other (emit, listeners, building events)",
+        _has("Runner.emit", "runbook/model/events.py"),
+    ),
     (
         "connect: handshake, keys, auth",
         _has(
@@ -78,14 +81,14 @@ CATEGORIES: list[tuple[str, Callable[[Stack], bool]]] = [
             "paramiko/ed25519key.py",
         ),
     ),
-    ("command channel: open, exec, read, close (ssh_run)", _has("runbook/contexts/ssh_run.py")),
+    ("command channel: open, exec, read, close (ssh_run)", _has("runbook/run/ssh/channel.py")),
     (
         "host session (session.py, ssh_session.py)",
-        _has("runbook/contexts/session.py", "runbook/contexts/ssh_session.py"),
+        _has("runbook/run/ssh/session.py", "runbook/run/ssh/sessions.py"),
     ),
     ("paramiko: packets, channels (transport threads)", _has("Transport.run")),
-    ("recap and console at the end", _has("runbook/recap.py", "Console.close", "recap")),
-    ("runner and worker pool", _has("runbook/runner.py", "runbook/pool.py")),
+    ("recap and console at the end", _has("runbook/cli/recap.py", "Console.close", "recap")),
+    ("runner and worker pool", _has("runbook/run/runner.py", "runbook/run/pool.py")),
     ("other", lambda s: True),
 ]
 
@@ -102,7 +105,7 @@ def parse_raw(path: Path) -> list[tuple[Stack, int]]:
 
 
 def _function(frame: str) -> str:
-    """``Runner.emit (runbook/runner.py:182)`` → ``Runner.emit (runbook/runner.py)``."""
+    """``Runner.emit (runbook/run/runner.py:182)`` → ``Runner.emit (runbook/run/runner.py)``."""
     return re.sub(r":-?\d+\)$", ")", frame)
 
 

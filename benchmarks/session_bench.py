@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 def local_cpu(commands: int, threads: int, reps: int) -> str:
     """Controller CPU per command (µs) and wall, sequential and with ``threads`` callers."""
     sys.path.insert(0, str(REPO))
-    from runbook.contexts.session import SessionRequest, local_session
+    from runbook.run.ssh.session import SessionRequest, local_session
 
     session = local_session()
     rows = []
@@ -159,7 +159,7 @@ def costs(reps: int, commands: int) -> str:
 def _cost_once(fleet: object, probe: object, mode: str, n: int) -> tuple[float, float, float]:
     import paramiko
 
-    from runbook.contexts.session import SessionRequest, open_channel_session
+    from runbook.run.ssh.session import SessionRequest, open_channel_session
 
     h = fleet["h1"]  # type: ignore[index]
     before, cpu, started = probe(), time.process_time(), time.perf_counter()  # type: ignore[operator]

@@ -1,7 +1,7 @@
 """The bare paramiko loop of ``paramiko_loop.py``, with commands through a host session.
 
 Same shape, same arguments, same output: one ``SSHClient`` per host, a thread per host, a
-barrier per step; but each host starts one executor (``runbook.contexts.session``) and
+barrier per step; but each host starts one executor (``runbook.run.ssh.session``) and
 every step is one framed request on that channel instead of an ``exec_command``.
 
     python benchmarks/session_loop.py [--no-nodelay] HOSTS.json KNOWN_HOSTS 'echo a' ...
@@ -18,7 +18,7 @@ import threading
 
 import paramiko
 
-from runbook.contexts.session import SessionRequest, open_channel_session
+from runbook.run.ssh.session import SessionRequest, open_channel_session
 
 
 def main(argv: list[str]) -> int:

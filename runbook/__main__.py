@@ -1,3 +1,3 @@
-from runbook.cli import main
+from runbook.cli.main import main
 
 raise SystemExit(main())

@@ -10,7 +10,7 @@
 Input errors raise ``runbook.errors.InputError`` (``str(err)`` is the one-line
 ``FILE:LINE:COL: ...`` message the CLI prints); nothing runs then. ``apply`` journals
 like the CLI (``.runbook/runs`` beside the runbook, the same lock), and listeners get
-the typed events of ``runbook.events`` (``handle(event)``; they must not block).
+the typed events of ``runbook.model.events`` (``handle(event)``; they must not block).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.events import Listener
-from runbook.launch import Confirm, Launch, launch, locked_journal
-from runbook.options import ApplyOptions, PlanOptions, SshOptions
-from runbook.plan import Plan, Selection
-from runbook.plantext import plan_text as _plan_text
-from runbook.prepare import Prepared, PreparedRun, Secrets, check_before_run, prepare_plan
-from runbook.runner import RunResult
+from runbook.load.secrets import Secrets
+from runbook.model.events import Listener
+from runbook.model.plan import Plan, Selection
+from runbook.options import PlanOptions, RunSettings, SshOptions
+from runbook.plan.text import plan_text as _plan_text
+from runbook.prepare import Prepared, check_before_run, prepare_plan
+from runbook.run.launch import Confirm, Launch, PreparedRun, launch, locked_journal
+from runbook.run.runner import RunResult
 
 __all__ = ["Planned", "RunResult", "SshOptions", "apply", "load", "plan", "plan_text"]
 
@@ -86,15 +87,9 @@ def apply(
     runbook holds its lock."""
     if isinstance(planned, str):
         planned = load(planned)
-    opts = ApplyOptions(
-        plan=PlanOptions(file=planned.path or planned.plan.source),
-        yes=True,
-        forks=forks,
-        journal=journal,
-        ssh=ssh or SshOptions(),
-    )
+    settings = RunSettings(forks=forks, journal=journal, ssh=ssh or SshOptions())
     prepared = PreparedRun(planned.plan, planned.secrets)
     check_before_run(prepared)
-    with locked_journal(opts, prepared) as slot:
-        result, _ = launch(opts, prepared, slot, Launch(list(listeners), confirm))
+    with locked_journal(settings, prepared) as slot:
+        result, _ = launch(prepared, settings, slot, Launch(list(listeners), confirm))
     return result

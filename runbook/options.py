@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.plan import Selection
+from runbook.model.plan import Selection
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a command is killed
 
@@ -44,6 +44,17 @@ class SshOptions:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """What the engine needs of the operator's wishes to run a prepared plan: the CLI's
+    ``apply`` and the Python API build it alike."""
+
+    forks: int = 10
+    journal: str | None = None  # the journal root; default: .runbook/ beside the runbook
+    ssh: SshOptions = field(default_factory=SshOptions)
+    resumes: str | None = None  # the run id this run resumes, recorded in its meta.json
+
+
+@dataclass(frozen=True)
 class ApplyOptions:
     plan: PlanOptions
     yes: bool = False
@@ -55,3 +66,7 @@ class ApplyOptions:
     force: bool = False
     rerun_unknown: bool = False
     ssh: SshOptions = field(default_factory=SshOptions)
+
+    @property
+    def settings(self) -> RunSettings:
+        return RunSettings(self.forks, self.journal, self.ssh, self.resume)

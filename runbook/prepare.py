@@ -8,47 +8,19 @@ them is found here, before the first command starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, Position, UsageError
-from runbook.model import Runbook, SecretSpec
+from runbook.load.secrets import Secrets
+from runbook.model.plan import Plan
+from runbook.model.runbook import Runbook
 from runbook.options import ApplyOptions, PlanOptions
-from runbook.plan import Plan
-from runbook.runner import Resume
-from runbook.secrets import Masker
+from runbook.run.launch import PreparedRun
+from runbook.run.runner import Resume
 
 if TYPE_CHECKING:  # the inventory package is imported only where a runbook is planned
-    from runbook.inventory import Inventory
-
-SecretSources = dict[str, dict[str, str]]
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Secret values (never shown), where they come from (stored in place of values), and
-    the masker that hides them in output."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    sources: SecretSources = field(default_factory=dict)
-
-    @property
-    def masker(self) -> Masker:
-        return Masker(self.values.values())
-
-    @classmethod
-    def read(cls, specs: list[SecretSpec] | tuple[SecretSpec, ...]) -> Secrets:
-        from runbook.secrets import resolve_secrets
-
-        sources = {s.name: ({"env": s.env} if s.env else {"file": s.file or ""}) for s in specs}
-        return cls(resolve_secrets(specs), sources)
-
-    @classmethod
-    def from_sources(cls, sources: SecretSources) -> Secrets:
-        specs = [
-            SecretSpec(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()
-        ]
-        return cls.read(specs)
+    from runbook.inventory.build import Inventory
 
 
 @dataclass(frozen=True)
@@ -60,18 +32,9 @@ class Prepared:
     secrets: Secrets
 
 
-@dataclass(frozen=True)
-class PreparedRun:
-    """Everything ``apply`` needs before the first command starts."""
-
-    plan: Plan
-    secrets: Secrets
-    resume: Resume | None = None
-
-
 def prepare_plan(opts: PlanOptions) -> Prepared:
     """Load, validate, build the inventory, read secrets, plan. Raises ``InputError``."""
-    from runbook.planner import make_plan
+    from runbook.plan.planner import make_plan
 
     rb, inventory, extra = plan_inputs(opts)
     secrets = Secrets.read(rb.secrets)
@@ -85,8 +48,8 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
 def plan_inputs(opts: PlanOptions) -> tuple[Runbook, Inventory, dict[str, Any]]:
     """The runbook, its inventory and the extra vars (``-e``, ``--vars-file``, the API's
     typed variables): what a plan is made of, but its secrets."""
-    from runbook.inventory import build_inventory
-    from runbook.loader import load_runbook
+    from runbook.inventory.build import build_inventory
+    from runbook.load.loader import load_runbook
 
     rb = load_runbook(opts.file)
     extra = {**extra_vars(opts), **dict(opts.variables)}
@@ -110,11 +73,11 @@ def check_local_shells(plan: Plan) -> None:
 def prepare_run(opts: ApplyOptions) -> PreparedRun:
     """The plan ``apply`` runs: from a journaled run, a saved plan or the runbook. A saved
     or journaled plan is narrowed, never re-rendered (``narrow``)."""
-    from runbook import planfile
-    from runbook.narrow import narrow
+    from runbook.plan.narrow import narrow
+    from runbook.plan.saved import read_saved_plan
 
     file = opts.plan.file
-    saved = planfile.read_saved_plan(file)
+    saved = read_saved_plan(file)
     if opts.resume:
         prepared = _resumed(opts, saved)
     elif saved is not None:
@@ -124,7 +87,7 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
         done = prepare_plan(opts.plan)
         prepared = PreparedRun(done.plan, done.secrets)
     if opts.resume or saved is not None:  # made earlier: its copies' sources may have changed
-        from runbook.files.content import check_sources
+        from runbook.run.transfer.content import check_sources
 
         check_saved_syntax(prepared.plan)
         check_sources(prepared.plan)
@@ -136,7 +99,7 @@ def check_saved_syntax(plan: Plan) -> None:
     """A saved or journaled plan's templates and ``until`` parse (a hand-edited one may
     not): found before the first command, as planning from the runbook finds it."""
     from runbook.errors import TemplateError
-    from runbook.templating import check_syntax
+    from runbook.templating.env import check_syntax
 
     for step in plan.leaf_steps():
         for c in step.commands:
@@ -163,15 +126,14 @@ def check_before_run(prepared: PreparedRun) -> None:
 
 
 def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
-    from runbook.runtime import RunValues
+    from runbook.run.values import RunValues
 
     RunValues(plan, secrets.values, secrets.masker).check_secret_commands(plan)
 
 
 def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
-    from runbook.journal import read_run, runs_dir
-    from runbook.narrow import narrow
-    from runbook.runner import Registration
+    from runbook.journal.store import read_run, runs_dir
+    from runbook.plan.narrow import narrow
 
     file, run_id = opts.plan.file, opts.resume
     assert run_id is not None
@@ -181,10 +143,7 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
         _check_unchanged(file, run.meta, run_id, opts.force)
     _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
     plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"))
-    registered = tuple(
-        Registration(r.step, r.name, tuple(r.hosts), r.value) for r in run.registrations()
-    )
-    resume = Resume(run_id, run.ok_commands(), registered)
+    resume = Resume(run_id, run.ok_commands(), tuple(run.registrations()))
     return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
 
 
@@ -194,7 +153,7 @@ def _saved_source(saved: dict[str, Any], plan_file: str) -> str:
 
 
 def _check_unchanged(file: str, meta: dict[str, Any], run_id: str, force: bool) -> None:
-    from runbook.loader import files_digest
+    from runbook.load.loader import files_digest
 
     files = meta.get("files") or [file]
     try:
@@ -226,9 +185,9 @@ def _check_known_outcomes(unknown: list[tuple[str, str]], run_id: str, rerun: bo
 
 def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
     """A plan from JSON, its secrets read again now (they are never stored)."""
-    from runbook import planfile
+    from runbook.plan.saved import plan_from_dict
 
-    plan = planfile.plan_from_dict(data, path)
+    plan = plan_from_dict(data, path)
     secrets = Secrets.from_sources(data.get("secret_sources", {}))
     for step in plan.leaf_steps():  # a hand-edited plan: a KeyError mid-run otherwise
         for command in step.commands:
@@ -245,7 +204,7 @@ def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
 
 def extra_vars(opts: PlanOptions) -> dict[str, Any]:
     """``--vars-file`` files, then each ``-e`` (``KEY=VALUE`` or ``@FILE``) in order."""
-    from runbook.yamlpos import load_yaml
+    from runbook.load.yamlpos import load_yaml
 
     out: dict[str, Any] = {}
     for item in [f"@{f}" for f in opts.vars_files] + list(opts.extra_vars):

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fleet import SSHD, Fleet, sshd_available
+
+from tests.fleet import SSHD, Fleet, sshd_available
 
 
 def _require_sshd() -> None:

@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 if TYPE_CHECKING:
-    from runbook.contexts.ssh import SshOptions
-    from runbook.model import Host
+    from runbook.model.runbook import Host
+    from runbook.run.ssh.context import SshOptions
 
 SSHD = "/usr/sbin/sshd"
 ADDRESS = "127.0.0.1"
@@ -202,7 +202,7 @@ class Fleet:
 
     def host(self, name: str, **fields: Any) -> Host:
         """A runbook ``Host`` for ``name``, resolved through ``ssh_config``."""
-        from runbook.model import Host
+        from runbook.model.runbook import Host
 
         if name not in self.hosts:
             raise KeyError(name)
@@ -210,7 +210,7 @@ class Fleet:
 
     def ssh_options(self, **overrides: Any) -> SshOptions:
         """SshOptions pointing at this fleet's ssh_config (which names its known_hosts)."""
-        from runbook.contexts.ssh import SshOptions
+        from runbook.run.ssh.context import SshOptions
 
         return SshOptions(**{"ssh_config": str(self.ssh_config), **overrides})
 

@@ -8,7 +8,7 @@ import pytest
 
 from runbook import api
 from runbook.errors import InputError
-from runbook.events import CommandFinished, Event, RunFinished, StepStarted
+from runbook.model.events import CommandFinished, Event, RunFinished, StepStarted
 
 RUNBOOK = """\
 name: api

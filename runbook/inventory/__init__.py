@@ -14,24 +14,3 @@ JSON shape), ``script``, ``vars_dirs``, ``ranges`` (``web[01:10]``), ``hosts``
 (Jinja in values, rendered lazily), ``text`` (reading files), ``build`` (all of it into
 an ``Inventory``).
 """
-
-from __future__ import annotations
-
-from runbook.inventory.build import Inventory, build_inventory
-from runbook.inventory.graph import RawGroup, RawInventory, effective_members
-from runbook.inventory.hosts import resolve_host
-from runbook.inventory.sources import load_inventory
-from runbook.inventory.templated import Render, TemplatedValue, resolve_templates
-
-__all__ = [
-    "Inventory",
-    "RawGroup",
-    "RawInventory",
-    "Render",
-    "TemplatedValue",
-    "build_inventory",
-    "effective_members",
-    "load_inventory",
-    "resolve_host",
-    "resolve_templates",
-]

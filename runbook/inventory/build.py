@@ -20,7 +20,7 @@ from runbook.inventory.hosts import INLINE_FIELDS, check_vars, make_host
 from runbook.inventory.patterns import resolve
 from runbook.inventory.sources import read_source
 from runbook.inventory.vars_dirs import load_layers
-from runbook.model import Host
+from runbook.model.runbook import Host
 
 Positions = Mapping[tuple[Any, ...], Position]
 

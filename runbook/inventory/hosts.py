@@ -2,9 +2,10 @@
 
 ``ansible_host``/``ansible_port``/``ansible_user``/key file/``ansible_connection``,
 ``ansible_become``/``ansible_become_user`` and a ProxyJump inside
-``ansible_ssh_common_args``/``ansible_ssh_extra_args`` become fields of ``runbook.model.Host``;
-fields written on an inline runbook host win over them. Where Ansible accepts two names,
-the ssh-specific one wins, as in Ansible (``ansible_ssh_host`` over ``ansible_host``).
+``ansible_ssh_common_args``/``ansible_ssh_extra_args`` become fields of
+``runbook.model.runbook.Host``; fields written on an inline runbook host win over them.
+Where Ansible accepts two names, the ssh-specific one wins, as in Ansible
+(``ansible_ssh_host`` over ``ansible_host``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import InventoryError, Position
-from runbook.inventory.templated import Render, TemplatedValue, has_templates, resolve_templates
-from runbook.model import LOCAL_NAMES, Host
+from runbook.model.runbook import LOCAL_NAMES, Host
+from runbook.templating.lazy import Render, TemplatedValue, has_templates, resolve_templates
 
 # Field -> the variables that set it, in rising precedence (the last one present wins).
 FIELD_VARS: dict[str, tuple[str, ...]] = {

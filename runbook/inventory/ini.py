@@ -31,8 +31,8 @@ from runbook.errors import InventoryError, Position
 from runbook.inventory.graph import GraphBuilder
 from runbook.inventory.hosts import check_vars
 from runbook.inventory.ranges import PatternError, expand_host
-from runbook.inventory.templated import mark_all
 from runbook.inventory.text import lines
+from runbook.templating.lazy import mark_all
 
 # Ansible's own regexes (plugins/inventory/ini.py), so the same names are accepted.
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")

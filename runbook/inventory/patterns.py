@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from runbook.errors import InventoryError, Position
-from runbook.model import LOCAL_NAMES, Host
+from runbook.model.runbook import LOCAL_NAMES, Host
 
 
 def resolve(

@@ -14,9 +14,9 @@ import os
 from runbook.errors import Position
 from runbook.inventory import ini, listing, script, yaml_inv
 from runbook.inventory.graph import GraphBuilder, RawInventory
-from runbook.inventory.templated import mark
 from runbook.inventory.text import parse_json, read_text
 from runbook.inventory.vars_dirs import load_layers
+from runbook.templating.lazy import mark
 
 
 def read_source(path: str | os.PathLike[str], graph: GraphBuilder) -> None:

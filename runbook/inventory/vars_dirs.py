@@ -16,10 +16,10 @@ from typing import Any
 from runbook.errors import InventoryError, Position
 from runbook.inventory.graph import RawInventory, VarsLayer
 from runbook.inventory.hosts import check_vars
-from runbook.inventory.templated import mark
 from runbook.inventory.text import parse_json, read_text
 from runbook.inventory.yaml_inv import load_errors, new_builder
-from runbook.yamlpos import compose
+from runbook.load.yamlpos import compose
+from runbook.templating.lazy import mark
 
 _VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
 

@@ -1,5 +1,5 @@
 """YAML inventories (``ansible-inventory --list -y`` exports included), read through
-``runbook.yamlpos`` so they keep its guarantees: positions, no custom tags, no duplicate
+``runbook.load.yamlpos`` so they keep its guarantees: positions, no custom tags, no duplicate
 keys, a budget against alias bombs.
 
 The structure (groups, ``hosts``, ``children``, ``vars``) is walked node by node, so every
@@ -19,8 +19,8 @@ from runbook.errors import InventoryError, LoadError, Position
 from runbook.inventory.graph import GraphBuilder
 from runbook.inventory.hosts import check_vars
 from runbook.inventory.ranges import PatternError, expand_host
-from runbook.inventory.templated import mark
-from runbook.yamlpos import MAX_NODES, Builder, YamlSyntaxError, compose, count_nodes
+from runbook.load.yamlpos import MAX_NODES, Builder, YamlSyntaxError, compose, count_nodes
+from runbook.templating.lazy import mark
 
 _SECTIONS = ("hosts", "children", "vars")
 _NULL = "tag:yaml.org,2002:null"

@@ -1,6 +1,6 @@
 """runbook's host-session executor: one long-lived process per host (and per become user).
 
-Started by ``runbook.contexts.session``'s bootstrap (``python3 -I -S -c ...``), which
+Started by ``runbook.run.ssh.session``'s bootstrap (``python3 -I -S -c ...``), which
 reads this module from stdin (a marshalled code object when the host's bytecode is the
 controller's, else this source) and runs it. So it must run alone: stdlib only, Python
 3.6+ as found on old RHEL/Debian (no walrus, no dataclasses, no ``from __future__

@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
 from tests.e2e.helpers import finished, runbook
+from tests.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"

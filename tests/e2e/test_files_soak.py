@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
+from tests.fleet import Fleet
 from tests.reliability.helpers import run_measured
 
 pytestmark = [pytest.mark.soak, pytest.mark.ssh]

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
 from tests.e2e.helpers import events, finished, journal_dirs, runbook
+from tests.fleet import Fleet
 
 pytestmark = pytest.mark.ssh
 
@@ -118,7 +118,7 @@ steps:
 def assert_events_valid(stdout: str) -> None:
     from jsonschema import Draft202012Validator
 
-    from runbook.loader import schema
+    from runbook.load.loader import schema
 
     validator = Draft202012Validator(schema("events"))
     for event in events(stdout):
@@ -323,7 +323,7 @@ def test_plan_json_of_a_copy_validates_against_the_plan_schema(
 ) -> None:
     from jsonschema import Draft202012Validator
 
-    from runbook.loader import schema
+    from runbook.load.loader import schema
 
     rb = make_runbook(tmp_path, shared_dir)
     proc = runbook("plan", str(rb), "--format", "json", env={"TEST_FILES_SECRET": SECRET})

@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
 from tests.e2e.helpers import events, runbook
+from tests.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runbook.report import write_report
+from runbook.journal.report import write_report
 from tests.e2e.browser import DevTools, dump_dom, require_chromium, screenshot
 from tests.e2e.helpers import journal_dirs, journal_events, runbook, start, wait_for
 from tests.htmlpage import Page

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet import Fleet
+from tests.fleet import Fleet
 
 
 @dataclass
@@ -79,9 +79,9 @@ class Collector:
 
 def build_plan(path: Path) -> Any:
     """load → inventory → plan, as ``runbook plan`` does (no -e, no selection)."""
-    from runbook.inventory import build_inventory
-    from runbook.loader import load_runbook
-    from runbook.planner import make_plan
+    from runbook.inventory.build import build_inventory
+    from runbook.load.loader import load_runbook
+    from runbook.plan.planner import make_plan
 
     rb = load_runbook(str(path))
     inventory = build_inventory(rb.hosts, list(rb.inventory), rb.positions, rb.path)
@@ -90,7 +90,7 @@ def build_plan(path: Path) -> Any:
 
 def ssh_router(**options: Any) -> Any:
     """A ``HostRouter`` whose SSH context uses ``SshOptions(**options)``; close it after."""
-    from runbook.contexts.router import HostRouter
-    from runbook.contexts.ssh import SshExecutionContext, SshOptions
+    from runbook.run.contexts.router import HostRouter
+    from runbook.run.ssh.context import SshExecutionContext, SshOptions
 
     return HostRouter(lambda: SshExecutionContext(SshOptions(**options)))

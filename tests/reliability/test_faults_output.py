@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
+from tests.fleet import Fleet
 from tests.reliability.harness import hosts_yaml, ssh_files
 from tests.reliability.helpers import Measured, run_measured
 

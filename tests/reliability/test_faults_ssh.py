@@ -1,7 +1,7 @@
 """Faults on real sshd servers (``tests/fleet.py``): a host dies, the network stalls, sshd
 refuses connections under load, the controller itself is killed.
 
-What runbook does in each case (asserted below, documented in ``runbook/contexts/ssh.py``):
+What runbook does in each case (asserted below, documented in ``runbook/run/ssh/context.py``):
 
 - sshd killed mid-command → the command ends ``unreachable`` ("connection lost during the
   command ... it may have partly run"), never ``failed``: no exit status came back. The
@@ -27,9 +27,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
-from runbook.runner import Runner
+from runbook.run.runner import Runner
+from tests.fleet import Fleet
 from tests.reliability.harness import Collector, build_plan, hosts_yaml, ssh_files, ssh_router
 from tests.reliability.helpers import (
     processes_matching,

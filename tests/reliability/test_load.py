@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
+from tests.fleet import Fleet
 from tests.reliability.harness import Collector, build_plan, ssh_files, ssh_router
 from tests.reliability.helpers import fd_count
 
@@ -70,7 +70,7 @@ class Sampler(Collector):
 
 
 def run_load(fleet_factory, tmp_path: Path, hosts: int, steps: int, forks: int) -> dict:
-    from runbook.runner import Runner
+    from runbook.run.runner import Runner
 
     fleet: Fleet = fleet_factory(SSHD, max_startups="300:30:400")
     files = ssh_files(fleet, tmp_path)

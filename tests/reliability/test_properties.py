@@ -1,5 +1,5 @@
 """Property-based tests: random documents, random bytes, random ``-e`` values, and values
-that try to be code. They run the CLI in-process (``runbook.cli.main``): a subprocess per
+that try to be code. They run the CLI in-process (``runbook.cli.main.main``): a subprocess per
 example would take minutes. Example counts are modest so each property stays well under
 20 s on two shared cores; raise them with ``HYPOTHESIS_PROFILE=thorough``.
 
@@ -29,7 +29,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, assume, event, given, settings
 from hypothesis import strategies as st
 
-from runbook.cli import main
+from runbook.cli.main import main
 from tests.reliability.helpers import cli_env
 
 settings.register_profile(

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
 from tests.e2e.helpers import wait_for, write
+from tests.fleet import Fleet
 from tests.reliability.harness import ssh_files
 from tests.reliability.helpers import start_cli
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook import cli, planner
+from runbook.cli import main as cli
+from runbook.plan import planner
 
 
 def _boom(*args: object, **kwargs: object) -> None:
@@ -38,7 +39,7 @@ def test_a_bug_before_anything_ran_is_one_line_and_a_report(
 def test_a_bug_during_a_run_reports_into_its_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from runbook import recap as recap_module
+    from runbook.cli import recap as recap_module
 
     rb = tmp_path / "rb.yml"
     rb.write_text("name: x\nsteps:\n  - name: s\n    hosts: localhost\n    run: echo\n")

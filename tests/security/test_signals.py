@@ -8,11 +8,11 @@ import os
 import signal
 import threading
 
-from runbook.command import Command, Outcome
-from runbook.contexts.base import ExecutionContext
-from runbook.model import Host
-from runbook.plan import Plan, PlannedStep
-from runbook.runner import Runner
+from runbook.model.command import Command, Outcome
+from runbook.model.plan import Plan, PlannedStep
+from runbook.model.runbook import Host
+from runbook.run.contexts.base import ExecutionContext
+from runbook.run.runner import Runner
 
 
 class Instant(ExecutionContext):

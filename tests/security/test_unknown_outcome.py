@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fleet import Fleet
 
 from tests.e2e.helpers import journal_dirs, journal_events, runbook, write
+from tests.fleet import Fleet
 from tests.reliability.harness import hosts_yaml, ssh_files
 from tests.reliability.helpers import processes_matching, start_cli, wait_for
 

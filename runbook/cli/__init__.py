@@ -1,0 +1,1 @@
+"""The command line: argument parsing, the console, the recap, ``apply`` on a terminal."""

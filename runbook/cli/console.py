@@ -1,0 +1,277 @@
+"""What the operator sees while a run goes: one line per result off a terminal (logs, CI,
+benchmarks), a live per-step status line on a terminal. ``NO_COLOR`` is honoured by rich.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import IO, Any
+
+from runbook.model.command import CommandResult, Status, StepStatus
+from runbook.model.events import (
+    BatchStarted,
+    CommandFinished,
+    CommandOutput,
+    CommandStarted,
+    Event,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+)
+from runbook.plan.text import compact, counted
+from runbook.text import printable
+
+FAILED_OUTPUT_LINES = 40
+FAILED_OUTPUT_CHARS = 8192
+
+
+def _indent(text: str, prefix: str = "      ") -> list[str]:
+    """The tail of a command's output for the console: the last 40 lines and at most
+    8 KiB (one huge line must not flood a terminal); the journal keeps all of it."""
+    text = text.rstrip("\n")
+    total = text.count("\n") + 1
+    tail = text[-FAILED_OUTPUT_CHARS:]
+    lines = tail.split("\n")[-FAILED_OUTPUT_LINES:]
+    dropped = total - len(lines)
+    if dropped:
+        lines.insert(0, f"... ({dropped} earlier lines cut; full output in the journal)")
+    elif len(tail) < len(text):
+        cut = len(text) - len(tail)
+        lines.insert(0, f"... ({cut} earlier characters cut; full output in the journal)")
+    return [prefix + ln for ln in lines]
+
+
+class Console:
+    """Base of what shows a run on stdout: a listener that can be paused for a prompt, and
+    detached when its terminal goes away (SIGHUP). Observers never steer: the runner
+    detaches a console whose writes fail."""
+
+    detached = False
+
+    def detach(self) -> None:
+        """Safe from a signal handler: only sets a flag."""
+        self.detached = True
+
+    def handle(self, event: Event) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """While the operator is asked something, nothing else may draw."""
+        yield
+
+
+class JsonLines(Console):
+    """``--output json``: one event per line on stdout (schemas/events.schema.json)."""
+
+    def handle(self, event: Event) -> None:
+        if self.detached:
+            return
+        sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+class PlainConsole(Console):
+    """A line per step and per failure (ok results fold into the step's summary), failed
+    commands' output for the first few failures of a step; with ``verbose``, every
+    result and output streamed as ``host | line`` while commands run."""
+
+    FAILURES_WITH_OUTPUT = 5  # per step; the journal has the rest
+
+    def __init__(self, out: IO[str] | None = None, verbose: bool = False) -> None:
+        self.out = out or sys.stdout
+        self.verbose = verbose
+        self.total_steps = 0
+        self.run_id = ""
+        self._index: dict[str, int] = {}
+        self._started = False  # between step_started and step_finished
+        self._shown_failures = 0
+        self._hidden_failures = 0
+        self._streamed: set[tuple[str, str]] = set()  # its output was shown as it came
+
+    def write(self, *lines: str) -> None:
+        if self.detached:
+            return
+        self.out.write("".join(printable(ln) + "\n" for ln in lines))
+        self.out.flush()
+
+    def handle(self, e: Event) -> None:
+        if isinstance(e, RunStarted):
+            self._run_started(e)
+        elif isinstance(e, StepStarted):
+            self._step_started(e)
+        elif isinstance(e, BatchStarted):
+            self.write(f"  batch {e.batch}: {compact(e.hosts)}")
+        elif isinstance(e, CommandOutput) and self.verbose:
+            self._streamed.add((e.step, e.host))
+            self.write(*(f"    {e.host} | {ln}" for ln in e.data.rstrip("\n").split("\n")))
+        elif isinstance(e, CommandFinished):
+            self._result(e.result)
+        elif isinstance(e, StepFinished):
+            self._step_finished(e)
+
+    def _run_started(self, e: RunStarted) -> None:
+        self.total_steps = len(e.steps)
+        self.run_id = e.run_id
+        self._index = {n: i for i, n in enumerate(e.steps, 1)}
+        self.write(
+            f"run {e.run_id}: {e.runbook} ({counted(len(e.steps), 'step')}, "
+            f"{counted(e.hosts, 'host')}, {counted(e.commands, 'command')}, forks {e.forks})"
+        )
+
+    def _step_started(self, e: StepStarted) -> None:
+        self._started = True
+        self._shown_failures = self._hidden_failures = 0
+        hosts = counted(len(e.hosts), "host")
+        if e.group is not None:
+            self.write(f"  - {e.step} ({hosts})")
+        elif e.is_group:
+            self.write(
+                f"[{self._label(e.step)}] {e.step} (group: {hosts}, {counted(e.batches, 'batch')})"
+            )
+        else:
+            self.write(f"[{self._label(e.step)}] {e.step} ({hosts})")
+
+    def _label(self, name: str) -> str:
+        return f"{self._index.get(name, '?')}/{self.total_steps}"
+
+    def _step_finished(self, e: StepFinished) -> None:
+        if e.status is StepStatus.CANCELLED and not self._started:
+            if e.group is None:
+                self.write(f"[{self._label(e.step)}] {e.step}: not run (halted)")
+            return
+        counts = ", ".join(f"{n} {s}" for s, n in e.counts.items() if n)
+        self._started = e.group is not None  # the group itself goes on
+        lead = "    =>" if e.group is not None else "  =>"
+        if self._hidden_failures:
+            self.write(
+                f"{lead} output of {counted(self._hidden_failures, 'more failure')}: "
+                f"runbook show {self.run_id} --step {e.step!r}"
+            )
+        self.write(f"{lead} {e.status.value}: {counts or 'nothing to do'} ({e.duration:.2f}s)")
+
+    def _result(self, r: CommandResult) -> None:
+        status = r.status
+        quiet = status in (Status.OK, Status.SKIPPED, Status.CANCELLED)
+        if quiet and not self.verbose:
+            return
+        detail = f"rc={r.rc}" if r.rc is not None else ""
+        if r.attempts > 1:
+            detail += f" attempts={r.attempts}"
+        if r.changed is not None and status is Status.OK:  # a copy or fetch
+            detail += " changed" if r.changed else " unchanged"
+        if r.error and (status is not Status.OK or not r.attempts):
+            detail += f" ({r.error})"
+        label = status.value if status is Status.OK else status.value.upper()
+        lines = [f"  {label:<11} {r.host}  {detail.strip()}  {r.duration:.2f}s"]
+        if status.is_failure and not self.verbose:
+            if self._shown_failures >= self.FAILURES_WITH_OUTPUT:
+                self._hidden_failures += 1
+                self.write(*lines)
+                return
+            self._shown_failures += 1
+        if (r.step, r.host) in self._streamed:
+            self._streamed.discard((r.step, r.host))
+        elif self.verbose or status.is_failure:
+            for name, text in (("stdout", r.stdout), ("stderr", r.stderr)):
+                if text.strip():
+                    lines.append(f"    {name}:")
+                    lines += _indent(text)
+        self.write(*lines)
+
+
+class LiveConsole(PlainConsole):
+    """On a terminal: a live status line per running step, failures printed above it."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        super().__init__(sys.stdout, verbose)
+        self._lock = threading.Lock()
+        self._step: dict[str, Any] | None = None
+        self._counts: Counter[str] = Counter()
+        self._running = 0
+        self.console = Console(highlight=False)
+        self.live = Live(
+            console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
+        )
+
+    def write(self, *lines: str) -> None:
+        if self.detached:
+            if self.live.is_started:
+                self.live.stop()
+            return
+        for ln in lines:
+            self.console.print(printable(ln), markup=False, highlight=False)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        with self._lock:
+            was_live = self.live.is_started
+            if was_live:
+                self.live.stop()
+        try:
+            yield
+        finally:
+            if was_live:
+                with self._lock:
+                    self.live.start()
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        s = self._step
+        if s is None:
+            return Text("")
+        done = sum(self._counts.values())
+        parts = [f"{n} {k}" for k, n in sorted(self._counts.items()) if n]
+        elapsed = time.monotonic() - s["t0"]
+        return Text(
+            f"  {s['name']}: {done}/{s['total']} hosts done, {self._running} running"
+            f"{' · ' + ', '.join(parts) if parts else ''} · {elapsed:.1f}s",
+            style="bold",
+        )
+
+    def handle(self, e: Event) -> None:
+        with self._lock:
+            if isinstance(e, StepStarted):
+                self._step = {"name": e.step, "total": len(e.hosts), "t0": time.monotonic()}
+                self._counts.clear()
+                self._running = 0
+                if not self.live.is_started:
+                    self.live.start()
+            elif isinstance(e, CommandStarted):
+                self._running += 1
+                return
+            elif isinstance(e, CommandFinished) and self._step is not None:
+                status = e.result.status
+                self._counts[status.value] += 1
+                if status is not Status.CANCELLED:
+                    self._running = max(0, self._running - 1)
+                if status is Status.OK and not self.verbose:
+                    return
+            elif isinstance(e, StepFinished):
+                self._step = None
+            elif isinstance(e, RunFinished) and self.live.is_started:
+                self.live.stop()
+        super().handle(e)
+
+
+def detach_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (``| head``), so nothing later
+    (interpreter shutdown's flush included) fails on it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

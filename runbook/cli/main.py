@@ -1,0 +1,373 @@
+"""Command line: argument parsing, exit codes, the terminal. The only module that prints.
+
+Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (nothing ran),
+130 interrupted. Heavy imports happen inside the commands, so ``--version`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from runbook import __version__
+from runbook.options import ApplyOptions, PlanOptions
+
+EXIT_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="runbook",
+        description="Plan and run YAML runbooks on hosts, locally or over SSH.",
+    )
+    p.add_argument("--version", action="version", version=f"runbook {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    _planning_commands(sub, common)
+    _apply_command(sub, common)
+    _journal_commands(sub)
+    return p
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """What shapes a plan, for validate/plan/apply/inventory alike."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a variable (YAML scalar); @FILE.yml loads a file; repeatable",
+    )
+    common.add_argument("--vars-file", action="append", default=[], metavar="F")
+    common.add_argument(
+        "-i",
+        "--inventory",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Ansible INI or YAML inventory; repeatable",
+    )
+    common.add_argument("--limit", metavar="PATTERN", help="only hosts matching PATTERN")
+    common.add_argument("--tags", action="append", default=[], metavar="T")
+    common.add_argument("--skip-tags", action="append", default=[], metavar="T")
+    common.add_argument("--start-at", metavar="STEP", help="skip the steps before STEP")
+    return common
+
+
+def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    v = sub.add_parser("validate", parents=[common], help="check schema and templates")
+    v.add_argument("file")
+
+    pl = sub.add_parser("plan", parents=[common], help="show every command on every host")
+    pl.add_argument("file")
+    pl.add_argument("--format", choices=("text", "json"), default="text")
+    pl.add_argument("--out", metavar="PLAN.json", help="save the plan for `apply PLAN.json`")
+    pl.add_argument(
+        "--expand", action="store_true", help="one line per host (no grouping of hosts)"
+    )
+
+    inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
+    inv.add_argument("file", nargs="?")
+    inv.add_argument("--format", choices=("text", "json"), default="text")
+    _diff_parser(sub, common)
+
+
+def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    a = sub.add_parser("apply", parents=[common], help="run a runbook or a saved plan")
+    a.add_argument("file", metavar="FILE|PLAN.json")
+    a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    a.add_argument("-f", "--forks", type=_positive, default=10, metavar="N")
+    a.add_argument("--output", choices=("text", "json"), default="text")
+    a.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
+    a.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
+    a.add_argument("--resume", metavar="RUN_ID", help="re-run a journaled run's plan")
+    a.add_argument("--force", action="store_true", help="resume even if the runbook changed")
+    a.add_argument(
+        "--rerun-unknown",
+        action="store_true",
+        help="with --resume: run again the commands whose outcome is unknown",
+    )
+    a.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
+    a.add_argument("--known-hosts", metavar="FILE")
+    a.add_argument("--ssh-config", metavar="FILE")
+    a.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    a.add_argument(
+        "--transport",
+        choices=("auto", "session", "exec"),
+        default="auto",
+        help="SSH: one executor per host (session, needs python3), a channel per command "
+        "(exec), or a session where possible (auto, the default)",
+    )
+
+
+def _journal_commands(sub: Any) -> None:
+    r = sub.add_parser("runs", help="list journaled runs")
+    r.add_argument("file", nargs="?", help="runbook whose runs to list (default: here)")
+    r.add_argument("--journal", metavar="DIR")
+
+    s = sub.add_parser("show", help="a run's recap, or one command's output")
+    s.add_argument("run_id")
+    s.add_argument("file", nargs="?", help="the runbook (default: runs here)")
+    s.add_argument("--journal", metavar="DIR")
+    s.add_argument("--host")
+    s.add_argument("--step", help="a step's name, or a unique start of it")
+
+    rep = sub.add_parser("report", help="write a run's HTML report (one self-contained file)")
+    rep.add_argument("run_id")
+    rep.add_argument("file", nargs="?", help="the runbook (default: runs here)")
+    rep.add_argument("--journal", metavar="DIR")
+    rep.add_argument("--out", metavar="FILE.html", help="default: report-RUN_ID.html")
+
+
+def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    d = sub.add_parser(
+        "diff",
+        parents=[common],
+        help="what a change runs differently",
+        description="Plan OLD and NEW (or FILE at REV and FILE) and show what runs differently. "
+        "Exit 0: no difference; 1: differences; 2: an input error on either side.",
+    )
+    d.add_argument("file", metavar="OLD|FILE", help="a runbook or a saved plan")
+    d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
+    d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
+    d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+
+
+def _positive(s: str) -> int:
+    try:
+        n = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from runbook.errors import InputError, JournalError
+
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        for err in (exc, *exc.others):
+            print(str(err), file=sys.stderr)
+        return EXIT_INPUT
+    except JournalError as exc:
+        print(f"runbook: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except BrokenPipeError:  # `runbook plan | head`: the reader has what it wanted
+        from runbook.cli.console import detach_stdout
+
+        detach_stdout()
+        return 0
+    except Exception as exc:  # a bug: one line and a crash report, never a traceback
+        from runbook import crash
+
+        return crash.report(exc)
+
+
+def plan_options(args: argparse.Namespace) -> PlanOptions:
+    from runbook.model.plan import Selection
+
+    return PlanOptions(
+        file=args.file,
+        extra_vars=tuple(args.extra_vars),
+        vars_files=tuple(args.vars_file),
+        inventories=tuple(args.inventory),
+        selection=Selection(
+            limit=args.limit,
+            tags=tuple(args.tags),
+            skip_tags=tuple(args.skip_tags),
+            start_at=args.start_at,
+        ),
+    )
+
+
+def apply_options(args: argparse.Namespace) -> ApplyOptions:
+    from runbook.options import SshOptions
+
+    return ApplyOptions(
+        plan=plan_options(args),
+        yes=args.yes,
+        forks=args.forks,
+        output=args.output,
+        verbose=args.verbose,
+        journal=args.journal,
+        resume=args.resume,
+        force=args.force,
+        rerun_unknown=args.rerun_unknown,
+        ssh=SshOptions(
+            host_key_policy=args.host_key_policy,
+            known_hosts=args.known_hosts,
+            ssh_config=args.ssh_config,
+            connect_timeout=args.connect_timeout,
+            transport=args.transport,
+        ),
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runbook.plan.text import counted
+    from runbook.prepare import prepare_plan
+
+    plan = prepare_plan(plan_options(args)).plan
+    hosts = plan.host_names
+    print(
+        f"{args.file}: ok ({counted(len(plan.steps), 'step')}, {counted(len(hosts), 'host')}, "
+        f"{counted(len(plan.commands), 'command')})"
+    )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from runbook.plan.saved import dumps, plan_to_dict, save_plan
+    from runbook.plan.text import plan_text
+    from runbook.prepare import prepare_plan
+
+    prepared = prepare_plan(plan_options(args))
+    plan, mask = prepared.plan, prepared.secrets.masker
+    if args.out:
+        extra = {"secret_sources": prepared.secrets.sources}
+        save_plan(plan, args.out, extra)
+        print(f"plan saved to {args.out}", file=sys.stderr)
+    if args.format == "json":
+        sys.stdout.write(dumps(plan_to_dict(plan)))
+    elif not args.out:
+        sys.stdout.write(plan_text(plan, mask, expand=args.expand))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0: no difference; 1: differences; 2: an input error on either side."""
+    from runbook.diff.sources import diff_sides
+    from runbook.diff.views import render
+
+    diff = diff_sides(plan_options(args), args.new, args.git)
+    color = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(render(diff, args.format, color))
+    return 1 if diff.changed else 0
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    import json
+
+    from runbook.inventory.build import build_inventory
+    from runbook.load.loader import load_runbook
+
+    if args.file and not args.file.endswith((".ini", ".cfg", ".hosts")) and _is_runbook(args.file):
+        rb = load_runbook(args.file)
+        inv = build_inventory(rb.hosts, [*rb.inventory, *args.inventory], rb.positions, rb.path)
+    else:
+        files = ([args.file] if args.file else []) + args.inventory
+        inv = build_inventory({}, files)
+    hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
+    data: dict[str, Any] = {
+        "groups": {g: m for g, m in sorted(inv.groups.items())},
+        "hosts": {
+            h.name: {
+                **{k: v for k, v in h.facts().items() if v not in (None, [])},
+                "connection": h.connection,
+                "vars": h.vars,
+            }
+            for h in hosts
+        },
+    }
+    if args.format == "json":
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        return 0
+    for g, members in data["groups"].items():
+        print(f"{g} ({len(members)}): {', '.join(members)}")
+    for name, h in data["hosts"].items():
+        where = (
+            "local"
+            if h["connection"] == "local"
+            else (
+                f"{h.get('user', '') + '@' if h.get('user') else ''}{h['address']}"
+                f"{':' + str(h['port']) if h.get('port') else ''}"
+            )
+        )
+        print(f"\n{name}  {where}  groups: {', '.join(h.get('groups', [])) or '-'}")
+        for k, v in sorted(h["vars"].items()):
+            print(f"    {k} = {v!r}")
+    return 0
+
+
+def _is_runbook(path: str) -> bool:
+    from runbook.errors import LoadError
+    from runbook.load.yamlpos import load_yaml
+
+    try:
+        data, _ = load_yaml(path)
+    except LoadError:  # not YAML at all: an INI inventory
+        return False
+    return isinstance(data, dict) and "steps" in data
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from runbook.cli.apply import apply
+
+    return apply(apply_options(args))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from runbook.journal.history import runs_lines
+    from runbook.journal.store import list_runs, runs_dir
+
+    root = runs_dir(args.file, args.journal)
+    runs = list_runs(root)
+    if args.file:  # only that runbook's runs, not every runbook's beside it
+        source = os.path.abspath(args.file)
+        runs = [r for r in runs if r.meta.get("source") == source]
+    if not runs:
+        print(f"no runs in {root}" + (f" for {args.file}" if args.file else ""))
+        return 0
+    _print_lines(runs_lines(runs))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from runbook.journal.history import result_lines, story_lines
+    from runbook.journal.store import read_run, runs_dir
+
+    run = read_run(runs_dir(args.file, args.journal), args.run_id)
+    if args.host or args.step:
+        _print_lines(result_lines(run, args.host, args.step))
+    else:
+        _print_lines(story_lines(run))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runbook.journal.report import write_report
+    from runbook.journal.store import read_run, runs_dir
+
+    run = read_run(runs_dir(args.file, args.journal), args.run_id)  # the trust checks
+    out = Path(args.out or f"report-{run.run_id}.html")
+    write_report(run.path, out)
+    print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
+def _print_lines(lines: list[str]) -> None:
+    from runbook.text import printable
+
+    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "diff": cmd_diff,
+    "apply": cmd_apply,
+    "inventory": cmd_inventory,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "report": cmd_report,
+}

@@ -1,0 +1,135 @@
+"""The recap at the end of a run: hosts where nothing went wrong fold into one line;
+every other host gets its counts per status; then what never ran and where the journal is.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import IO
+
+from runbook.model.command import Status
+from runbook.plan.text import compact, counted
+from runbook.run.runner import RunResult
+
+# A host is "fine" when none of its results is one of these: it folds into one line.
+_NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED}
+
+
+@dataclass(frozen=True)
+class _Recap:
+    title: str
+    fine: list[str]  # hosts with nothing failed or cancelled, in run order
+    fine_counts: Counter[str]
+    others: dict[str, Counter[str]]  # host → counts, the rest
+    changed: list[str]
+    footer: list[str]
+
+
+def _recap(result: RunResult, journal: str | None) -> _Recap:
+    per_host: dict[str, Counter[str]] = {}
+    changed: dict[str, None] = {}  # in the order hosts first changed something
+    for r in result.results:
+        per_host.setdefault(r.host, Counter())[r.status.value] += 1
+        if r.changed:
+            changed[r.host] = None
+    hosts = sorted(per_host, key=natural)
+    fine = [h for h in hosts if not any(per_host[h][s.value] for s in _NOT_FINE)]
+    fine_counts: Counter[str] = Counter()
+    for h in fine:
+        fine_counts.update(per_host[h])
+    others = {h: per_host[h] for h in hosts if h not in fine}
+    title = f"RECAP · run {result.run_id} · {result.status.value}"
+    return _Recap(title, fine, fine_counts, others, list(changed), _footer(result, journal))
+
+
+def natural(name: str) -> list[object]:
+    """``web2`` before ``web10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _fold_line(r: _Recap) -> str | None:
+    if not r.fine:
+        return None
+    counts = ", ".join(f"{n} {s}" for s, n in r.fine_counts.items() if n)
+    return f"{counted(len(r.fine), 'host')} without a failure: {compact(r.fine)} ({counts})"
+
+
+def _footer(result: RunResult, journal: str | None) -> list[str]:
+    lines = []
+    if result.steps_not_run:
+        lines.append("steps not run (halted): " + ", ".join(result.steps_not_run))
+    if result.halted:
+        lines.append(f"halted: {result.halted}")
+    total = result.finished - result.started
+    lines.append(f"total time: {total:.2f}s · exit code {result.exit_code}")
+    if journal:
+        lines.append(f"journal: {journal}")
+    return lines
+
+
+def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) -> None:
+    """The recap on ``out`` (stdout): a table on a terminal, plain text otherwise."""
+    stream = out or sys.stdout
+    r = _recap(result, journal)
+    if not stream.isatty():
+        stream.write(recap_text(r))
+        stream.flush()
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream, highlight=False, width=120)
+    console.print(r.title, markup=False)
+    fold = _fold_line(r)
+    if fold:
+        console.print(fold, markup=False, style="green")
+    if r.changed:
+        console.print(f"changed: {compact(r.changed)}", markup=False)
+    if r.others:
+        table = Table()
+        table.add_column("host")
+        for s in Status:
+            table.add_column(s.value, justify="right")
+        for host, c in r.others.items():
+            table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
+        console.print(table)
+    for line in r.footer:
+        console.print(line, markup=False)
+
+
+def _cell(n: int, status: Status) -> str:
+    if not n:
+        return "."
+    if status.is_failure:
+        return f"[red]{n}[/red]"
+    return f"[green]{n}[/green]" if status is Status.OK else str(n)
+
+
+def recap_text(r: _Recap) -> str:
+    """The recap for logs, CI and files: the table drawn with ``|``, no rich (rich lays a
+    ``Table`` out in O(hosts) Python work, 1.1 s for 1,000 hosts; this is padding)."""
+    names = [s.value for s in Status]
+    width = max([4, *map(len, r.others)])
+
+    def row(first: str, cells: list[str]) -> str:
+        return (
+            "| "
+            + first.ljust(width)
+            + "".join(f" | {c:>{len(n)}}" for c, n in zip(cells, names, strict=True))
+            + " |"
+        )
+
+    lines = [r.title]
+    fold = _fold_line(r)
+    if fold:
+        lines.append(fold)
+    if r.changed:
+        lines.append(f"changed: {compact(r.changed)}")
+    if r.others:
+        lines.append(row("host", names))
+        lines += [row(h, [str(c.get(n, 0) or ".") for n in names]) for h, c in r.others.items()]
+    lines += r.footer
+    return "\n".join(lines) + "\n"

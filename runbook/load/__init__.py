@@ -1,0 +1,1 @@
+"""Runbook files into models: YAML with positions, the schema, steps and includes, secrets."""

@@ -1,0 +1,142 @@
+"""The plan as data: every command on every host, in execution order.
+
+Built by ``planner.make_plan`` (pure), serialised by ``planfile``, run by ``runner``. A
+plan is a sequence of steps and groups; a group is a sequence of batches, each holding
+the inner steps planned for that batch's hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.errors import Position
+from runbook.model.command import Command
+from runbook.model.spec import ExecSpec
+
+Serial = int | str | list[int | str] | None
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    name: str
+    position: Position
+    batches: tuple[tuple[Command, ...], ...]
+    spec: ExecSpec = ExecSpec()
+    hosts: str | list[str] = "all"
+    max_failures: int = 0  # spec.max_failures resolved against the step's host count
+    confirm: str | None = None
+    tags: tuple[str, ...] = ()
+    run_once: bool = False
+    local: bool = False
+    serial: Serial = None
+    register: str | None = None
+    # Who gets the registered value: every targeted host, even when one command (run_once,
+    # local) ran for them all.
+    register_hosts: tuple[str, ...] = ()
+    group: str | None = None  # inside a group: its name and the batch (1-based)
+    batch: int | None = None
+
+    @property
+    def commands(self) -> list[Command]:
+        return [c for batch in self.batches for c in batch]
+
+    @property
+    def on_failure(self) -> str:
+        return self.spec.on_failure
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    number: int  # 1-based
+    hosts: tuple[str, ...]
+    steps: tuple[PlannedStep, ...]
+
+    @property
+    def commands(self) -> list[Command]:
+        return [c for s in self.steps for c in s.commands]
+
+
+@dataclass(frozen=True)
+class PlannedGroup:
+    """Rolling batches across several steps: every inner step runs on a batch before the
+    next batch starts. The failure policy counts failed hosts over the whole group."""
+
+    name: str
+    position: Position
+    batches: tuple[PlannedBatch, ...]
+    spec: ExecSpec = ExecSpec()
+    hosts: str | list[str] = "all"
+    max_failures: int = 0
+    confirm: str | None = None  # asked before each batch
+    tags: tuple[str, ...] = ()
+    serial: Serial = None
+    inner: tuple[str, ...] = ()  # inner step names, in order
+
+    @property
+    def commands(self) -> list[Command]:
+        return [c for b in self.batches for c in b.commands]
+
+    @property
+    def on_failure(self) -> str:
+        return self.spec.on_failure
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h for b in self.batches for h in b.hosts]
+
+
+PlanItem = PlannedStep | PlannedGroup
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    source: str
+    digest: str
+    steps: tuple[PlanItem, ...]
+    secret_names: tuple[str, ...] = ()
+    # Every inventory host's vars, for templates that read ``hostvars`` at apply time
+    # (kept only when one does).
+    hostvars: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
+    files: tuple[str, ...] = ()  # the runbook and its includes, for --resume's check
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def commands(self) -> list[Command]:
+        return [c for s in self.steps for c in s.commands]
+
+    @property
+    def host_names(self) -> list[str]:
+        """Every host the plan touches, in first-use order."""
+        return list(dict.fromkeys(c.host.name for c in self.commands))
+
+    def leaf_steps(self) -> Iterator[PlannedStep]:
+        """Every planned step in execution order (a group's, batch by batch)."""
+        for item in self.steps:
+            if isinstance(item, PlannedGroup):
+                for batch in item.batches:
+                    yield from batch.steps
+            else:
+                yield item
+
+    @property
+    def step_names(self) -> list[str]:
+        """Top-level steps and groups, then inner steps after their group, in order."""
+        out: list[str] = []
+        for item in self.steps:
+            out.append(item.name)
+            if isinstance(item, PlannedGroup):
+                out += item.inner
+        return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep."""
+
+    limit: str | None = None
+    tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
+    start_at: str | None = None

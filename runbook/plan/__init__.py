@@ -1,0 +1,1 @@
+"""Runbook x inventory into a plan: the planner, selection, saved plans and the plan as text."""

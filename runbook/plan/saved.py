@@ -1,0 +1,278 @@
+"""Plans as JSON: ``plan --format json``, saved plans (``plan --out``) and the journal copy.
+
+A saved plan holds exactly the rendered commands, so ``apply PLAN.json`` runs what was
+reviewed; it is never re-rendered from the runbook or the inventory. A command rendered
+at apply time (it reads a registered value or a secret) is stored as its templates plus
+the values they read, secrets only by name (SPEC §8). Version 2 adds groups, registers
+and those templates to version 1's fields, which keep their meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runbook.errors import InputError, Position
+from runbook.model.command import Command, Templates
+from runbook.model.files import Transfer
+from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
+from runbook.model.runbook import Host
+from runbook.model.spec import ExecSpec
+
+FORMAT = "runbook-plan"
+VERSION = 2
+
+
+def plan_to_dict(plan: Plan, path: Callable[[str], str] = str) -> dict[str, Any]:
+    """``path`` writes the runbook's path and its includes' (relative to a saved plan's
+    file; absolute in a journal)."""
+    hosts: dict[str, Any] = {}
+    for c in plan.commands:
+        hosts.setdefault(c.host.name, c.host.to_dict())
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "runbook": plan.name,
+        "source": path(plan.source),
+        "digest": plan.digest,
+        "files": [path(f) for f in plan.files],
+        "secrets": list(plan.secret_names),
+        "hosts": hosts,
+        "steps": [_item_dict(item, plan.source) for item in plan.steps],
+    }
+    if plan.hostvars:
+        data["hostvars"] = plan.hostvars
+    return data
+
+
+def _item_dict(item: PlanItem, source: str) -> dict[str, Any]:
+    if isinstance(item, PlannedGroup):
+        return {
+            "name": item.name,
+            "line": item.position.line,
+            "group": True,
+            "hosts": item.hosts,
+            "on_failure": item.on_failure,
+            "max_failures": item.max_failures,
+            "serial": item.serial,
+            "tags": list(item.tags),
+            "confirm": item.confirm,
+            "inner": list(item.inner),
+            "batches": [
+                {"hosts": list(b.hosts), "steps": [_step_dict(s, source) for s in b.steps]}
+                for b in item.batches
+            ],
+        }
+    return _step_dict(item, source)
+
+
+def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": step.name,
+        "line": step.position.line,
+        "hosts": step.hosts,
+        # The policy, always written; max_failures as the resolved count.
+        "on_failure": step.on_failure,
+        "max_failures": step.max_failures,
+        "serial": step.serial,
+        "run_once": step.run_once,
+        "local": step.local,
+        "tags": list(step.tags),
+        "confirm": step.confirm,
+    }
+    if step.position.file != source:  # a step from an included file
+        d["file"] = step.position.file
+    if step.register is not None:
+        d["register"] = step.register
+        d["register_hosts"] = list(step.register_hosts)
+    d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
+    return d
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> None:
+    """Write a saved plan; its runbook path is stored relative to the plan file."""
+    here = os.path.dirname(os.path.abspath(path))
+    data = plan_to_dict(plan, lambda p: os.path.relpath(os.path.abspath(p), here))
+    data.update(extra or {})
+    data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(dumps(data))
+
+
+def read_saved_plan(path: str) -> dict[str, Any] | None:
+    """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook)."""
+    if not path.endswith(".json"):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
+    except ValueError:
+        return None  # not JSON: the runbook loader will say what is wrong, with a line
+    except RecursionError:  # [[[[... a thousand deep: the C decoder recurses
+        raise InputError("JSON nested too deeply to read", Position(path)) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None  # a runbook written as JSON (YAML's subset)
+    return data
+
+
+def plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
+    """Rebuild a ``Plan`` from a saved plan or a journal (validated against
+    ``schemas/plan.schema.json`` first). Commands are not re-rendered."""
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        version = data.get("version")
+        raise InputError(
+            f"a {FORMAT} v{version} file; this runbook reads v{VERSION}: make it again "
+            "with `runbook plan --out`",
+            Position(path),
+        )
+    _validate(data, path)
+    _check_finite(data, path)
+    try:
+        return _plan_from_dict(data, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a valid saved plan: {exc!r}", Position(path)) from None
+
+
+def _validate(data: Mapping[str, Any], path: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from runbook.load.loader import schema
+
+    errors = sorted(
+        Draft202012Validator(schema("plan")).iter_errors(data), key=lambda e: list(e.path)
+    )
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "top level"
+        raise InputError(f"not a valid saved plan: {where}: {err.message}", Position(path))
+
+
+# Vars bound into a plan are data: a runbook may hold ``.nan`` there on purpose.
+_DATA_KEYS = frozenset({"values", "until_vars", "hostvars"})
+
+
+def _check_finite(data: Any, path: str) -> None:
+    """Python's JSON reader takes ``NaN`` and ``Infinity``, and a NaN passes every bound
+    of the schema (each comparison is false): ``"timeout": NaN`` crashed the run.
+    Iterative: a deep value must not exhaust the stack."""
+    todo: list[tuple[str, Any]] = [("", data)]
+    while todo:
+        where, node = todo.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise InputError(
+                f"not a valid saved plan: {where}: {node} is not a finite number", Position(path)
+            )
+        if isinstance(node, dict):
+            children = [(k, v) for k, v in node.items() if k not in _DATA_KEYS]
+        elif isinstance(node, list):
+            children = list(enumerate(node))
+        else:
+            continue
+        todo += [(f"{where}/{k}" if where else str(k), v) for k, v in children]
+
+
+def _plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
+    hosts = {name: Host.from_dict(name, h) for name, h in data["hosts"].items()}
+    here = os.path.dirname(os.path.abspath(path))
+    source = os.path.normpath(os.path.join(here, data["source"]))
+    steps = tuple(_item(s, hosts, source) for s in data["steps"])
+    return Plan(
+        name=data["runbook"],
+        source=source,
+        digest=data["digest"],
+        steps=steps,
+        secret_names=tuple(data.get("secrets", ())),
+        hostvars=dict(data.get("hostvars", {})),
+        files=tuple(os.path.normpath(os.path.join(here, f)) for f in data.get("files", ())),
+        meta={"created": data.get("created"), "plan_file": path},
+    )
+
+
+def _item(s: Mapping[str, Any], hosts: Mapping[str, Host], source: str) -> PlanItem:
+    if not s.get("group"):
+        return _step(s, hosts, source, None, None)
+    batches = tuple(
+        PlannedBatch(
+            number,
+            tuple(b["hosts"]),
+            tuple(_step(inner, hosts, source, s["name"], number) for inner in b["steps"]),
+        )
+        for number, b in enumerate(s["batches"], 1)
+    )
+    policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
+    return PlannedGroup(
+        name=s["name"],
+        position=Position(source, s.get("line", 0)),
+        batches=batches,
+        spec=ExecSpec.from_dict(policy),
+        hosts=s["hosts"],
+        max_failures=s["max_failures"],
+        confirm=s.get("confirm"),
+        tags=tuple(s.get("tags", ())),
+        serial=s.get("serial"),
+        inner=tuple(s.get("inner", ())),
+    )
+
+
+def _step(
+    s: Mapping[str, Any],
+    hosts: Mapping[str, Host],
+    source: str,
+    group: str | None,
+    batch: int | None,
+) -> PlannedStep:
+    policy = {"on_failure": s["on_failure"], "max_failures": s["max_failures"]}
+    root = os.path.dirname(source)  # a transfer's controller paths are relative to it
+    batches = tuple(
+        tuple(_command(s["name"], c, hosts, policy, root) for c in b) for b in s["batches"]
+    )
+    first = batches[0][0] if batches and batches[0] else None
+    return PlannedStep(
+        name=s["name"],
+        position=Position(s.get("file", source), s.get("line", 0)),
+        batches=batches,
+        spec=first.spec if first is not None else ExecSpec.from_dict(policy),
+        hosts=s["hosts"],
+        max_failures=s["max_failures"],
+        confirm=s.get("confirm"),
+        tags=tuple(s.get("tags", ())),
+        run_once=s.get("run_once", False),
+        local=s.get("local", False),
+        serial=s.get("serial"),
+        register=s.get("register"),
+        register_hosts=tuple(s.get("register_hosts", ())),
+        group=group,
+        batch=batch,
+    )
+
+
+def _command(
+    step: str,
+    c: Mapping[str, Any],
+    hosts: Mapping[str, Host],
+    policy: Mapping[str, Any],
+    root: str,
+) -> Command:
+    templates = c.get("templates")
+    transfer = c.get("transfer")
+    return Command(
+        step=step,
+        host=hosts[c["host"]],
+        cmd=c["cmd"],
+        env=dict(c.get("env", {})),
+        spec=ExecSpec.from_dict(c, policy),
+        until_vars=c.get("until_vars", {}),
+        skip_reason=c.get("skipped"),
+        templates=None if templates is None else Templates.from_dict(templates),
+        transfer=None if transfer is None else Transfer.from_dict(transfer, root),
+    )

@@ -1,0 +1,1 @@
+"""SSH: the context, channels, host sessions, ~/.ssh/config, host keys, paramiko."""

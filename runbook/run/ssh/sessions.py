@@ -1,0 +1,132 @@
+"""Host sessions over SSH: one executor per (host, user), many commands (issue 14).
+
+``Sessions`` keeps them: started on first use (or at connect), restarted when one died,
+and — with ``transport: auto`` — replaced by exec-per-command for a host where the
+executor cannot start (no ``python3``), with a warning once. ``become`` commands run
+through an executor started for their user (``sudo -n -u U``), which enforces their
+deadlines and kills too (SPEC §8).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from runbook.errors import ConnectError, ConnectionLost
+from runbook.model.command import Command, Outcome
+from runbook.run.contexts.base import OutputCallback
+from runbook.run.ssh.channel import Connection
+from runbook.run.ssh.session import (
+    HostSession,
+    SessionError,
+    SessionLost,
+    SessionRequest,
+    SessionUnavailable,
+    open_channel_session,
+)
+
+Key = tuple[str, str | None]  # (host name, user: None for the connecting user)
+
+
+class Sessions:
+    """The executors of one SSH context. ``None`` for a key means "use exec" (auto)."""
+
+    def __init__(
+        self,
+        mode: str,
+        kill_grace: float,
+        timeout: float,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.mode = mode  # auto | session
+        self.kill_grace = kill_grace
+        self.timeout = timeout
+        self.warn = warn
+        self._lock = threading.Lock()
+        self._locks: dict[Key, threading.Lock] = {}
+        self._sessions: dict[Key, HostSession | None] = {}
+        self._running: dict[int, HostSession] = {}  # request id → its session
+
+    @staticmethod
+    def key(command: Command) -> Key:
+        return (command.host.name, command.spec.user)
+
+    def session(self, key: Key, conn: Connection) -> HostSession | None:
+        """The live session for ``key`` (started now if needed), or None: use exec.
+        Raises ``ConnectError`` under ``transport: session`` when none can start."""
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._sessions:
+                found = self._sessions[key]
+                if found is None or found.alive:
+                    return found
+                found.close(wait=0)
+            try:
+                started = open_channel_session(
+                    conn.transport, name=key[0], become_user=key[1], timeout=self.timeout
+                )
+            except SessionUnavailable as exc:
+                if self.mode == "session":
+                    raise ConnectError(key[0], str(exc)) from exc
+                self.warn(f"{exc}; using one SSH channel per command on {key[0]}")
+                started = None
+            self._sessions[key] = started
+            return started
+
+    def run(
+        self,
+        session: HostSession,
+        command: Command,
+        on_output: OutputCallback | None,
+        conn: Connection,
+    ) -> Outcome:
+        """One command through ``session``. Raises ``SessionLost`` when the request never
+        went out (the caller may start it again), ``ConnectionLost`` when it may have run."""
+        request = SessionRequest(
+            script=command.cmd,
+            env=dict(command.env),
+            shell=command.spec.shell,
+            timeout=command.timeout,
+            kill_grace=self.kill_grace,
+        )
+        with self._lock:
+            self._running[request.id] = session
+        try:
+            result = session.run(request, on_output)
+        except SessionLost as exc:
+            if not exc.may_have_run:
+                raise
+            transport = conn.transport
+            why = transport.loss() if not transport.is_active() else "the executor ended"
+            raise ConnectionLost(
+                command.host.name,
+                f"connection to {conn.endpoint} lost during the command ({why}); "
+                "it may have partly run",
+            ) from exc
+        except SessionError as exc:
+            raise ConnectError(command.host.name, str(exc)) from exc
+        finally:
+            with self._lock:
+                self._running.pop(request.id, None)
+        return Outcome(
+            rc=result.rc,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            timed_out=result.timed_out,
+            killed=result.killed,
+        )
+
+    def kill_all(self) -> None:
+        """Ask every executor to kill what it runs for us (no second channel needed)."""
+        with self._lock:
+            running = list(self._running.items())
+        for request_id, session in running:
+            session.kill(request_id)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = [s for s in self._sessions.values() if s is not None]
+            self._sessions.clear()
+        for s in sessions:
+            s.close()

@@ -1,0 +1,1 @@
+"""``copy`` and ``fetch`` at apply time: content, comparison, local and remote writes."""

@@ -1,0 +1,228 @@
+"""The one Jinja environment: strict (undefined names are errors), no HTML escaping.
+
+Only step fields (``run``, ``env``, ``when``, ``until``) and runbook ``env`` are templates.
+Variable *values* are data and are never rendered again, so a value that contains
+``{{ ... }}`` or ``$(...)`` arrives as written (no template injection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import jinja2.sandbox
+
+from runbook.errors import Position, TemplateError
+from runbook.templating.fast import Part, compile_fast, try_render
+
+
+def _quote(value: Any) -> str:
+    """``shlex.quote`` of the value as text. A filter such as ``tojson`` returns
+    ``Markup``, whose ``+`` and ``replace`` HTML-escape their arguments: quoting it as is
+    gave ``&#39;...&#39;``, which the shell reads as ``&`` (run in the background) and a
+    comment. ``str()`` of a ``Markup`` is plain text; numbers are quoted as they render."""
+    return shlex.quote(str(value))
+
+
+def _env() -> jinja2.Environment:
+    # Sandboxed: runbooks come from git, but vars come from -e and inventories too.
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
+    )
+    env.filters["quote"] = _quote
+    return env
+
+
+ENV = _env()
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> jinja2.Template:
+    """Compiled once per distinct source, rendered per host."""
+    template = ENV.from_string(source)
+    # jinja2 keeps a template's globals as a ChainMap, and every render() merges them
+    # into a new dict with dict(globals, **vars): iterating a ChainMap runs in Python and
+    # was two thirds of the cost of planning. ENV.globals never changes after _env().
+    template.globals = dict(template.globals)
+    return template
+
+
+@lru_cache(maxsize=1024)
+def compile_expression(source: str) -> Any:
+    return ENV.compile_expression(source, undefined_to_none=False)
+
+
+_SCALARS = (str, int, float, bool, type(None))
+_MISSING = object()
+_rendered: dict[tuple[str, tuple[Any, ...]], str] = {}
+
+
+@lru_cache(maxsize=4096)
+def fast_parts(source: str) -> list[Part] | None:
+    """The fast path's compiled form, or None outside its subset (Jinja renders it)."""
+    return compile_fast(ENV.parse(source), ENV.filters)
+
+
+@lru_cache(maxsize=4096)
+def _names(source: str) -> tuple[str, ...]:
+    """The variables a template reads (globals and filters' names included)."""
+    return tuple(sorted(jinja2.meta.find_undeclared_variables(ENV.parse(source))))
+
+
+def render(source: str, context: Mapping[str, Any], position: Position | None = None) -> str:
+    if "{" not in source:  # fast path: most commands have no template syntax at all
+        return source
+    parts = fast_parts(source)
+    if parts is not None:  # text and plain interpolations: ~10x Jinja's speed
+        text = try_render(parts, context)
+        if text is not None:
+            return text
+    with _as_template_error("template", position):
+        # A template is a pure function of the variables it reads: when those are all
+        # scalars, the same values give the same text ({{ gphome }} on 1,000 hosts is
+        # rendered once). Anything else (a dict like `host`, a missing name) renders.
+        values = tuple(context.get(n, _MISSING) for n in _names(source))
+        # The types are part of the key: 1 == 1.0 == True, but they render differently.
+        scalars = all(isinstance(v, _SCALARS) for v in values)
+        key = (source, tuple((type(v), v) for v in values)) if scalars else None
+        if key is not None:
+            done = _rendered.get(key)
+            if done is not None:
+                return done
+        text = _render(source, context)
+        if key is not None and len(_rendered) < 65536:
+            _rendered[key] = text
+        return text
+
+
+# A file that ends its lines with CRLF keeps them (Jinja would write "\n" otherwise).
+_CRLF_ENV = ENV.overlay(newline_sequence="\r\n")
+
+
+def compile_file(source: str, position: Position | None = None) -> jinja2.Template:
+    """A whole file as a template (``copy`` with ``template: true``). Not cached, since a
+    file may be large; errors are at the file's own lines (``position`` is its line 1)."""
+    env = _CRLF_ENV if "\r\n" in source else ENV
+    with _as_template_error("template", position):
+        return env.from_string(source)
+
+
+def render_compiled(
+    template: jinja2.Template, context: Mapping[str, Any], position: Position | None = None
+) -> str:
+    """Render what ``compile_file`` made; raises ``TemplateError`` at the file's line."""
+    with _as_template_error("template", position):
+        return template.render(context)
+
+
+_GLOBALS = frozenset(ENV.globals)
+
+
+@lru_cache(maxsize=4096)
+def _globals_in(source: str) -> frozenset[str]:
+    """Globals (``range``, ``dict``...) a template may use: Jinja's undeclared-names
+    analysis does not list them, so look for their names in the text."""
+    return frozenset(g for g in _GLOBALS if g in source)
+
+
+def _render(source: str, context: Mapping[str, Any]) -> str:
+    """``template.render(context)`` without its copy of the context: Jinja merges globals
+    and the variables into a new dict on every render, and a planning context (every var,
+    ``groups`` of 1,000 hosts) made that copy the largest cost of planning. The context is
+    used as it is (``shared``); globals are added only when the template reads one that
+    the context lacks."""
+    template = compile_template(source)
+    wanted = _globals_in(source)
+    if wanted and not wanted <= context.keys():
+        context = {**ENV.globals, **context}
+    try:
+        # A Mapping works as the parent (Jinja only reads it); its stubs say dict.
+        body = template.root_render_func(
+            template.new_context(context, shared=True)  # type: ignore[arg-type]
+        )
+        return str(ENV.concat(body))
+    except Exception:
+        ENV.handle_exception()
+        raise  # not reached: handle_exception re-raises with template line numbers
+
+
+def evaluate(source: str, context: Mapping[str, Any], position: Position | None = None) -> bool:
+    """A ``when``/``until`` expression → bool."""
+    # An expression is compiled inside a wrapper template: its line numbers mean nothing.
+    with _as_template_error("expression", position, lines=False):
+        return bool(compile_expression(source)(**context))
+
+
+@lru_cache(maxsize=4096)
+def template_names(source: str) -> frozenset[str]:
+    """Names a template reads; a syntax error reads nothing (``check_syntax`` reports it)."""
+    if "{" not in source:
+        return frozenset()
+    try:
+        return frozenset(_names(source))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+
+
+@lru_cache(maxsize=1024)
+def expression_names(source: str) -> frozenset[str]:
+    """Names an expression reads, so they can be checked (and bound) at plan time; a
+    syntax error reads nothing (``check_syntax`` reports it)."""
+    try:
+        return frozenset(_names("{{ " + source + " }}"))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+
+
+def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:
+    with _as_template_error("template", position):
+        if expression:
+            compile_expression(source)
+        else:
+            compile_template(source)
+
+
+@contextlib.contextmanager
+def _as_template_error(kind: str, position: Position | None, lines: bool = True) -> Iterator[None]:
+    """Jinja's exceptions → one ``TemplateError``, at the template line Jinja knows."""
+
+    def at(line: int | None) -> Position | None:
+        return _at(position, line) if lines else position
+
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{kind} syntax: {exc.message}", at(exc.lineno)) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(str(exc.message), at(_template_line(exc))) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{kind} error: {exc}", at(_template_line(exc))) from None
+    except Exception as exc:  # a filter or test may raise anything on the values it gets
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise TemplateError(f"{kind} error: {what}", at(_template_line(exc))) from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line being rendered when ``exc`` was raised (Jinja rewrites tracebacks
+    so that template frames carry template line numbers)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _at(position: Position | None, lineno: int | None) -> Position | None:
+    if position is None or not lineno or lineno <= 1:
+        return position
+    return Position(position.file, position.line + lineno - 1, 1)

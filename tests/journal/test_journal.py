@@ -1,0 +1,83 @@
+"""The journal as written and read back: events, torn lines, unknown outcomes, registers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runbook.errors import JournalError
+from runbook.journal.store import Journal, read_run
+from runbook.model.command import CommandResult, Status
+from runbook.model.events import (
+    CommandFinished,
+    CommandOutput,
+    CommandStarted,
+    Registered,
+    RunFinished,
+    RunStatus,
+)
+
+
+def _result(step: str, host: str, status: Status, **kw: object) -> CommandResult:
+    return CommandResult(step, host, status, **kw)  # type: ignore[arg-type]
+
+
+def _journal(root: Path) -> Journal:
+    return Journal(root, "r1", {"runbook": "x", "digest": "d"}, {"format": "runbook-plan"})
+
+
+def test_events_are_read_back_typed_and_unknown_outcomes_are_named(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.handle(CommandStarted(run_id="r1", step="s", host="a"))
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.OK, stdout="out")))
+    j.handle(CommandStarted(run_id="r1", step="s", host="b"))  # no result: killed there
+    lost = _result("s", "c", Status.UNREACHABLE, maybe_ran=True)
+    j.handle(CommandStarted(run_id="r1", step="s", host="c"))
+    j.handle(CommandFinished(run_id="r1", result=lost))
+    j.handle(CommandOutput(run_id="r1", step="s", host="b", stream="stdout", data="partial"))
+    j.handle(Registered(run_id="r1", step="s", name="v", hosts=["a"], value={"stdout": "x"}))
+    j.close()
+    run = read_run(tmp_path / "runs", "r1")
+    assert [r.host for r in run.results()] == ["a", "c"]
+    assert run.results()[0].stdout == "out"
+    assert run.unknown_outcomes() == [("s", "b"), ("s", "c")]
+    assert run.ok_commands() == {("s", "a")}
+    assert [(r.name, r.hosts) for r in run.registrations()] == [("v", ["a"])]
+    assert run.status == "incomplete"
+
+
+def test_a_torn_last_line_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.OK)))
+    j.handle(
+        RunFinished(
+            run_id="r1",
+            status=RunStatus.COMPLETED,
+            exit_code=0,
+            halted=None,
+            counts={},
+            duration=1.0,
+            steps_not_run=[],
+        )
+    )
+    j.close()
+    events = tmp_path / "runs" / "r1" / "events.jsonl"
+    events.write_text(events.read_text() + '{"event": "command_fin')  # killed mid-write
+    run = read_run(tmp_path / "runs", "r1")
+    assert len(run.results()) == 1 and run.status == "completed"
+
+
+def test_an_event_kind_from_a_newer_version_is_skipped(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.close()
+    events = tmp_path / "runs" / "r1" / "events.jsonl"
+    events.write_text(json.dumps({"event": "from_the_future", "run_id": "r1", "time": 1}) + "\n")
+    assert read_run(tmp_path / "runs", "r1").events == []
+
+
+def test_a_journal_that_exists_is_never_overwritten(tmp_path: Path) -> None:
+    _journal(tmp_path / "runs").close()
+    with pytest.raises(JournalError, match="cannot write the run journal"):
+        _journal(tmp_path / "runs")
