@@ -14,8 +14,9 @@ from runbook.model.command import Status
 from runbook.plan.text import compact, counted
 from runbook.run.runner import RunResult
 
-# A host is "fine" when none of its results is one of these: it folds into one line.
-_NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED}
+# A host is "fine" when none of its results is one of these: it folds into one line (a
+# rescued host is listed: something failed on it, and its rescue steps ran).
+_NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED, Status.RESCUED}
 
 
 @dataclass(frozen=True)

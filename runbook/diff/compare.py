@@ -35,6 +35,7 @@ VERSION = 1
 # and values derived from others (max_failures is compared resolved, as the runner uses it).
 _NOT_SETTINGS = frozenset(
     {"name", "position", "batches", "spec", "register_hosts", "group", "batch", "inner"}
+    | {"once_for", "rescue", "always"}
 )
 # Host fields that say where a command runs; groups and become show in commands already.
 _HOST_SKIP = frozenset({"groups", "become", "become_user"})
@@ -294,7 +295,8 @@ def _views(plan: Plan) -> dict[str, _View]:
         for name, steps in copies.items():
             if not any(s.commands for s in steps):
                 continue
-            number = item.inner.index(name) + 1 if name in item.inner else 0
+            names = [*item.inner, *item.rescue, *item.always]  # numbered as the plan text
+            number = names.index(name) + 1 if name in names else 0
             views[name] = _step_view(steps, f"{i}.{number}", item.name)
     return views
 
