@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from runbook.model.command import Command
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
+from runbook.plan.flow import RESCUE_NAMES
 from runbook.templating.render import STAND_IN
 
 Mask = Callable[[str], str]
@@ -49,6 +50,7 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
     legend = [
         LEGEND["deferred"] if any(t.deferred for t in templates) else "",
         LEGEND["secret"] if any(t.secret for t in templates) else "",
+        LEGEND["rescue"] if any(set(t.registers) & RESCUE_NAMES for t in templates) else "",
     ]
     if any(legend):
         lines += ["", *filter(None, legend)]
@@ -65,6 +67,7 @@ LEGEND = {
     "deferred": "deferred: reads a value registered by an earlier step; rendered just before "
     "it runs",
     "secret": "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
+    "rescue": "failed_step, failed_result: what failed on the host, known when its rescue runs",
 }
 
 

@@ -138,9 +138,11 @@ class BatchRun:
             self.engine._step_started(self.index, step, [c.host.name for c in todo], 1)
             for result in self.engine._run_commands(step, tuple(todo)):
                 step_counts[self._record(step, result)] += 1
-        status = step_status(
-            self.group.on_failure, self.group.max_failures, len(self.failed), step_counts
-        )
+        if step.section is Section.MAIN:  # the group's policy, as it stands now
+            failures, policy = len(self.failed), (self.group.on_failure, self.group.max_failures)
+        else:  # its own results: they count toward nothing
+            failures, policy = sum(n for s, n in step_counts.items() if s.is_failure), ("halt", 0)
+        status = step_status(*policy, failures, step_counts)
         self.engine._step_finished(self.index, step.name, status, step_counts, started, step=step)
         self.counts.update(step_counts)
 
@@ -242,6 +244,6 @@ def step_status(
 ) -> StepStatus:
     if on_failure == "halt" and failures > max_failures:
         return StepStatus.FAILED
-    if failures:
+    if failures or counts.get(Status.RESCUED):  # a failure its rescue handled: tolerated
         return StepStatus.TOLERATED
     return StepStatus.CANCELLED if counts.get(Status.CANCELLED) else StepStatus.OK
