@@ -195,6 +195,9 @@ class BatchRun:
         if host in self.dropped:
             why = f"dropped out of batch {self.batch.number}: failed {self.dropped[host]!r}"
             return CommandResult.decided(c, Status.CANCELLED, why)
+        if step.once_for and all(h in self.dropped for h in step.once_for):
+            why = f"every host it runs for dropped out of batch {self.batch.number}"
+            return CommandResult.decided(c, Status.CANCELLED, why)
         return None
 
     def _rescue_for(self, step: PlannedStep, c: Command) -> CommandResult | None:

@@ -487,3 +487,24 @@ def test_rescue_runs_delegated_steps_for_an_unreachable_host(tmp_path):
     assert st[("log", "web2")] == "cancelled"  # its always step runs on it: held out
     assert "web2 unreachable since step 'patch'" in result_of(result, "log", "web2").error
     assert result.exit_code == 0
+
+
+def test_a_once_per_batch_step_does_not_run_when_every_host_of_the_batch_dropped_out(tmp_path):
+    text = """
+name: es
+hosts: {es: [es1, es2]}
+steps:
+  - name: nodes
+    hosts: es
+    serial: 1
+    max_failures: 1
+    steps:
+      - {name: start, run: start}
+      - {name: enable, local: true, run: enable allocation}
+"""
+    ctx = FakeContext(failing(("start", "es1")))
+    result, _ = run(make(tmp_path, text), ctx)
+    assert ctx.executed == [("start", "es1"), ("start", "es2"), ("enable", "localhost")]
+    first = [r for r in result.results if r.step == "enable"][0]
+    assert first.status.value == "cancelled"
+    assert first.error == "every host it runs for dropped out of batch 1"
