@@ -338,3 +338,27 @@ def test_bad_flow_input_is_exit_2_with_file_and_line_and_nothing_runs(tmp_path: 
     assert proc.stderr.startswith(f"runbook: {rb}{where}") or f"{rb}{where}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_diff_compares_delegates_and_waits(tmp_path):
+    from runbook.diff.compare import diff_plans
+
+    def planned(text: str, name: str):
+        return plan_of(write(tmp_path, text, name))
+
+    d = diff_plans(
+        planned(GROUP, "a.yml"),
+        planned(GROUP.replace("delegate_to: controller", "delegate_to: lb1"), "b.yml"),
+    )
+    note = next(s for s in d.all_steps() if s.name == "note").commands[0]
+    assert [c.to_dict() for c in note.details if c.name == "delegate"] == [
+        {"name": "delegate", "change": "changed", "old": "controller", "new": "lb1"}
+    ]
+    assert note.new.to_dict()["delegate"] == "lb1"
+    d = diff_plans(
+        planned(WAITS, "c.yml"), planned(WAITS.replace("timeout: 900", "timeout: 1200"), "d.yml")
+    )
+    (boot,) = [s for s in d.all_steps() if s.name == "boot"]
+    (change,) = boot.commands
+    assert change.new.wait and "timeout 1200s" in change.new.cmd
+    assert "timeout 900s" in change.old.cmd
