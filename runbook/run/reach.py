@@ -30,22 +30,28 @@ class Reach:
             elif command.wait is not None and command.wait.brings_back and result.ok:
                 self._out.pop(command.host.name, None)
 
-    def held(self, command: Command, section: Section) -> str | None:
-        """Why ``command`` is not run now, or None. A wait or reboot always runs: it is
-        how a host comes back."""
+    def held(self, command: Command, section: Section) -> tuple[Status, str] | None:
+        """Why ``command`` is not run now (and its result), or None. Its own host out of
+        reach: ``cancelled`` (the host failed once, where it went). The delegate it runs on
+        out of reach: ``unreachable``, a failure of its host like any. A wait or reboot
+        always runs: it is how a host comes back."""
         if command.wait is not None:
             return None
         with self._lock:
             hosts = [command.runs_on.name]
             if section is Section.MAIN and command.delegate is not None:
-                hosts.append(command.host.name)
+                hosts.insert(0, command.host.name)
             for name in hosts:
                 step = self._out.get(name)
-                if step is not None:
-                    return (
-                        f"{name} unreachable since step {step!r} (a wait_for: {{connection: "
-                        "up}} or reboot step brings a host back)"
-                    )
+                if step is None:
+                    continue
+                why = (
+                    f"{name} unreachable since step {step!r} (a wait_for: {{connection: up}} "
+                    "or reboot step brings a host back)"
+                )
+                if name == command.host.name:
+                    return Status.CANCELLED, why
+                return Status.UNREACHABLE, f"delegate {why}"
         return None
 
     @property

@@ -431,7 +431,7 @@ class Runner:
         run did it — only the steps proper: rescue and always steps answer this run."""
         held = self.reach.held(cmd, step.section)
         if held is not None:
-            return _decided(cmd, Status.CANCELLED, held)
+            return _decided(cmd, *held)
         earlier = self.earlier(cmd) if step.section is Section.MAIN else None
         if earlier is None:
             return None

@@ -508,3 +508,17 @@ steps:
     first = [r for r in result.results if r.step == "enable"][0]
     assert first.status.value == "cancelled"
     assert first.error == "every host it runs for dropped out of batch 1"
+
+
+def test_a_delegate_out_of_reach_fails_the_targets_it_would_run_for(tmp_path):
+    """A drained host must not be left out of the pool silently: when the balancer host
+    is unreachable, "add back" is a failure of each web host, not a cancellation."""
+    ctx = Flaky({"lb1"})
+    result, _ = run(web(tmp_path, delegate="lb1", max_failures=4), ctx, forks=2)
+    st = statuses(result)
+    assert st[("drain", "web1")] == "unreachable"  # tried: it went out of reach here
+    assert ctx.executed.count(("drain", "lb1")) == 2  # batch 1's two drains, then held
+    web3 = result_of(result, "drain", "web3")
+    assert web3.status.value == "unreachable"
+    assert web3.error.startswith("delegate lb1 unreachable since step 'drain'")
+    assert result.exit_code == 0 and result.counts()["unreachable"] == 4
