@@ -522,3 +522,23 @@ def test_a_delegate_out_of_reach_fails_the_targets_it_would_run_for(tmp_path):
     assert web3.status.value == "unreachable"
     assert web3.error.startswith("delegate lb1 unreachable since step 'drain'")
     assert result.exit_code == 0 and result.counts()["unreachable"] == 4
+
+
+def test_the_recap_lists_a_rescued_host_with_a_rescued_column(tmp_path):
+    import io
+
+    from runbook.cli.recap import recap
+
+    result, _ = run(web(tmp_path, extra=RESCUE), FakeContext(failing(("patch", "web2"))))
+    out = io.StringIO()
+    recap(result, None, out)
+    lines = out.getvalue().splitlines()
+    assert lines[2] == (
+        "| host | ok | failed | timed_out | unreachable | skipped | cancelled | rescued |"
+    )
+    assert lines[3].startswith("| web2 |") and lines[3].endswith("|         1 |       1 |")
+    # Without a rescue, no rescued column.
+    result, _ = run(web(tmp_path), FakeContext(failing(("patch", "web2"))))
+    out = io.StringIO()
+    recap(result, None, out)
+    assert "rescued" not in out.getvalue()
