@@ -154,8 +154,8 @@ def shell_runs(plan: Plan) -> Counter[str]:
     for c in plan.commands:
         if c.is_shell and c.skip_reason is None:
             runs[c.runs_on.name] += 1 + c.spec.retries
-        elif c.wait is not None:  # a reboot's check, twice or more, and its command
-            runs[c.runs_on.name] += 3
+        elif c.wait is not None and c.wait.command is not None:  # a reboot: check (twice or
+            runs[c.runs_on.name] += 3  # more) and its command
     return runs
 
 
