@@ -62,7 +62,7 @@ def check_local_shells(plan: Plan) -> None:
     the middle of the run (remote shells can only be found out there)."""
     for step in plan.steps:
         shell = step.spec.shell
-        if any(c.host.is_local for c in step.commands) and not os.access(shell, os.X_OK):
+        if any(c.runs_on.is_local for c in step.commands) and not os.access(shell, os.X_OK):
             raise InputError(
                 f"shell {shell} does not exist or is not executable on this machine",
                 step.position,
@@ -143,7 +143,7 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
         _check_unchanged(file, run.meta, run_id, opts.force)
     _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
     plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"))
-    resume = Resume(run_id, run.ok_commands(), tuple(run.registrations()))
+    resume = Resume(run_id, run.ok_commands(), tuple(run.registrations()), run.rescued_commands())
     return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
 
 

@@ -14,8 +14,9 @@ from runbook.model.command import Status
 from runbook.plan.text import compact, counted
 from runbook.run.runner import RunResult
 
-# A host is "fine" when none of its results is one of these: it folds into one line.
-_NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED}
+# A host is "fine" when none of its results is one of these: it folds into one line (a
+# rescued host is listed: something failed on it, and its rescue steps ran).
+_NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED, Status.RESCUED}
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,19 @@ def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) ->
     if r.others:
         table = Table()
         table.add_column("host")
-        for s in Status:
+        for s in _columns(r):
             table.add_column(s.value, justify="right")
         for host, c in r.others.items():
-            table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
+            table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in _columns(r)])
         console.print(table)
     for line in r.footer:
         console.print(line, markup=False)
+
+
+def _columns(r: _Recap) -> list[Status]:
+    """Every status, but ``rescued`` only in a run that rescued a host."""
+    rescued = any(c.get(Status.RESCUED.value) for c in r.others.values())
+    return [s for s in Status if s is not Status.RESCUED or rescued]
 
 
 def _cell(n: int, status: Status) -> str:
@@ -111,7 +118,7 @@ def _cell(n: int, status: Status) -> str:
 def recap_text(r: _Recap) -> str:
     """The recap for logs, CI and files: the table drawn with ``|``, no rich (rich lays a
     ``Table`` out in O(hosts) Python work, 1.1 s for 1,000 hosts; this is padding)."""
-    names = [s.value for s in Status]
+    names = [s.value for s in _columns(r)]
     width = max([4, *map(len, r.others)])
 
     def row(first: str, cells: list[str]) -> str:

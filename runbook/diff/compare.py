@@ -26,6 +26,7 @@ from runbook.load.steps import INNER_FORBIDDEN
 from runbook.model.command import Command
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.model.spec import ExecSpec
+from runbook.plan.flow import shown_delegate
 
 ADDED, REMOVED, CHANGED, MOVED, UNCHANGED = "added", "removed", "changed", "moved", "unchanged"
 FORMAT = "runbook-plan-diff"
@@ -35,6 +36,7 @@ VERSION = 1
 # and values derived from others (max_failures is compared resolved, as the runner uses it).
 _NOT_SETTINGS = frozenset(
     {"name", "position", "batches", "spec", "register_hosts", "group", "batch", "inner"}
+    | {"once_for", "rescue", "always"}
 )
 # Host fields that say where a command runs; groups and become show in commands already.
 _HOST_SKIP = frozenset({"groups", "become", "become_user"})
@@ -81,11 +83,17 @@ class CommandView:
     until_vars: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     transfer: bool = False  # a copy or fetch: ``cmd`` is its summary, no shell runs it
+    wait: bool = False  # a wait_for or reboot: ``cmd`` is its summary (limits included)
+    delegate: str | None = None  # delegate_to: where it runs (``controller``, a host)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"cmd": self.cmd, "env": self.env}
         if self.transfer:
             d["transfer"] = True
+        if self.wait:
+            d["wait"] = True
+        if self.delegate is not None:
+            d["delegate"] = self.delegate
         if self.skipped is not None:
             d["skipped"] = self.skipped
         if self.deferred:
@@ -294,7 +302,8 @@ def _views(plan: Plan) -> dict[str, _View]:
         for name, steps in copies.items():
             if not any(s.commands for s in steps):
                 continue
-            number = item.inner.index(name) + 1 if name in item.inner else 0
+            names = [*item.inner, *item.rescue, *item.always]  # numbered as the plan text
+            number = names.index(name) + 1 if name in names else 0
             views[name] = _step_view(steps, f"{i}.{number}", item.name)
     return views
 
@@ -368,6 +377,8 @@ def _command_view(c: Command, settings: Mapping[str, Any]) -> CommandView:
         until_vars=plain(c.until_vars),
         settings={k: v for k, v in own.items() if settings.get(k) != v},
         transfer=c.transfer is not None,
+        wait=c.wait is not None,
+        delegate=None if c.delegate is None else shown_delegate(c.delegate),
     )
 
 
@@ -506,6 +517,8 @@ def _details(o: CommandView, n: CommandView) -> tuple[Change, ...]:
     out: list[Change] = []
     if o.cmd != n.cmd:
         out.append(Change("cmd", o.cmd, n.cmd))
+    if o.delegate != n.delegate:
+        out.append(_absent("delegate", o.delegate, n.delegate))
     out += _dict_changes(o.env, n.env, "env.")
     if o.skipped != n.skipped:
         out.append(_absent("skipped", o.skipped, n.skipped))

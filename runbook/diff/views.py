@@ -142,7 +142,7 @@ def _body(cd: CommandDiff) -> list[tuple[str, str]]:
     ``diff`` fence wants); its hosts are the line above."""
     if cd.change == CHANGED:
         assert cd.old is not None and cd.new is not None
-        prompt = _prompt(cd.new)
+        prompt = _prompt(cd.new, where=cd.old.delegate == cd.new.delegate)
         lines = [] if any(c.name == "cmd" for c in cd.details) else _cmd(" ", prompt, cd.new.cmd)
         for change in cd.details:
             lines += _detail_lines(change, prompt)
@@ -162,9 +162,12 @@ def _body(cd: CommandDiff) -> list[tuple[str, str]]:
     return lines
 
 
-def _prompt(view: CommandView) -> str:
-    """``$ `` before a shell command; none before a copy's or fetch's summary (as the plan)."""
-    return "" if view.transfer else "$ "
+def _prompt(view: CommandView, where: bool = True) -> str:
+    """``$ `` before a shell command; none before a copy's, fetch's, wait's or reboot's
+    summary; ``→ DELEGATE`` first for a delegated command (as the plan), unless ``where``
+    is false (the delegate changed: a detail line says so)."""
+    prompt = "" if view.transfer or view.wait else "$ "
+    return prompt if view.delegate is None or not where else f"→ {view.delegate}  {prompt}"
 
 
 def _cmd(mark: str, lead: str, text: str) -> list[tuple[str, str]]:

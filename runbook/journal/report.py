@@ -31,7 +31,7 @@ from typing import Any
 
 from runbook.errors import JournalError
 
-STATUSES = ("ok", "failed", "timed_out", "unreachable", "skipped", "cancelled")
+STATUSES = ("ok", "failed", "timed_out", "unreachable", "skipped", "cancelled", "rescued")
 UNKNOWN = "unknown"  # started, no result: the controller died (SPEC section 6)
 FAILURES = ("failed", "timed_out", "unreachable")
 # Characters kept of each failed command's stdout and of its stderr (the end: errors are
@@ -200,10 +200,19 @@ def _commands(events: list[dict[str, Any]], t_end: float) -> list[_Cmd]:
             status = e["status"] if e.get("status") in STATUSES else UNKNOWN
             start = _num(e.get("started"), at)
             end = max(start, _num(e.get("finished"), at))
+            if status == "rescued":  # it replaces the failure it rescued (its times too)
+                _drop_failure(cmds, key)
             cmds.append(_Cmd(key[0], key[1], status, start, end, e))
     for (host, step), starts in pending.items():
         cmds.extend(_Cmd(host, step, UNKNOWN, at, max(at, t_end)) for at in starts)
     return cmds
+
+
+def _drop_failure(cmds: list[_Cmd], key: tuple[str, str]) -> None:
+    for i in range(len(cmds) - 1, -1, -1):
+        if (cmds[i].host, cmds[i].step) == key and cmds[i].status in FAILURES:
+            del cmds[i]
+            return
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -194,7 +194,26 @@ class RunRecord:
         return f.status.value if f else "incomplete"
 
     def results(self) -> list[CommandResult]:
-        return [e.result for e in self.events if isinstance(e, CommandFinished)]
+        """Every result in order; a ``rescued`` one replaces the failure it rescued."""
+        out: list[CommandResult] = []
+        for e in self.events:
+            if not isinstance(e, CommandFinished):
+                continue
+            r = e.result
+            if r.status is Status.RESCUED:
+                key = (r.step, r.host)
+                at = next(
+                    (i for i in range(len(out) - 1, -1, -1) if (out[i].step, out[i].host) == key),
+                    None,
+                )
+                if at is not None and out[at].failed:
+                    del out[at]
+            out.append(r)
+        return out
+
+    def rescued_commands(self) -> frozenset[tuple[str, str]]:
+        """Inner steps whose failure a rescue handled: ``--resume`` keeps them rescued."""
+        return frozenset((r.step, r.host) for r in self.results() if r.status is Status.RESCUED)
 
     def unknown_outcomes(self) -> list[tuple[str, str]]:
         """Commands that started and have no result (the controller died), or lost their

@@ -91,9 +91,9 @@ def _lookup(positions: dict, path: str, doc_path: tuple) -> Position:
 
 
 def _step_name(data: Any, doc_path: tuple) -> str | None:
-    if len(doc_path) >= 2 and doc_path[0] == "steps" and isinstance(data, dict):
+    if len(doc_path) >= 2 and doc_path[0] in ("steps", "always") and isinstance(data, dict):
         try:
-            name = data["steps"][doc_path[1]].get("name")
+            name = data[doc_path[0]][doc_path[1]].get("name")
         except (AttributeError, IndexError, KeyError, TypeError):
             return None
         return name if isinstance(name, str) else f"#{doc_path[1] + 1}"
@@ -160,7 +160,9 @@ def build(data: dict[str, Any], positions: dict, path: str) -> Runbook:
     check_finite(defaults, _lookup(positions, path, ("defaults",)), {}, None)
     reader = StepReader(load_steps)
     inherited = Inherited(spec_layers=(defaults,), files=(os.path.abspath(path),))
-    steps = reader.read(data["steps"], SourceFile(path, positions), ("steps",), inherited)
+    source = SourceFile(path, positions)
+    steps = reader.read(data["steps"], source, ("steps",), inherited)
+    always = reader.read(data.get("always", []), source, ("always",), inherited)
     inventory = data.get("inventory", ())
     if isinstance(inventory, str):
         inventory = (inventory,)
@@ -179,6 +181,7 @@ def build(data: dict[str, Any], positions: dict, path: str) -> Runbook:
         digest=files_digest(files),
         files=files,
         positions=positions,
+        always=tuple(always),
     )
 
 

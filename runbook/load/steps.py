@@ -3,7 +3,8 @@
 What the schema cannot say is checked here, each with the position of the offending key
 in its own file: a step has exactly one action; groups do not nest; inner steps take no
 ``serial`` or failure policy (the group's batches and policy are theirs); names are unique
-across the runbook and everything it includes; an include cycle is an error.
+across the runbook and everything it includes; an include cycle is an error; ``rescue``
+and ``always`` belong to groups; ``local`` takes no ``hosts`` (that is ``delegate_to``).
 """
 
 from __future__ import annotations
@@ -18,19 +19,27 @@ from runbook.errors import LoadError, Position, SchemaError
 from runbook.model.files import KINDS, FileAction
 from runbook.model.runbook import Step
 from runbook.model.spec import ExecSpec
+from runbook.model.waits import WaitAction, WaitKind
 from runbook.templating.lazy import mark_all
 
 DocPath = tuple[Any, ...]
 Positions = Mapping[DocPath, Position]
 
-ACTIONS = ("run", "copy", "fetch", "steps", "include")
+ACTIONS = ("run", "copy", "fetch", "steps", "include", "wait_for", "reboot")
 # A copy or fetch runs no shell command: what only a command has is refused on it.
 NOT_FOR_FILES = ("until", "env", "shell")
+# A wait polls from the controller; a reboot runs its own commands, once each.
+NOT_FOR_WAITS = {
+    WaitKind.WAIT_FOR: ("until", "retries", "env", "shell", "become", "become_user", "delegate_to"),
+    WaitKind.REBOOT: ("until", "retries", "delegate_to", "run_once"),
+}
 INCLUDE_KEYS = frozenset({"include", "vars", "tags", "when"})
 GROUP_KEYS = frozenset(
     {"name", "steps", "hosts", "serial", "max_failures", "on_failure", "when", "tags"}
     | {"confirm", "timeout", "shell", "become", "become_user", "retries", "delay", "env"}
+    | {"rescue", "always"}
 )
+GROUP_PARTS = ("rescue", "always")  # a group's step lists besides ``steps``
 INNER_FORBIDDEN = ("serial", "on_failure", "max_failures", "confirm")
 MAX_INCLUDE_DEPTH = 20
 
@@ -130,7 +139,8 @@ class StepReader:
         actions = [a for a in ACTIONS if a in raw]
         if not actions:
             raise SchemaError(
-                "'run' is required (or copy:, fetch:, steps: for a group, or include:)",
+                "'run' is required (or copy:, fetch:, wait_for:, reboot:, steps: for a "
+                "group, or include:)",
                 pos,
                 step=name,
             )
@@ -150,6 +160,7 @@ class StepReader:
             self._check_inner(raw, name, file, doc_path, inherited.group)
         if "steps" in raw:
             return self._group(raw, name, file, doc_path, inherited)
+        _check_leaf(raw, name, file, doc_path)
         return _leaf(raw, name, pos, _positions(raw, file, doc_path, inherited), inherited)
 
     def _name(self, raw: dict[str, Any], file: SourceFile, doc_path: DocPath) -> str:
@@ -207,6 +218,10 @@ class StepReader:
         steps = self.read(raw["steps"], file, (*doc_path, "steps"), inner)
         if not steps:
             raise SchemaError("a group needs inner steps", file.at(doc_path), step=name)
+        parts = {
+            key: tuple(self.read(raw.get(key, []), file, (*doc_path, key), inner))
+            for key in GROUP_PARTS
+        }
         return Step(
             name=name,
             position=file.at(doc_path),
@@ -218,7 +233,52 @@ class StepReader:
             confirm=raw.get("confirm"),
             when=_combined(inherited.when, own_when),
             field_positions=where,
+            rescue=parts["rescue"],
+            always=parts["always"],
         )
+
+
+def _check_leaf(raw: dict[str, Any], name: str, file: SourceFile, doc_path: DocPath) -> None:
+    """What only a group has, and ``local`` with ``hosts`` (SPEC section 10)."""
+    for key in GROUP_PARTS:
+        if key in raw:
+            raise SchemaError(
+                f"{key}: belongs to a group (a step with steps:); put this step and the "
+                f"{key} steps in one",
+                file.at((*doc_path, key)),
+                step=name,
+            )
+    if raw.get("local") and "hosts" in raw:
+        raise SchemaError(
+            "local: true runs once, on the controller, and takes no hosts:; to run on the "
+            "controller once for each of these hosts, write delegate_to: controller instead "
+            "of local: true",
+            file.at((*doc_path, "hosts")),
+            step=name,
+        )
+    if raw.get("local") and "delegate_to" in raw:
+        raise SchemaError(
+            "local: true already runs on the controller; drop delegate_to:",
+            file.at((*doc_path, "delegate_to")),
+            step=name,
+        )
+    for kind in KINDS:
+        if kind in raw and "delegate_to" in raw:
+            raise SchemaError(
+                f"delegate_to is not supported on a {kind} step (only on run steps)",
+                file.at((*doc_path, "delegate_to")),
+                step=name,
+            )
+    for kind in WaitKind:
+        if kind.value not in raw:
+            continue
+        for key in NOT_FOR_WAITS[kind]:
+            if key in raw:
+                raise SchemaError(
+                    f"{key} is not allowed on a {kind.value} step",
+                    file.at((*doc_path, key)),
+                    step=name,
+                )
 
 
 def _leaf(
@@ -245,7 +305,16 @@ def _leaf(
         register=raw.get("register"),
         vars=dict(inherited.vars),
         field_positions=where,
+        delegate_to=None if raw.get("delegate_to") is None else str(raw["delegate_to"]),
+        wait=_wait(raw, name, where),
     )
+
+
+def _wait(raw: dict[str, Any], name: str, where: dict[str, Position]) -> WaitAction | None:
+    kind = next((k for k in WaitKind if k.value in raw), None)
+    if kind is None:
+        return None
+    return WaitAction.read(kind, raw[kind.value] or {}, where, name)
 
 
 def _transfer(raw: dict[str, Any], name: str, where: dict[str, Position]) -> FileAction | None:
@@ -298,7 +367,7 @@ def _positions(
 ) -> dict[str, Position]:
     """Where each field of the step (and each env value, inherited ones included) is."""
     out = {k: file.positions.get((*doc_path, k, "<text>")) or file.at((*doc_path, k)) for k in raw}
-    for kind in KINDS:  # copy.src, copy.mode...: errors point inside the action
+    for kind in (*KINDS, *WaitKind):  # copy.src, wait_for.port...: errors point inside
         if isinstance(raw.get(kind), dict):
             out.update({f"{kind}.{k}": file.at((*doc_path, kind, k)) for k in raw[kind]})
     env = {**inherited.env_positions, **_env_positions(raw, file, doc_path)}

@@ -11,6 +11,7 @@ from runbook.errors import Position
 from runbook.model.files import Transfer
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
+from runbook.model.waits import WaitAction
 
 
 class Status(enum.StrEnum):
@@ -20,10 +21,13 @@ class Status(enum.StrEnum):
     UNREACHABLE = "unreachable"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    # A group's inner step failed on the host and its rescue steps all succeeded: this
+    # result replaces that failure (SPEC section 10).
+    RESCUED = "rescued"
 
     @property
     def is_failure(self) -> bool:
-        """Failures count against ``max_failures``; skipped and cancelled do not."""
+        """Failures count against ``max_failures``; skipped, cancelled and rescued do not."""
         return self in (Status.FAILED, Status.TIMED_OUT, Status.UNREACHABLE)
 
 
@@ -96,7 +100,9 @@ class Command:
 
     ``spec`` is shared with the planned step. ``skip_reason`` is set when the planner
     decided not to run it (``when`` was false); such a command is reported ``skipped``
-    without touching the host.
+    without touching the host. ``host`` is always the host the command is *for* (its
+    result, journal and resume are that host's); a delegated command runs on
+    ``delegate`` instead (``runs_on``).
     """
 
     step: str
@@ -112,10 +118,24 @@ class Command:
     templates: Templates | None = None
     # A copy or fetch instead of a shell command; ``cmd`` is then its summary.
     transfer: Transfer | None = None
+    # delegate_to: the machine it runs on (the controller: a local host).
+    delegate: Host | None = None
+    # A wait_for or reboot instead of a shell command; ``cmd`` is then its summary.
+    wait: WaitAction | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.step, self.host.name)
+
+    @property
+    def runs_on(self) -> Host:
+        """Where the command executes: its delegate, else its host."""
+        return self.delegate or self.host
+
+    @property
+    def is_shell(self) -> bool:
+        """A shell command (not a copy, fetch, wait or reboot, whose ``cmd`` is a summary)."""
+        return self.transfer is None and self.wait is None
 
     @property
     def timeout(self) -> float:
@@ -138,6 +158,10 @@ class Command:
             d["templates"] = self.templates.to_dict()
         if self.transfer is not None:
             d["transfer"] = self.transfer.to_dict()
+        if self.delegate is not None:
+            d["delegate"] = self.delegate.name
+        if self.wait is not None:
+            d["wait"] = self.wait.to_dict()
         return d
 
 

@@ -2,11 +2,13 @@
 
 Built by ``planner.make_plan`` (pure), serialised by ``planfile``, run by ``runner``. A
 plan is a sequence of steps and groups; a group is a sequence of batches, each holding
-the inner steps planned for that batch's hosts.
+the inner steps planned for that batch's hosts, then its rescue and always steps. The
+runbook's own ``always`` steps come last, marked by their ``section``.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,16 @@ from runbook.model.command import Command
 from runbook.model.spec import ExecSpec
 
 Serial = int | str | list[int | str] | None
+
+
+class Section(enum.StrEnum):
+    """Where a planned step belongs (SPEC section 10): the steps proper; a group's rescue
+    steps (hosts that failed an inner step); always steps (a group's: every host of the
+    batch; the runbook's: after the steps or a halt)."""
+
+    MAIN = "steps"
+    RESCUE = "rescue"
+    ALWAYS = "always"
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,10 @@ class PlannedStep:
     register_hosts: tuple[str, ...] = ()
     group: str | None = None  # inside a group: its name and the batch (1-based)
     batch: int | None = None
+    section: Section = Section.MAIN
+    # A command run once (run_once, local) for these hosts: if it fails, each of them
+    # fails (inside a group; SPEC section 10).
+    once_for: tuple[str, ...] = ()
 
     @property
     def commands(self) -> list[Command]:
@@ -73,6 +89,9 @@ class PlannedGroup:
     tags: tuple[str, ...] = ()
     serial: Serial = None
     inner: tuple[str, ...] = ()  # inner step names, in order
+    rescue: tuple[str, ...] = ()  # rescue step names, in order
+    always: tuple[str, ...] = ()  # always step names, in order
+    section: Section = Section.MAIN
 
     @property
     def commands(self) -> list[Command]:
@@ -123,12 +142,13 @@ class Plan:
 
     @property
     def step_names(self) -> list[str]:
-        """Top-level steps and groups, then inner steps after their group, in order."""
+        """Top-level steps and groups, then inner (rescue, always) steps after their
+        group, in order."""
         out: list[str] = []
         for item in self.steps:
             out.append(item.name)
             if isinstance(item, PlannedGroup):
-                out += item.inner
+                out += [*item.inner, *item.rescue, *item.always]
         return out
 
 

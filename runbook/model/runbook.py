@@ -8,6 +8,7 @@ from typing import Any
 from runbook.errors import Position
 from runbook.model.files import FileAction
 from runbook.model.spec import ExecSpec
+from runbook.model.waits import WaitAction
 
 # Only this name is local by default; an address of 127.0.0.1 still means SSH (test fleets).
 LOCAL_NAMES = frozenset({"localhost"})
@@ -81,9 +82,11 @@ class Step:
     """One step as written, with what it inherits already applied: ``defaults`` and its
     group's settings in ``spec``, its group's and includes' env, tags, ``when`` and vars.
 
-    A step runs a command (``run``), moves a file (``transfer``: ``copy`` or ``fetch``)
-    or is a group (``steps``: inner steps that run on each batch of the group's hosts in
-    turn). Includes are expanded by the loader.
+    A step runs a command (``run``), moves a file (``transfer``: ``copy`` or ``fetch``),
+    waits or reboots (``wait``: ``wait_for`` or ``reboot``) or is a group (``steps``: inner
+    steps that run on each batch of the group's hosts in turn, then its ``rescue`` steps
+    on the hosts that failed one, then its ``always`` steps on every host of the batch).
+    Includes are expanded by the loader.
     """
 
     name: str
@@ -102,6 +105,10 @@ class Step:
     confirm: str | None = None
     register: str | None = None
     vars: dict[str, Any] = field(default_factory=dict)  # from includes: over host vars
+    delegate_to: str | None = None  # "controller" or an inventory host (a template)
+    wait: WaitAction | None = None
+    rescue: tuple[Step, ...] = ()  # a group's, SPEC section 10
+    always: tuple[Step, ...] = ()
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)
 
@@ -110,8 +117,8 @@ class Step:
         return bool(self.steps)
 
     def walk(self) -> list[Step]:
-        """This step, then its inner steps (in order)."""
-        return [self, *self.steps]
+        """This step, then its inner, rescue and always steps (in order)."""
+        return [self, *self.steps, *self.rescue, *self.always]
 
 
 @dataclass(frozen=True)
@@ -128,10 +135,13 @@ class Runbook:
     digest: str = ""
     files: tuple[str, ...] = ()  # the runbook and every file it includes (for --resume)
     positions: dict[tuple, Position] = field(default_factory=dict, compare=False)
+    # Runbook-level ``always``: after the steps, or after a halt, before the recap.
+    always: tuple[Step, ...] = ()
 
     def all_steps(self) -> list[Step]:
-        """Every step, groups before their inner steps, in file order."""
-        return [s for top in self.steps for s in top.walk()]
+        """Every step, groups before their inner steps, in file order; the runbook's
+        ``always`` steps last."""
+        return [s for top in (*self.steps, *self.always) for s in top.walk()]
 
     def position(self, *path: Any) -> Position:
         """Best known position for a document path, falling back to its parents."""

@@ -11,7 +11,15 @@ from dataclasses import replace
 
 from runbook.errors import InputError, UsageError
 from runbook.inventory.build import Inventory
-from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep, Selection
+from runbook.model.plan import (
+    Plan,
+    PlanItem,
+    PlannedBatch,
+    PlannedGroup,
+    PlannedStep,
+    Section,
+    Selection,
+)
 from runbook.model.runbook import Host
 from runbook.options import PlanOptions
 from runbook.plan.select import check_tags, kept
@@ -80,6 +88,14 @@ def _from_start(
     raise UsageError(f"--start-at: no step named {start_at!r} in the plan")
 
 
+def _kept(step: PlannedStep, sel: Selection) -> bool:
+    """Rescue and always steps go with their group, and the runbook's always steps with
+    every run, whatever ``--tags`` says; ``--skip-tags`` can skip them."""
+    if step.section is Section.MAIN:
+        return kept(step.tags, sel)
+    return not (sel.skip_tags and set(step.tags) & set(sel.skip_tags))
+
+
 def _tags_of(item: PlanItem) -> set[str]:
     if isinstance(item, PlannedGroup):
         return {t for b in item.batches for s in b.steps for t in s.tags} | set(item.tags)
@@ -87,6 +103,8 @@ def _tags_of(item: PlanItem) -> set[str]:
 
 
 def _cut(item: PlanItem, sel: Selection, hosts: set[str] | None) -> PlanItem | None:
+    if item.section is not Section.MAIN:  # the runbook's always: only --skip-tags cuts it
+        sel = replace(sel, tags=())
     if isinstance(item, PlannedStep):
         return _cut_step(item, sel, hosts)
     batches = []
@@ -94,14 +112,14 @@ def _cut(item: PlanItem, sel: Selection, hosts: set[str] | None) -> PlanItem | N
         if hosts is not None and not set(b.hosts) & hosts:
             continue
         steps = tuple(s for s in (_cut_step(s, sel, hosts) for s in b.steps) if s is not None)
-        if steps:
+        if any(s.section is Section.MAIN for s in steps):  # rescue and always come with it
             kept_hosts = tuple(h for h in b.hosts if hosts is None or h in hosts)
             batches.append(PlannedBatch(b.number, kept_hosts, steps))
     return replace(item, batches=tuple(batches)) if batches else None
 
 
 def _cut_step(step: PlannedStep, sel: Selection, hosts: set[str] | None) -> PlannedStep | None:
-    if not kept(step.tags, sel):
+    if not _kept(step, sel):
         return None
     if hosts is None or step.local:  # a local step runs on the controller: not limited
         return step

@@ -19,8 +19,16 @@ from runbook.errors import InputError, InventoryError, TemplateError, UsageError
 from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
 from runbook.model.command import Command, Templates
-from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
+from runbook.model.plan import (
+    Plan,
+    PlannedBatch,
+    PlannedGroup,
+    PlannedStep,
+    Section,
+    Selection,
+)
 from runbook.model.runbook import Host, Runbook, Step
+from runbook.plan.flow import FLOW_NAMES, RESCUE_NAMES, Flow, batch_facts, controller
 from runbook.plan.select import Selected, select
 from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
@@ -30,7 +38,9 @@ from runbook.templating.render import STAND_IN, Parts, render_env, render_parts,
 
 Context = MutableMapping[str, Any]
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
-RESERVED = frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES
+RESERVED = (
+    frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES | FLOW_NAMES
+)
 REGISTER_FIELDS = ("status", "rc", "stdout", "stderr", "changed", "dest", "sha256")
 
 
@@ -44,6 +54,11 @@ def make_plan(
     """Render every step for every host. Raises ``InputError`` for any problem."""
     planner = _Planner(runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection)
     items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
+    items += [  # the runbook's always steps: not moved by --start-at or --tags
+        replace(planner.item(Selected(s, s.steps)), section=Section.ALWAYS)
+        for s in runbook.always
+        if not _skipped(s, planner.selection)
+    ]
     return Plan(
         name=runbook.name,
         source=runbook.path,
@@ -82,8 +97,10 @@ class _Planner:
         self._hosts: dict[str, Host] = {}
         self._parts: dict[str, Parts] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
+        self._batch: dict[str, Any] | None = None  # what templates see as ``batch``, if any
         self._check_names()
         self.files = TransferPlanner(self)
+        self.flow = Flow(self)
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -122,6 +139,8 @@ class _Planner:
         """A command's template context: the host's (copied: a flat dict of references is
         cheaper to build than any layering is to read), the step's facts, include vars."""
         ctx = {**self.base(host), **self._step_facts(step)}
+        if self._batch is not None:
+            ctx["batch"] = self._batch
         if step.vars:  # include vars: over host vars, under -e and secrets
             ctx.update(step.vars)
             ctx.update(self.extra)
@@ -177,7 +196,7 @@ class _Planner:
     ) -> dict[str, str] | None:
         """The runbook's env rendered once per host, unless it reads the step or include
         vars (then per command)."""
-        if step.vars or any("step" in template_names(v) for _, v in parts.env):
+        if step.vars or any(_STEP_NAMES & template_names(v) for _, v in parts.env):
             return None
         env = self._runbook_env.get(host.name)
         if env is None:
@@ -215,27 +234,34 @@ class _Planner:
     def group(self, chosen: Selected) -> PlannedGroup:
         group = chosen.step
         hosts = self.hosts(group, None)
-        for inner in chosen.inner:
+        rescue = [s for s in group.rescue if not _skipped(s, self.selection)]
+        always = [s for s in group.always if not _skipped(s, self.selection)]
+        for inner in (*chosen.inner, *rescue, *always):
             self.check_syntax(inner)
         sizes = batch_sizes(len(hosts), group.serial)
         batches = []
         start = 0
         registered = set(self.registered)
+        inner_registers = {s.register for s in chosen.inner if s.register}
         for number, size in enumerate(sizes, 1):
             members = hosts[start : start + size]
             start += size
+            self._batch = batch_facts([h.name for h in members], number, len(sizes))
             self.registered = set(registered)  # each batch sees the same names
             todo = _from(chosen.inner, chosen.start_inner if number == 1 else None)
-            steps = tuple(
-                replace(
-                    self.step(s, self.hosts(s, members), None),
-                    group=group.name,
-                    batch=number,
-                )
-                for s in todo
-            )
-            batches.append(PlannedBatch(number, tuple(h.name for h in members), steps))
-        self.registered = registered | {s.register for s in chosen.inner if s.register}
+            parts = [(s, Section.MAIN) for s in todo]
+            parts += [(s, Section.RESCUE) for s in rescue] + [(s, Section.ALWAYS) for s in always]
+            steps = []
+            for s, section in parts:
+                if section is Section.RESCUE:  # what failed, known when the rescue runs
+                    self.registered = registered | inner_registers | RESCUE_NAMES
+                elif section is Section.ALWAYS:
+                    self.registered = registered | inner_registers | _registers(rescue)
+                planned = self.step(s, self.hosts(s, members), None, members)
+                steps.append(replace(planned, group=group.name, batch=number, section=section))
+            batches.append(PlannedBatch(number, tuple(h.name for h in members), tuple(steps)))
+        self._batch = None
+        self.registered = registered | inner_registers | _registers(rescue) | _registers(always)
         return PlannedGroup(
             name=group.name,
             position=group.position,
@@ -247,6 +273,8 @@ class _Planner:
             tags=group.tags,
             serial=group.serial,
             inner=tuple(s.name for s in chosen.inner),
+            rescue=tuple(s.name for s in rescue),
+            always=tuple(s.name for s in always),
         )
 
     def hosts(self, step: Step, within: list[Host] | None) -> list[Host]:
@@ -254,8 +282,7 @@ class _Planner:
         narrowed by ``--limit`` (``run_once`` is applied when commands are made)."""
         if step.local:
             # Always the controller, even if the inventory reaches a "localhost" over SSH.
-            known = self.inventory.hosts.get("localhost")
-            return [replace(known, connection="local") if known else self.inventory.controller]
+            return [controller(self.inventory)]
         where = step.field_positions.get("hosts", step.position)
         if within is not None and step.hosts is None:
             return list(within)
@@ -274,14 +301,19 @@ class _Planner:
             hosts = [h for h in hosts if h.name in self.limited]
         return hosts
 
-    def step(self, step: Step, hosts: list[Host], serial: Any) -> PlannedStep:
+    def step(
+        self, step: Step, hosts: list[Host], serial: Any, within: list[Host] | None = None
+    ) -> PlannedStep:
+        """``within``: the batch of the group the step is in. A step run once (``local``,
+        ``run_once``) runs for the batch: its register goes to it and, if it fails, each of
+        its hosts fails (SPEC section 10)."""
         targeted = hosts
-        if step.local and step.hosts is not None:
-            # A local step runs once, on the controller; its register goes to `hosts`.
-            targeted = self.hosts(replace(step, local=False), None)
+        if step.local and within is not None:
+            targeted = within
         elif step.run_once:
             hosts = hosts[:1]
-        commands = [self.command(step, host) for host in hosts]
+        commands = self.commands(step, hosts, serial)
+        once = step.local or step.run_once
         if step.register is not None:
             self.registered.add(step.register)
         return PlannedStep(
@@ -298,12 +330,30 @@ class _Planner:
             serial=serial,
             register=step.register,
             register_hosts=tuple(h.name for h in targeted) if step.register else (),
+            once_for=tuple(h.name for h in targeted) if once and within is not None else (),
         )
+
+    def commands(self, step: Step, hosts: list[Host], serial: Any) -> list[Command]:
+        """The step's commands; with ``serial``, each host sees its rolling ``batch``."""
+        if serial is None:
+            return [self.command(step, host) for host in hosts]
+        sizes = batch_sizes(len(hosts), serial)
+        out: list[Command] = []
+        for number, size in enumerate(sizes, 1):
+            members = hosts[len(out) : len(out) + size]
+            self._batch = batch_facts([h.name for h in members], number, len(sizes))
+            out += [self.command(step, host) for host in members]
+        self._batch = None
+        return out
 
     def check_syntax(self, step: Step) -> None:
         pos = step.field_positions
         checks = [("run", step.run, False), ("until", step.spec.until, True)]
         checks.append(("when", step.when, True))
+        checks.append(("delegate_to", step.delegate_to, False))
+        if step.wait is not None:
+            kind = step.wait.kind.value
+            checks += [(f"{kind}.{k}", v, False) for k, v in step.wait.templates().items()]
         if step.transfer is not None:
             kind = step.transfer.kind
             checks += [(f"{kind}.src", step.transfer.src, False)]
@@ -322,6 +372,8 @@ class _Planner:
         """Render one step for one host; every error names the step and the host."""
         parts = self.parts(step)
         try:
+            if step.wait is not None:
+                return self.flow.wait_command(step, host)
             if step.transfer is not None:
                 return self.files.command(step, host)
             reads = parts.reads
@@ -331,14 +383,20 @@ class _Planner:
             reads_all = reads | (expression_names(until) if until else frozenset())
             ctx = self.context(step, host, reads_all)
             host = self.host(host)
-            step = _with_host_become(step, host)
+            delegate = self.flow.delegate(step, ctx)
+            if delegate is not None:  # its connection and settings; `host` is the target
+                ctx["delegate"] = delegate.facts()
+            step = _with_host_become(step, delegate or host)
             secrets = tuple(sorted(reads_all & self.secrets))
             registers = tuple(sorted(reads_all & (self.registered | {"hostvars"})))
             until_vars = self.until_vars(step, ctx)
             if not secrets and not registers:
-                done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))
-                return _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
-            return self.later(step, host, parts, ctx, until_vars, secrets, registers)
+                env = None if delegate else self.runbook_env(step, host, ctx, parts)
+                done = render_parts(parts, ctx, env)
+                command = _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
+            else:
+                command = self.later(step, host, parts, ctx, until_vars, secrets, registers)
+            return command if delegate is None else replace(command, delegate=delegate)
         except InputError as exc:
             exc.step, exc.host = step.name, host.name
             raise
@@ -486,6 +544,20 @@ def _shown(parts: Parts, ctx: Context, registers: set[str]) -> tuple[str, dict[s
         return show(parts.run, "run"), env
     except InputError:  # fails only with the stand-ins: shown as written, checked at apply
         return parts.run, dict((*parts.env, *parts.step_env))
+
+
+_STEP_NAMES = frozenset({"step", "batch", "delegate"})  # a runbook env reading these is per step
+
+
+def _skipped(step: Step, sel: Selection) -> bool:
+    """Rescue and always steps come with their group, and the runbook's always steps
+    with every run, whatever ``--tags`` or ``--start-at`` say; ``--skip-tags`` can skip
+    them."""
+    return bool(sel.skip_tags and set(step.tags) & set(sel.skip_tags))
+
+
+def _registers(steps: list[Step]) -> set[str]:
+    return {s.register for s in steps if s.register}
 
 
 def _from(steps: tuple[Step, ...], start: str | None) -> tuple[Step, ...]:

@@ -19,9 +19,10 @@ from typing import Any
 from runbook.errors import InputError, Position
 from runbook.model.command import Command, Templates
 from runbook.model.files import Transfer
-from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
+from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep, Section
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
+from runbook.model.waits import WaitAction
 
 FORMAT = "runbook-plan"
 VERSION = 2
@@ -33,6 +34,9 @@ def plan_to_dict(plan: Plan, path: Callable[[str], str] = str) -> dict[str, Any]
     hosts: dict[str, Any] = {}
     for c in plan.commands:
         hosts.setdefault(c.host.name, c.host.to_dict())
+    for c in plan.commands:  # delegates after the targets: a target's entry wins a clash
+        if c.delegate is not None:
+            hosts.setdefault(c.delegate.name, c.delegate.to_dict())
     data: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -50,24 +54,38 @@ def plan_to_dict(plan: Plan, path: Callable[[str], str] = str) -> dict[str, Any]
 
 
 def _item_dict(item: PlanItem, source: str) -> dict[str, Any]:
+    d = _group_dict(item, source) if isinstance(item, PlannedGroup) else _step_dict(item, source)
+    return _sections(item, d)
+
+
+def _sections(item: PlanItem, d: dict[str, Any]) -> dict[str, Any]:
+    """A step's section and a group's rescue and always names, only where they are set."""
+    if item.section is not Section.MAIN:
+        d["section"] = item.section.value
     if isinstance(item, PlannedGroup):
-        return {
-            "name": item.name,
-            "line": item.position.line,
-            "group": True,
-            "hosts": item.hosts,
-            "on_failure": item.on_failure,
-            "max_failures": item.max_failures,
-            "serial": item.serial,
-            "tags": list(item.tags),
-            "confirm": item.confirm,
-            "inner": list(item.inner),
-            "batches": [
-                {"hosts": list(b.hosts), "steps": [_step_dict(s, source) for s in b.steps]}
-                for b in item.batches
-            ],
-        }
-    return _step_dict(item, source)
+        for key in ("rescue", "always"):
+            if getattr(item, key):
+                d[key] = list(getattr(item, key))
+    return d
+
+
+def _group_dict(item: PlannedGroup, source: str) -> dict[str, Any]:
+    return {
+        "name": item.name,
+        "line": item.position.line,
+        "group": True,
+        "hosts": item.hosts,
+        "on_failure": item.on_failure,
+        "max_failures": item.max_failures,
+        "serial": item.serial,
+        "tags": list(item.tags),
+        "confirm": item.confirm,
+        "inner": list(item.inner),
+        "batches": [
+            {"hosts": list(b.hosts), "steps": [_item_dict(s, source) for s in b.steps]}
+            for b in item.batches
+        ],
+    }
 
 
 def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
@@ -89,6 +107,8 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
     if step.register is not None:
         d["register"] = step.register
         d["register_hosts"] = list(step.register_hosts)
+    if step.once_for:
+        d["once_for"] = list(step.once_for)
     d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
     return d
 
@@ -221,6 +241,9 @@ def _item(s: Mapping[str, Any], hosts: Mapping[str, Host], source: str) -> PlanI
         tags=tuple(s.get("tags", ())),
         serial=s.get("serial"),
         inner=tuple(s.get("inner", ())),
+        rescue=tuple(s.get("rescue", ())),
+        always=tuple(s.get("always", ())),
+        section=Section(s.get("section", Section.MAIN)),
     )
 
 
@@ -253,6 +276,8 @@ def _step(
         register_hosts=tuple(s.get("register_hosts", ())),
         group=group,
         batch=batch,
+        section=Section(s.get("section", Section.MAIN)),
+        once_for=tuple(s.get("once_for", ())),
     )
 
 
@@ -265,6 +290,7 @@ def _command(
 ) -> Command:
     templates = c.get("templates")
     transfer = c.get("transfer")
+    delegate, wait = c.get("delegate"), c.get("wait")
     return Command(
         step=step,
         host=hosts[c["host"]],
@@ -275,4 +301,6 @@ def _command(
         skip_reason=c.get("skipped"),
         templates=None if templates is None else Templates.from_dict(templates),
         transfer=None if transfer is None else Transfer.from_dict(transfer, root),
+        delegate=None if delegate is None else hosts[delegate],
+        wait=None if wait is None else WaitAction.from_dict(wait),
     )

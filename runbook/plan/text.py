@@ -3,7 +3,9 @@
 A command and env identical on several hosts is shown once with the hosts listed
 compactly (``web[01:40]``); ``expand`` shows one line per host (SPEC §7). A command
 rendered at apply time is marked: ``deferred`` (it reads a registered value: shown as
-its template) or ``secret`` (shown rendered with stand-ins).
+its template) or ``secret`` (shown rendered with stand-ins). A delegated command shows
+where it runs (``web03 → controller  $ lbctl drain web03``); a group's rescue and always
+steps, and the runbook's always steps, come under headers that say when they run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runbook.model.command import Command
-from runbook.model.plan import Plan, PlannedGroup, PlannedStep
+from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
+from runbook.plan.flow import RESCUE_NAMES
 from runbook.templating.render import STAND_IN
 
 Mask = Callable[[str], str]
@@ -37,6 +40,8 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
     ]
     for i, item in enumerate(plan.steps, 1):
         lines.append("")
+        if item.section is Section.ALWAYS and (i == 1 or plan.steps[i - 2].section != item.section):
+            lines += [RUNBOOK_ALWAYS, ""]
         if isinstance(item, PlannedGroup):
             lines += _group(f"[{i}]", item, mask, expand)
         else:
@@ -45,16 +50,24 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
     legend = [
         LEGEND["deferred"] if any(t.deferred for t in templates) else "",
         LEGEND["secret"] if any(t.secret for t in templates) else "",
+        LEGEND["rescue"] if any(set(t.registers) & RESCUE_NAMES for t in templates) else "",
     ]
     if any(legend):
         lines += ["", *filter(None, legend)]
     return "\n".join(lines) + "\n"
 
 
+RUNBOOK_ALWAYS = "always: after the steps, or after a halt or Ctrl-C; before the recap"
+SECTION_HEADS = {
+    Section.RESCUE: "rescue: on each host that failed a step above; rescued if all succeed",
+    Section.ALWAYS: "always: on every host of the batch, whatever happened",
+}
+
 LEGEND = {
     "deferred": "deferred: reads a value registered by an earlier step; rendered just before "
     "it runs",
     "secret": "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
+    "rescue": "failed_step, failed_result: what failed on the host, known when its rescue runs",
 }
 
 
@@ -82,7 +95,11 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[st
         lines.append("    (no hosts)")
     for batch in group.batches:
         lines.append(f"    batch {batch.number}/{len(group.batches)}: {compact(batch.hosts)}")
+        section = Section.MAIN
         for step in batch.steps:
+            if step.section is not section:
+                section = step.section
+                lines.append(f"      {SECTION_HEADS[section]}")
             inner = f"  [{label[1:-1]}.{_inner_index(group, step.name)}]"
             lines += _step(
                 inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared)
@@ -91,7 +108,9 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[st
 
 
 def _inner_index(group: PlannedGroup, name: str) -> int:
-    return group.inner.index(name) + 1 if name in group.inner else 0
+    """An inner step's number in its group: inner, then rescue, then always steps."""
+    names = [*group.inner, *group.rescue, *group.always]
+    return names.index(name) + 1 if name in names else 0
 
 
 def _step(
@@ -193,11 +212,14 @@ def _commands(
     shown: dict[tuple[object, ...], list[Command]] = {}
     for c in batch:
         own = tuple((k, v) for k, v in c.env.items() if k not in shared.env)
+        delegate = _delegate(c)
         key: tuple[object, ...] = (
-            (c.host.name,) if expand else (c.cmd, own, c.skip_reason, _mark(c))
+            (c.host.name,) if expand else (c.cmd, own, c.skip_reason, _mark(c), delegate)
         )
         shown.setdefault(key, []).append(c)
-    labels = {key: compact([c.host.name for c in cs]) for key, cs in shown.items()}
+    labels = {
+        key: compact([c.host.name for c in cs]) + _delegate(cs[0]) for key, cs in shown.items()
+    }
     width = max(map(len, labels.values()), default=0)
     lines: list[str] = []
     for key, cs in shown.items():
@@ -210,7 +232,7 @@ def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: 
     if c.skip_reason:
         return [f"{indent}{label}  (skipped: {c.skip_reason})"]
     cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
-    prompt = "" if c.transfer is not None else "$ "  # a copy/fetch is no shell command
+    prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait or reboot is no shell command
     lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
     lines += [f"{pad}{ln}" for ln in cmd_lines[1:]]
     own = {k: v for k, v in c.env.items() if k not in shared.env}
@@ -220,6 +242,13 @@ def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: 
     if mark and mark != shared.mark:
         lines.append(f"{pad}({mark})")
     return lines
+
+
+def _delegate(c: Command) -> str:
+    """`` → controller`` after a delegated command's hosts: where it runs."""
+    if c.delegate is None:
+        return ""
+    return " → " + ("controller" if c.delegate.is_local else c.delegate.name)
 
 
 def _mark(c: Command) -> str:

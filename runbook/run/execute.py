@@ -1,10 +1,12 @@
-"""``run_command``: one command through its attempts — the one place that decides a status."""
+"""``run_command``: one command through its attempts — the one place that decides a status
+(a wait or reboot decides its own, in ``waits``)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from runbook.errors import ConnectError, ConnectionLost, TemplateError
 from runbook.model.command import Command, CommandResult, Outcome, Status, decode
@@ -21,15 +23,25 @@ def run_command(
     cancel: threading.Event | None = None,
     mask: Callable[[str], str] = str,
     on_output: OutputCallback | None = None,
+    kill: threading.Event | None = None,
 ) -> CommandResult:
     """Run ``command`` with its retries.
 
     A connection that could not be established is ``unreachable`` (the context already
     retried the connect); a command that started is re-run only when ``retries`` says so.
+    A delegated command runs on its delegate; its result is its host's. A wait or reboot
+    polls until its state is reached, or ``kill`` (the second Ctrl-C) is set.
     """
     if command.skip_reason is not None:
         return CommandResult.decided(command, Status.SKIPPED, command.skip_reason)
+    if command.wait is not None:
+        from runbook.run.waits import run_wait
+
+        return run_wait(command, context, kill or _NEVER)
     cancel = cancel or _NEVER
+    target = command
+    if command.delegate is not None:  # the context sees the delegate; the result is the target's
+        command = replace(command, host=command.delegate)
     spec = command.spec
     started = time.time()
     attempts = 0
@@ -43,7 +55,7 @@ def run_command(
         except ConnectError as exc:
             return CommandResult(
                 command.step,
-                command.host.name,
+                target.host.name,
                 Status.UNREACHABLE,
                 started=started,
                 finished=time.time(),
@@ -59,7 +71,7 @@ def run_command(
             break
     result = CommandResult(
         command.step,
-        command.host.name,
+        target.host.name,
         status,
         rc=outcome.rc,
         stdout=mask(stdout),

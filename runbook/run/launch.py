@@ -152,8 +152,10 @@ def shell_runs(plan: Plan) -> Counter[str]:
     auto`` a host that runs one gets no executor, whose start would cost more than it saves."""
     runs: Counter[str] = Counter()
     for c in plan.commands:
-        if c.transfer is None and c.skip_reason is None:
-            runs[c.host.name] += 1 + c.spec.retries
+        if c.is_shell and c.skip_reason is None:
+            runs[c.runs_on.name] += 1 + c.spec.retries
+        elif c.wait is not None and c.wait.command is not None:  # a reboot: check (twice or
+            runs[c.runs_on.name] += 3  # more) and its command
     return runs
 
 

@@ -101,6 +101,12 @@ class WorkerPool:
                 drained += 1
             return drained
 
+    def reopen(self) -> None:
+        """Take work again after ``halt`` (the always steps of a halted run); after
+        ``shutdown`` nothing is taken."""
+        with self._lock:
+            self._halted = False
+
     def get(self, timeout: float | None = None) -> Completed | None:
         """Next completed item, or ``None`` after ``timeout`` seconds."""
         try:

@@ -4,8 +4,15 @@ Policy (SPEC §3, §8): ``halt`` — once a step's failures exceed ``max_failure
 starts, in-flight commands finish within their timeout, everything left is ``cancelled``
 and the run ends halted. ``continue`` — failures are recorded and the run goes on. A
 group counts failed hosts over all its batches; a host that fails an inner step drops out
-of the rest of its batch, the batch's other hosts finish it, and only then does ``halt``
-stop the run (``continue`` goes on to the next batch).
+of the rest of its batch, the batch's other hosts finish it (then rescue and always:
+``batch``), and only then does ``halt`` stop the run (``continue`` goes on to the next
+batch).
+
+Always steps (SPEC §10) — a group's, and the runbook's after the steps or a halt — run
+in an *always phase*: after a halt (the first Ctrl-C included) the pool takes work again
+under a fresh halt flag, which the second Ctrl-C sets. Their failures are reported and
+never halt, so they change no exit code. A host that came back ``unreachable`` is held
+out of later steps (``reach``) until a wait or reboot brings it back.
 
 Interrupts follow ``concurrent.futures``' rule: whoever receives the signal only records
 it (``interrupt``); the runner's own loop, which polls at least every ``POLL`` seconds,
@@ -38,12 +45,14 @@ from runbook.model.events import (
     StepFinished,
     StepStarted,
 )
-from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
+from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.runbook import Host
+from runbook.run.batch import BatchRun, step_status
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.execute import run_command
 from runbook.run.output import OutputRelay
 from runbook.run.pool import Completed, WorkerPool
+from runbook.run.reach import Reach
 from runbook.run.values import RunValues
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
@@ -85,11 +94,12 @@ def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
 @dataclass(frozen=True)
 class Resume:
     """What an earlier run already did: ``(step, host)`` pairs that ended ok, and the
-    values it registered."""
+    values it registered; ``rescued``: inner steps whose failure a rescue handled."""
 
     run_id: str
     done: frozenset[tuple[str, str]] = frozenset()
     registered: tuple[Registered, ...] = ()  # as journaled (secrets as tokens)
+    rescued: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,8 @@ class Runner:
         self.notify = notify
         self.values = values or RunValues(plan, {}, mask)
         self._halt = threading.Event()
+        self._kill = threading.Event()  # the second Ctrl-C: always steps stop too
+        self.reach = Reach()
         self._emit_lock = threading.Lock()
         self._interrupts = 0  # written by interrupt(); read by the loop
         self._acted = 0
@@ -156,15 +168,54 @@ class Runner:
             n = self._running
             if self._acted == 1:
                 self.halt("interrupted")
+                then = ", then running the always steps" if _has_always(self.plan) else ""
                 self.notify(
-                    f"halting: waiting for {n} running command{'' if n == 1 else 's'}; "
+                    f"halting: waiting for {n} running command{'' if n == 1 else 's'}{then}; "
                     "Ctrl-C again kills them"
                 )
             elif self._acted == 2:
-                self.notify(f"killing {n} running command{'' if n == 1 else 's'}")
+                self._kill.set()
+                self.halt("interrupted")
+                self.notify(
+                    f"killing {n} running command{'' if n == 1 else 's'}"
+                    + ("; no always step starts" if _has_always(self.plan) else "")
+                )
                 threading.Thread(
                     target=self.context.kill_all, name="runbook-kill", daemon=True
                 ).start()
+
+    def stopped(self) -> bool:
+        """Nothing new may start (a halt, or the second Ctrl-C in an always phase)."""
+        return self._halt.is_set()
+
+    @contextlib.contextmanager
+    def always_phase(self) -> Iterator[None]:
+        """Always steps run even after a halt: the pool takes work again under a fresh
+        halt flag (set by the second Ctrl-C, or a journal that fails); the run's halt
+        stands after them. After the second Ctrl-C nothing starts."""
+        halted = self._halt
+        if not halted.is_set() or self._kill.is_set():
+            yield
+            return
+        assert self._pool is not None
+        self._halt = threading.Event()
+        self._pool.reopen()
+        try:
+            yield
+        finally:
+            self._halt = halted
+            self._pool.halt()
+
+    def earlier(self, command: Command) -> tuple[str, Status] | None:
+        """What an earlier run (``--resume``) made of ``command``: (its id, status)."""
+        r = self.resume
+        if r is None:
+            return None
+        if command.key in r.done:
+            return r.run_id, Status.OK
+        if command.key in r.rescued:
+            return r.run_id, Status.RESCUED
+        return None
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -207,13 +258,14 @@ class Runner:
         try:
             self._restore()
             self._preconnect()
+            finals = [(i, s) for i, s in enumerate(plan.steps) if s.section is Section.ALWAYS]
             for index, item in enumerate(plan.steps):
-                if isinstance(item, PlannedGroup):
-                    self._run_group(index, item)
-                else:
-                    self._run_step(index, item)
-                if self._bug is not None:
-                    self.halt(f"internal error: {self._bug!r}")
+                if item.section is not Section.ALWAYS:
+                    self._run_item(index, item)
+            if finals:
+                with self.always_phase():
+                    for index, item in finals:
+                        self._run_item(index, item)
         finally:
             self._pool.halt()
             self._pool.shutdown(timeout=5)
@@ -232,6 +284,14 @@ class Runner:
         if self._bug is not None:
             raise self._bug
         return res
+
+    def _run_item(self, index: int, item: PlannedStep | PlannedGroup) -> None:
+        if isinstance(item, PlannedGroup):
+            self._run_group(index, item)
+        else:
+            self._run_step(index, item)
+        if self._bug is not None:
+            self.halt(f"internal error: {self._bug!r}")
 
     def _restore(self) -> None:
         """--resume: the values the earlier run registered, journaled again here."""
@@ -252,7 +312,7 @@ class Runner:
     def _preconnect(self) -> None:
         """Open every remote connection in parallel before step 1 (handshakes dominate)."""
         assert self._pool is not None
-        hosts = {c.host.name: c.host for c in self.plan.commands if not c.host.is_local}
+        hosts = {c.runs_on.name: c.runs_on for c in self.plan.commands if not c.runs_on.is_local}
         for host in hosts.values():
             self._pool.submit(self._connect, host)
         for _ in hosts:
@@ -294,9 +354,10 @@ class Runner:
             for result in self._run_commands(step, batch):
                 counts[result.status] += 1
                 failures += result.failed
-                if result.failed and step.on_failure == "halt" and failures > step.max_failures:
+                halts = step.on_failure == "halt" and step.section is not Section.ALWAYS
+                if result.failed and halts and failures > step.max_failures:
                     self.halt(f"step {step.name!r} failed on {result.host}")
-        status = _step_status(step.on_failure, step.max_failures, failures, counts)
+        status = step_status(step.on_failure, step.max_failures, failures, counts)
         self._step_finished(index, step.name, status, counts, started)
 
     def _run_group(self, index: int, group: PlannedGroup) -> None:
@@ -321,46 +382,14 @@ class Runner:
                 for step in batch.steps:
                     counts.update(self._cancel(step, step.commands))
                 continue
-            counts.update(self._run_batch(index, group, batch, failed))
-            if group.on_failure == "halt" and len(failed) > group.max_failures:
+            counts.update(BatchRun(self, index, group, batch, failed).run())
+            halts = group.on_failure == "halt" and group.section is not Section.ALWAYS
+            if halts and len(failed) > group.max_failures:
                 self.halt(f"group {group.name!r} failed on {', '.join(sorted(failed))}")
         if not counts or all(s is Status.CANCELLED for s in counts.elements()):
             self.result.steps_not_run.append(group.name)
-        status = _step_status(group.on_failure, group.max_failures, len(failed), counts)
+        status = step_status(group.on_failure, group.max_failures, len(failed), counts)
         self._step_finished(index, group.name, status, counts, started, is_group=True)
-
-    def _run_batch(
-        self, index: int, group: PlannedGroup, batch: PlannedBatch, failed: set[str]
-    ) -> Counter[Status]:
-        """Every inner step on one batch; a host that fails drops out of the rest of it."""
-        counts: Counter[Status] = Counter()
-        self.emit(
-            BatchStarted(
-                run_id=self.run_id, step=group.name, batch=batch.number, hosts=list(batch.hosts)
-            )
-        )
-        dropped: dict[str, str] = {}  # host → the inner step it failed
-        for step in batch.steps:
-            started = time.time()
-            step_counts: Counter[Status] = Counter()
-            live = [c for c in step.commands if c.host.name not in dropped]
-            for c in step.commands:
-                if c.host.name in dropped:
-                    why = f"dropped out of batch {batch.number}: failed {dropped[c.host.name]!r}"
-                    step_counts[self._finish(step, _decided(c, Status.CANCELLED, why)).status] += 1
-            if self._halt.is_set():
-                step_counts.update(self._cancel(step, tuple(live)))
-            else:
-                self._step_started(index, step, [c.host.name for c in live], 1)
-                for result in self._run_commands(step, tuple(live)):
-                    step_counts[result.status] += 1
-                    if result.failed:
-                        dropped.setdefault(result.host, step.name)
-                        failed.add(result.host)
-            status = _step_status(group.on_failure, group.max_failures, len(failed), step_counts)
-            self._step_finished(index, step.name, status, step_counts, started, step=step)
-            counts.update(step_counts)
-        return counts
 
     def _not_run(self, index: int, step: PlannedStep, started: float) -> None:
         self.result.steps_not_run.append(step.name)
@@ -378,9 +407,9 @@ class Runner:
         assert self._pool is not None
         expected = 0
         for cmd in commands:
-            decided = self._decided_now(cmd)
+            decided = self._decided_now(step, cmd)
             if decided is not None:  # ok in the earlier run: its restored value stands
-                yield self._finish(step, decided, register=False)
+                yield self._finish(step, decided, register=decided.status is Status.CANCELLED)
                 continue
             try:
                 job = _Job(step, self.values.executable(cmd), self._shown(cmd))
@@ -393,13 +422,24 @@ class Runner:
         for _ in range(expected):
             done = self._next()
             self._running -= 1
-            yield self._finish(done.item.step, self._collect(done))
+            result = self._collect(done)
+            self.reach.note(done.item.command, result)
+            yield self._finish(done.item.step, result)
 
-    def _decided_now(self, cmd: Command) -> CommandResult | None:
-        if self.resume is not None and cmd.key in self.resume.done:
-            # Reported ok (attempts 0): the host is done, by an earlier run.
-            return _decided(cmd, Status.OK, f"already ok in run {self.resume.run_id}")
-        return None
+    def _decided_now(self, step: PlannedStep, cmd: Command) -> CommandResult | None:
+        """A result without running: the host is out of reach, or (``--resume``) an earlier
+        run did it — only the steps proper: rescue and always steps answer this run."""
+        held = self.reach.held(cmd, step.section)
+        if held is not None:
+            return _decided(cmd, *held)
+        earlier = self.earlier(cmd) if step.section is Section.MAIN else None
+        if earlier is None:
+            return None
+        run_id, status = earlier
+        if status is Status.RESCUED:
+            return _decided(cmd, Status.RESCUED, f"rescued in run {run_id}")
+        # Reported ok (attempts 0): the host is done, by an earlier run.
+        return _decided(cmd, Status.OK, f"already ok in run {run_id}")
 
     def _shown(self, cmd: Command) -> str | None:
         return self.values.shown(cmd) if cmd.templates is not None else None
@@ -418,7 +458,9 @@ class Runner:
         )
         relay = self._relay(cmd)
         try:
-            return run_command(cmd, self.context, cancel=self._halt, on_output=relay)
+            return run_command(
+                cmd, self.context, cancel=self._halt, on_output=relay, kill=self._kill
+            )
         finally:
             relay.finish()
 
@@ -461,6 +503,8 @@ class Runner:
             stderr=mask(raw.stderr),
             error=None if raw.error is None else mask(raw.error),
         )
+        if result.status is Status.RESCUED:  # it replaces the failure it rescued
+            _drop_failure(self.result.results, result)
         self.result.results.append(result)
         group, batch = (step.group, step.batch) if step is not None else (None, None)
         self.emit(CommandFinished(run_id=self.run_id, result=result, group=group, batch=batch))
@@ -522,11 +566,17 @@ def _decided(cmd: Command, status: Status, error: str | None) -> CommandResult:
     return CommandResult.decided(cmd, status, error)
 
 
-def _step_status(
-    on_failure: str, max_failures: int, failures: int, counts: Counter[Status]
-) -> StepStatus:
-    if on_failure == "halt" and failures > max_failures:
-        return StepStatus.FAILED
-    if failures:
-        return StepStatus.TOLERATED
-    return StepStatus.CANCELLED if counts.get(Status.CANCELLED) else StepStatus.OK
+def _drop_failure(results: list[CommandResult], rescued: CommandResult) -> None:
+    """Remove the latest failed result of the step and host ``rescued`` is for."""
+    for i in range(len(results) - 1, -1, -1):
+        r = results[i]
+        if (r.step, r.host) == (rescued.step, rescued.host) and r.failed:
+            del results[i]
+            return
+
+
+def _has_always(plan: Plan) -> bool:
+    """Whether a halted run of ``plan`` still runs always steps (a group's or its own)."""
+    if any(item.section is Section.ALWAYS for item in plan.steps):
+        return True
+    return any(isinstance(item, PlannedGroup) and item.always for item in plan.steps)

@@ -19,6 +19,7 @@ from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import detokenize, tokenize
 from runbook.model.command import Command, CommandResult, Status, Templates
 from runbook.model.plan import Plan, PlannedStep
+from runbook.templating.env import evaluate
 from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
 
 Value = dict[str, Any]
@@ -99,7 +100,7 @@ class RunValues:
         self.set(step.register, hosts, value)
         return hosts, value
 
-    def set(self, name: str, hosts: list[str], value: Value) -> None:
+    def set(self, name: str, hosts: list[str], value: Value | str) -> None:
         with self._lock:
             for host in hosts:
                 self.registers.setdefault(host, {})[name] = value
@@ -122,6 +123,8 @@ class RunValues:
         if t is None:
             return command
         ctx = self._context(command, t, real=True)
+        if command.wait is not None:  # only its ``when`` is decided now
+            return self._waits(command, t, ctx)
         if command.transfer is not None:
             return self._bound(command, ctx)
         try:
@@ -150,10 +153,21 @@ class RunValues:
             assert command.templates is not None
             raise TemplateError(str(exc), command.templates.positions.get("when")) from None
 
+    @staticmethod
+    def _waits(command: Command, t: Templates, ctx: dict[str, Any]) -> Command:
+        if t.when is None:
+            return replace(command, templates=None)
+        try:
+            run = evaluate(t.when, ctx, t.positions.get("when"))
+        except NotRegistered as exc:
+            raise TemplateError(str(exc), t.positions.get("when")) from None
+        skip = None if run else f"when: {t.when}"
+        return replace(command, skip_reason=skip, templates=None)
+
     def shown(self, command: Command) -> str:
         """The command as the journal records it: stand-ins and masked output only."""
         t = command.templates
-        if t is None or command.transfer is not None:
+        if t is None or not command.is_shell:
             return command.cmd
         try:
             return render_parts(_parts(t), self._context(command, t, real=False)).cmd
@@ -176,8 +190,10 @@ class RunValues:
             ctx["hostvars"] = HostVars(self.hostvars_base, registers, self.run_hosts)
         return ctx
 
-    def _masked(self, value: Value) -> Value:
-        return {k: _strings(v, self.mask) for k, v in value.items()}
+    def _masked(self, value: Any) -> Any:
+        """A value as it may be shown: every string masked (a register's, or a rescue's
+        ``failed_step``)."""
+        return _strings(value, self.mask)
 
     def check_secret_commands(self, plan: Plan) -> None:
         """Render every command that reads only secrets now, before anything runs: a

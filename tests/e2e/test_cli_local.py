@@ -502,6 +502,7 @@ def test_output_json_is_one_event_per_line(tmp_path):
         "unreachable": 0,
         "skipped": 3,
         "cancelled": 0,
+        "rescued": 0,
     }
     # Events of one step come between its step_started and step_finished.
     start = kinds.index("step_started")

@@ -81,3 +81,15 @@ def test_a_journal_that_exists_is_never_overwritten(tmp_path: Path) -> None:
     _journal(tmp_path / "runs").close()
     with pytest.raises(JournalError, match="cannot write the run journal"):
         _journal(tmp_path / "runs")
+
+
+def test_a_rescued_result_replaces_the_failure_it_rescued(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.FAILED, rc=1)))
+    j.handle(CommandFinished(run_id="r1", result=_result("fix", "a", Status.OK)))
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.RESCUED, rc=1)))
+    j.close()
+    run = read_run(tmp_path / "runs", "r1")
+    assert [(r.step, r.status.value) for r in run.results()] == [("fix", "ok"), ("s", "rescued")]
+    assert run.rescued_commands() == {("s", "a")}
+    assert run.ok_commands() == {("fix", "a")}

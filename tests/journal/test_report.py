@@ -515,3 +515,21 @@ def test_write_report_cannot_write_the_page(tmp_path: Path) -> None:
     write_journal(tmp_path / "run", simple().events)
     with pytest.raises(JournalError, match=re.escape("cannot write the report")):
         write_report(tmp_path / "run", tmp_path / "no-such-dir" / "out.html")
+
+
+def test_a_rescued_result_replaces_the_failure_it_rescued() -> None:
+    j = Journal(["Deploy", "Restore"], ["web1", "web2"])
+    j.step("Deploy", {"web2": {"status": "failed", "rc": 1, "error": "exit code 1"}})
+    j.command("Restore", "web2")
+    j.add(  # the runner's rescued result for the failed step (no start of its own)
+        "command_finished", step="Deploy", host="web2", status="rescued", rc=1, stdout="",
+        stderr="", started=T0 + 1, finished=T0 + 2, duration=1.0, attempts=1,
+        error="exit code 1; rescued by 'Restore'",
+    )  # fmt: skip
+    j.finish()
+    page = Page(j.render())
+    data = page.data()
+    statuses = sorted(data["statuses"][c[2]] for c in data["cmds"])
+    assert statuses == ["ok", "ok", "rescued"]  # the failure is gone, replaced
+    assert not [a for a in page.named("details") if "failure" in (a.get("class") or "")]
+    assert "1 rescued" in page.all_text

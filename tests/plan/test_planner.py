@@ -717,6 +717,7 @@ GOLDEN_CASES = [
         ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
     ),
     ("files", "files.yml", []),
+    ("failure", "failure.yml", []),
 ]
 
 
@@ -771,7 +772,8 @@ def test_golden_json_agrees_with_golden_text():
                             assert f"(skipped: {c['skipped']})" in text
                         else:
                             first_line = c["cmd"].rstrip("\n").split("\n")[0]
-                            prompt = "" if "transfer" in c else "$ "  # a copy/fetch: no shell
+                            shell = "transfer" not in c and "wait" not in c  # no shell
+                            prompt = "$ " if shell else ""
                             assert f"{prompt}{first_line}" in text
 
 

@@ -37,6 +37,12 @@ class ExecutionContext(ABC):
     def connect(self, host: Host) -> None:  # noqa: B027 - optional hook
         """Open the connection to ``host`` ahead of use. Raises ``ConnectError``."""
 
+    def reconnect(self, host: Host) -> None:
+        """Forget ``host``'s connection, its sessions and a failure to connect, and try
+        one new connection: how ``wait_for: {connection}`` and ``reboot`` poll, and how a
+        rebooted host's session is rebuilt. Raises ``ConnectError``."""
+        self.connect(host)
+
     @abstractmethod
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         """Run one attempt of ``command`` to completion or timeout; ``on_output(stream,

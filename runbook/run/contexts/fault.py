@@ -22,6 +22,9 @@ class FaultInjectingContext(ExecutionContext):
     def connect(self, host: Host) -> None:
         self.inner.connect(host)
 
+    def reconnect(self, host: Host) -> None:
+        self.inner.reconnect(host)
+
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         if command.step.startswith(self.prefix):
             return Outcome(rc=1, stderr=b"fault injection")

@@ -36,6 +36,9 @@ class HostRouter(ExecutionContext):
     def connect(self, host: Host) -> None:
         self._for(host).connect(host)
 
+    def reconnect(self, host: Host) -> None:
+        self._for(host).reconnect(host)
+
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         return self._for(command.host).execute(command, on_output)
 

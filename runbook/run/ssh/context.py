@@ -117,6 +117,27 @@ class SshExecutionContext(ExecutionContext):
         if sessions is not None:
             sessions.session((host.name, None), conn)
 
+    def reconnect(self, host: Host) -> None:
+        """One new connection (no retries: the caller polls), the old one, its sessions
+        and a remembered failure dropped first."""
+        key = host.name
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            self._errors.pop(key, None)
+            with self._lock:
+                old = self._conns.pop(key, None)
+        if self._sessions is not None:
+            self._sessions.forget(key)
+        if old is not None:
+            old.close()
+        self._cached(
+            key,
+            key,
+            lambda: resolve(host, self._ssh_config(), self.options.known_hosts),
+            retries=0,
+        )
+
     def execute(self, command: Command, on_output: OutputCallback | None = None) -> Outcome:
         for attempt in range(2):
             try:
@@ -211,8 +232,15 @@ class SshExecutionContext(ExecutionContext):
                 self._config_loaded = True
             return self._config
 
-    def _cached(self, key: object, label: str, endpoint: Callable[[], Endpoint]) -> Connection:
-        """The live connection for ``key``, opened under a per-key lock.
+    def _cached(
+        self,
+        key: object,
+        label: str,
+        endpoint: Callable[[], Endpoint],
+        retries: int | None = None,
+    ) -> Connection:
+        """The live connection for ``key``, opened under a per-key lock (``retries``: the
+        options' ``connect_retries`` unless given).
 
         A failure to connect is remembered; a connection that died is reopened.
         """
@@ -229,7 +257,7 @@ class SshExecutionContext(ExecutionContext):
             if conn is not None:
                 conn.close()
             try:
-                conn = self._open(endpoint())
+                conn = self._open(endpoint(), retries)
             except ConfigError as exc:
                 self._errors[key] = ConnectError(label, str(exc))
                 raise self._errors[key] from exc
@@ -240,9 +268,9 @@ class SshExecutionContext(ExecutionContext):
                 self._conns[key] = conn
             return conn
 
-    def _open(self, ep: Endpoint) -> Connection:
+    def _open(self, ep: Endpoint, retries: int | None = None) -> Connection:
         """Connect with retries; raises ``ConnectError`` naming the endpoint's label."""
-        attempts = 1 + max(0, self.options.connect_retries)
+        attempts = 1 + max(0, self.options.connect_retries if retries is None else retries)
         # A server that accepts TCP and then drops us before its banner is alive but busy
         # (sshd's MaxStartups): keep trying for as long as the attempts could take anyway.
         busy_until = time.monotonic() + attempts * self.options.connect_timeout

@@ -117,6 +117,16 @@ class Sessions:
             killed=result.killed,
         )
 
+    def forget(self, host: str) -> None:
+        """Close and drop ``host``'s sessions (its connection is being replaced: a
+        reboot, or a wait for a new session); the next command starts a new one."""
+        with self._lock:
+            keys = [k for k in self._sessions if k[0] == host]
+            gone = [self._sessions.pop(k) for k in keys]
+        for s in gone:
+            if s is not None:
+                s.close(wait=0)
+
     def kill_all(self) -> None:
         """Ask every executor to kill what it runs for us (no second channel needed)."""
         with self._lock:
