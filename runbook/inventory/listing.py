@@ -4,7 +4,9 @@ Top-level keys are groups: ``{"hosts": [...], "children": [...], "vars": {...}}`
 bare list of hosts; ``_meta.hostvars`` holds each host's vars. Ansible's own reader of this
 shape is its script plugin, and we follow it: children named but never described are
 groups all the same (``ungrouped`` in every export), and a group written as a mapping
-without hosts/children/vars keys is a host of that name with those vars.
+without hosts/children/vars keys is a host of that name with those vars — unless the
+mapping is empty: ``"ungrouped": {}`` (which ansible-inventory exports print for an
+empty group, as they print ``{"hosts": []}``) is a group with no hosts, never a host.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _group(graph: GraphBuilder, name: str, group: Any, where: Position) -> list[
         group = {"hosts": group}
     elif not isinstance(group, dict):
         raise InventoryError(f"group {name!r} must be a JSON object or a list of hosts", where)
-    elif not any(k in group for k in _KEYS):
+    elif group and not any(k in group for k in _KEYS):
         group = {"hosts": [name], "vars": group}  # Ansible's shorthand: a host and its vars
     hosts = group.get("hosts") or []
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):

@@ -249,26 +249,36 @@ _NUMBERED = re.compile(r"^(.*?)(\d+)([^\d]*)$")
 
 @dataclass
 class _Run:
-    """Hosts ``prefix + number + suffix`` with consecutive numbers of one width."""
+    """Hosts ``prefix + number + suffix`` with consecutive numbers, written either
+    unpadded (``host9``, ``host10``: any width) or zero-padded to one width (``web01``)."""
 
     prefix: str
-    width: int
+    width: int  # 0: unpadded
     suffix: str
     first: int
     last: int
 
-    def __str__(self) -> str:
-        def num(n: int) -> str:
-            return f"{n:0{self.width}d}"
+    def num(self, n: int) -> str:
+        return f"{n:0{self.width}d}" if self.width else str(n)
 
+    def takes(self, prefix: str, digits: str, suffix: str) -> bool:
+        """Whether ``prefix + digits + suffix`` is the next host of this run."""
+        n = int(digits)
+        fits = self.num(n) == digits and (not self.width or len(digits) == self.width)
+        return fits and (prefix, suffix) == (self.prefix, self.suffix) and n == self.last + 1
+
+    def __str__(self) -> str:
         if self.first == self.last:
-            return f"{self.prefix}{num(self.first)}{self.suffix}"
-        return f"{self.prefix}[{num(self.first)}:{num(self.last)}]{self.suffix}"
+            return f"{self.prefix}{self.num(self.first)}{self.suffix}"
+        return f"{self.prefix}[{self.num(self.first)}:{self.num(self.last)}]{self.suffix}"
 
 
 def compact(names: Iterable[str]) -> str:
-    """``web01 web02 web03 db1`` → ``web[01:03], db1``: runs of consecutive numbers with
-    one prefix, suffix and width become a range (Ansible's pattern syntax); order kept."""
+    """``web01 web02 web03 db1`` → ``web[01:03], db1``; ``host1`` … ``host50`` →
+    ``host[1:50]``: runs of consecutive numbers with one prefix and suffix become a range
+    in Ansible's pattern syntax, where ``[01:50]`` pads both ends to one width and
+    ``[1:50]`` does not pad at all; order kept. The one folding of host names: plan text,
+    console, recap and diff all use it."""
     out: list[_Run | str] = []
     for name in names:
         m = _NUMBERED.match(name)
@@ -276,14 +286,10 @@ def compact(names: Iterable[str]) -> str:
             out.append(name)
             continue
         prefix, digits, suffix = m.groups()
-        n = int(digits)
         last = out[-1] if out else None
-        if (
-            isinstance(last, _Run)
-            and (last.prefix, last.width, last.suffix) == (prefix, len(digits), suffix)
-            and last.last == n - 1
-        ):
-            last.last = n
+        if isinstance(last, _Run) and last.takes(prefix, digits, suffix):
+            last.last = int(digits)
         else:
-            out.append(_Run(prefix, len(digits), suffix, n, n))
+            width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
+            out.append(_Run(prefix, width, suffix, int(digits), int(digits)))
     return ", ".join(map(str, out))

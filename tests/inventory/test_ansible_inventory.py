@@ -372,6 +372,32 @@ def test_json_inventory() -> None:
     assert inv.groups["all"].vars == {"ansible_connection": "network_cli"}
 
 
+EMPTY_GROUPS_JSON = """{
+    "_meta": {"hostvars": {"web1": {"role": "web"}}},
+    "all": {"children": ["ungrouped", "web", "db"]},
+    "ungrouped": {},
+    "db": {"hosts": []},
+    "web": {"hosts": ["web1"]}
+}
+"""
+EMPTY_GROUPS_YAML = (
+    "all:\n  children:\n    ungrouped: {}\n    db: {}\n"
+    "    web:\n      hosts:\n        web1: {role: web}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("export.json", EMPTY_GROUPS_JSON), ("export.yml", EMPTY_GROUPS_YAML)]
+)
+def test_empty_groups_of_an_export_are_groups_never_hosts(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    inv = load_inventory(write(tmp_path, name, text))
+    assert set(inv.hosts) == {"web1"}
+    assert inv.hosts["web1"] == {"role": "web"}
+    assert inv.groups["db"].hosts == [] and "ungrouped" not in inv.hosts
+
+
 def test_yaml_anchors_and_merge_keys() -> None:
     inv = load("anchors.yml")
     assert direct(inv) == {
