@@ -55,6 +55,20 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--tags", action="append", default=[], metavar="T")
     common.add_argument("--skip-tags", action="append", default=[], metavar="T")
     common.add_argument("--start-at", metavar="STEP", help="skip the steps before STEP")
+    common.add_argument(
+        "--vault-password-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Ansible Vault password file (an executable one is run); repeatable",
+    )
+    common.add_argument(
+        "--vault-id",
+        action="append",
+        default=[],
+        metavar="LABEL@FILE",
+        help="Ansible Vault id and its password file; repeatable",
+    )
     return common
 
 
@@ -134,6 +148,11 @@ def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     d.add_argument("file", metavar="OLD|FILE", help="a runbook or a saved plan")
     d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
     d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
+    d.add_argument(
+        "--trust-revision",
+        action="store_true",
+        help="with --git: run the revision's inventory scripts and pipe lookups",
+    )
     d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
 
 
@@ -185,6 +204,7 @@ def plan_options(args: argparse.Namespace) -> PlanOptions:
             skip_tags=tuple(args.skip_tags),
             start_at=args.start_at,
         ),
+        vault_ids=(*args.vault_password_file, *args.vault_id),
     )
 
 
@@ -247,7 +267,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from runbook.diff.sources import diff_sides
     from runbook.diff.views import render
 
-    diff = diff_sides(plan_options(args), args.new, args.git)
+    diff = diff_sides(plan_options(args), args.new, args.git, args.trust_revision)
     color = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     sys.stdout.write(render(diff, args.format, color))
     return 1 if diff.changed else 0

@@ -17,6 +17,7 @@ from typing import Any
 from runbook.errors import InventoryError, Position
 from runbook.inventory.graph import GraphBuilder
 from runbook.inventory.hosts import check_vars
+from runbook.load.vault import from_json
 
 _KEYS = ("hosts", "children", "vars")
 
@@ -58,6 +59,7 @@ def read(data: Any, graph: GraphBuilder, where: Position, host_vars: HostVars | 
             values = host_vars(host) if host_vars is not None else {}
         if not isinstance(values, dict):
             raise InventoryError(f"vars of host {host!r} must be a JSON object", where)
+        values = from_json(values, where)
         check_vars(values, lambda _: where)
         graph.update_host_vars(host, values)
 
@@ -84,6 +86,7 @@ def _group(graph: GraphBuilder, name: str, group: Any, where: Position) -> list[
         raise InventoryError(f"children of group {name!r} must be a list of names", where)
     for host in hosts:
         graph.add_host(name, host, {}, where)
+    values = from_json(values, where)
     check_vars(values, lambda _: where)
     for key, value in values.items():
         graph.set_group_var(name, key, value, where)

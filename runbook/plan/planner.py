@@ -18,14 +18,18 @@ from typing import Any
 from runbook.errors import InputError, InventoryError, TemplateError, UsageError
 from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
+from runbook.load.vault import Keyring
 from runbook.model.command import Command, Templates
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
 from runbook.model.runbook import Host, Runbook, Step
 from runbook.plan.select import Selected, select
 from runbook.plan.transfers import TransferPlanner
+from runbook.plan.vaulted import NONE as NO_VAULT
+from runbook.plan.vaulted import VaultReads, split_vaulted, vaulted_names
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
+from runbook.templating.lookups import recording
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
@@ -40,16 +44,20 @@ def make_plan(
     extra_vars: dict[str, Any] | None = None,
     secrets: dict[str, str] | None = None,
     selection: Selection | None = None,
+    vault: Keyring | None = None,
 ) -> Plan:
-    """Render every step for every host. Raises ``InputError`` for any problem."""
+    """Render every step for every host. Raises ``InputError`` for any problem.
+    ``vault`` opens the vaulted values commands read; it keeps what it revealed."""
+    keyring = vault if vault is not None else Keyring()
     planner = _Planner(runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection)
+    planner.keyring = keyring
     items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
     return Plan(
         name=runbook.name,
         source=runbook.path,
         digest=runbook.digest,
         steps=tuple(items),
-        secret_names=tuple(secrets or {}),
+        secret_names=(*(secrets or {}), *sorted(keyring.revealed)),
         hostvars=planner.hostvars(),
         files=runbook.files,
     )
@@ -84,6 +92,7 @@ class _Planner:
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._check_names()
         self.files = TransferPlanner(self)
+        self.keyring = Keyring()
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -163,22 +172,32 @@ class _Planner:
                 ctx[name] = cache[name]
                 continue
             value = ctx[name]
-            for bad in sorted(template_reads(value, ctx) & later):
-                where = first_template(value)
+            reads = template_reads(value, ctx)
+            where = first_template(value)
+            with recording() as touched:
+                for bad in sorted(reads & later | vaulted_names(ctx, reads)):
+                    raise InventoryError(
+                        f"inventory value {name!r} reads {bad!r}, which is known only at apply "
+                        "time; read it in the step instead",
+                        where.position if where is not None else None,
+                    )
+                ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
+            for bad in sorted(touched):  # a lookup of a source listed under secrets
                 raise InventoryError(
-                    f"inventory value {name!r} reads {bad!r}, which is known only at apply "
-                    "time; read it in the step instead",
+                    f"inventory value {name!r} reads secret {bad!r} through a lookup; "
+                    "read the secret in the step instead",
                     where.position if where is not None else None,
                 )
-            ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
 
     def runbook_env(
         self, step: Step, host: Host, ctx: Context, parts: Parts
     ) -> dict[str, str] | None:
         """The runbook's env rendered once per host, unless it reads the step or include
         vars (then per command)."""
-        if step.vars or any("step" in template_names(v) for _, v in parts.env):
-            return None
+        if step.vars or any(
+            "step" in template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
+        ):
+            return None  # per command: it may read a secret through a lookup
         env = self._runbook_env.get(host.name)
         if env is None:
             env = self._runbook_env[host.name] = render_env(parts.env, ctx, parts.positions)
@@ -330,15 +349,19 @@ class _Planner:
             # reads are bound when the command is rendered: it must be rendered then.
             reads_all = reads | (expression_names(until) if until else frozenset())
             ctx = self.context(step, host, reads_all)
+            vault = split_vaulted(ctx, reads_all, self.keyring)  # stand-ins in ctx
             host = self.host(host)
             step = _with_host_become(step, host)
-            secrets = tuple(sorted(reads_all & self.secrets))
+            secrets = tuple(sorted(reads_all & self.secrets | vault.secrets))
             registers = tuple(sorted(reads_all & (self.registered | {"hostvars"})))
             until_vars = self.until_vars(step, ctx)
             if not secrets and not registers:
-                done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))
-                return _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
-            return self.later(step, host, parts, ctx, until_vars, secrets, registers)
+                with recording() as touched:  # secrets read through lookups
+                    done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))
+                if not touched:
+                    return _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
+                secrets = tuple(sorted(touched))
+            return self.later(step, host, parts, ctx, until_vars, secrets, registers, vault)
         except InputError as exc:
             exc.step, exc.host = step.name, host.name
             raise
@@ -369,12 +392,14 @@ class _Planner:
         until_vars: dict[str, Any],
         secrets: tuple[str, ...],
         registers: tuple[str, ...],
+        vault: VaultReads = NO_VAULT,
     ) -> Command:
-        """A command rendered at apply time: checked now, kept as templates."""
+        """A command rendered at apply time: checked now, kept as templates (a vaulted
+        value as a token of its secret: ``plan.vaulted``)."""
         self.reads_hostvars |= "hostvars" in registers
         known = set(ctx) | self.registered | {"hostvars", "env"}
         _check_defined(parts, known)
-        tainted = set(secrets) | set(registers)
+        tainted = set(secrets) | set(registers) | vault.names
         when = parts.when
         if when is not None and not expression_names(when) & tainted:
             if not evaluate(when, ctx, parts.positions.get("when")):
@@ -385,6 +410,7 @@ class _Planner:
             for n in sorted(parts.reads)
             if n in ctx and n not in tainted and n != "env" and n not in self.secrets
         }
+        values.update(vault.tokenized)
         templates = Templates(
             run=parts.run,
             env=parts.env,
