@@ -278,13 +278,16 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     from runbook.inventory.build import build_inventory
     from runbook.load.loader import load_runbook
+    from runbook.load.vault import read_keyring, replace_vaulted
 
+    keyring = read_keyring((*args.vault_password_file, *args.vault_id))
     if args.file and not args.file.endswith((".ini", ".cfg", ".hosts")) and _is_runbook(args.file):
         rb = load_runbook(args.file)
-        inv = build_inventory(rb.hosts, [*rb.inventory, *args.inventory], rb.positions, rb.path)
+        files = [*rb.inventory, *args.inventory]
+        inv = build_inventory(rb.hosts, files, rb.positions, rb.path, keyring)
     else:
         files = ([args.file] if args.file else []) + args.inventory
-        inv = build_inventory({}, files)
+        inv = build_inventory({}, files, vault=keyring)
     hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
     data: dict[str, Any] = {
         "groups": {g: m for g, m in sorted(inv.groups.items())},
@@ -298,8 +301,14 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         },
     }
     if args.format == "json":
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        # As ansible-inventory prints a vaulted value; a value of an encrypted file stays
+        # its stand-in (SPEC §13).
+        listed = replace_vaulted(
+            data, lambda v: {"__ansible_vault": str(v)} if v.plain is None else str(v)
+        )
+        print(json.dumps(listed, indent=2, sort_keys=True, default=str))
         return 0
+    data = replace_vaulted(data, lambda v: "!vault (encrypted)" if v.plain is None else str(v))
     for g, members in data["groups"].items():
         print(f"{g} ({len(members)}): {', '.join(members)}")
     for name, h in data["hosts"].items():

@@ -8,12 +8,15 @@ its template) or ``secret`` (shown rendered with stand-ins).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from runbook.model.command import Command
+from runbook.load.secrets import token
+from runbook.load.vault import ID_PREFIX as VAULT_ID
+from runbook.model.command import Command, Templates
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.templating.render import STAND_IN
 
@@ -230,10 +233,21 @@ def _mark(c: Command) -> str:
     if t.deferred:
         marks.append(f"deferred: reads {', '.join(t.registers)}")
     if t.secret:
-        marks.append(f"secret: {', '.join(t.secrets)}")
+        marks.append(f"secret: {', '.join(_secret_names(t))}")
     if t.when is not None:
         marks.append(f"when decided at apply: {t.when}")
     return "; ".join(marks)
+
+
+VAULT_TOKEN = token(VAULT_ID)[:-2]  # ((secret:_vault_ — how a vaulted value is stored
+
+
+def _secret_names(t: Templates) -> list[str]:
+    """The secrets a command reads, by the names its templates use: a vaulted value by
+    the var that holds it (its secret's own name means nothing to a reader)."""
+    names = [n for n in t.secrets if not n.startswith(VAULT_ID)]
+    vaulted = [k for k, v in t.values.items() if VAULT_TOKEN in json.dumps(v)]
+    return sorted(names + [f"{k} (vaulted)" for k in vaulted])
 
 
 def _hosts_label(hosts: str | list[str]) -> str:

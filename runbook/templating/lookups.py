@@ -141,6 +141,7 @@ def _values(
     context: jinja2.runtime.Context, name: str, terms: Iterable[Any], options: dict[str, Any]
 ) -> list[Any]:
     kinds = {"env": _env, "file": _file, "pipe": _pipe}
+    name = name.removeprefix("ansible.builtin.")  # the FQCN Ansible also accepts
     if name not in kinds:
         raise LookupFailed(f"lookup {name!r} is not supported (env, file and pipe are)")
     lookups = _CURRENT.get()
