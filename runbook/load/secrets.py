@@ -13,8 +13,9 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from runbook.errors import InputError, Position
 from runbook.load.vault import Keyring
@@ -149,6 +150,22 @@ _TOKEN = re.compile(r"\(\(secret:([A-Za-z_][A-Za-z0-9_]*)(\|quote)?\)\)")
 def token(name: str) -> str:
     """What stands for secret ``name`` in a stored value (``fill_tokens`` puts it back)."""
     return f"((secret:{name}))"
+
+
+def fill_values(values: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """Stored values (``Templates.values``) with their secrets' tokens — how a vaulted
+    value is stored — replaced by ``secrets`` (real values, or stand-ins to show)."""
+    return {k: _each_string(v, lambda s: fill_tokens(s, secrets)) for k, v in values.items()}
+
+
+def _each_string(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [_each_string(v, change) for v in value]
+    if isinstance(value, dict):
+        return {k: _each_string(v, change) for k, v in value.items()}
+    return value
 
 
 def fill_tokens(text: str, values: Mapping[str, str]) -> str:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from runbook.errors import InputError, TemplateError
-from runbook.load.secrets import SecretSources, detokenize, fill_tokens, lookups_for, tokenize
+from runbook.load.secrets import SecretSources, detokenize, fill_values, lookups_for, tokenize
 from runbook.load.vault import ID_PREFIX as VAULT_ID
 from runbook.model.command import Command, CommandResult, Status, Templates
 from runbook.model.plan import Plan, PlannedStep
@@ -185,7 +185,7 @@ class RunValues:
         secrets = {n: (self.secrets[n] if real else STAND_IN) for n in t.secrets}
         values = t.values
         if any(n.startswith(VAULT_ID) for n in t.secrets):  # vaulted values are tokens
-            values = {k: _strings(v, lambda s: fill_tokens(s, secrets)) for k, v in values.items()}
+            values = fill_values(values, secrets)
         ctx = {**values, **secrets, **{k: mine[k] for k in t.registers if k in mine}}
         if "hostvars" in t.registers:
             ctx["hostvars"] = HostVars(self.hostvars_base, registers, self.run_hosts)

@@ -45,11 +45,15 @@ steps:
   - name: only db2 has one
     hosts: db2
     run: echo {{{{ db2_only | quote }}}} > {out}/db2-only
+  - name: config file
+    hosts: db
+    copy: {{src: app.conf.j2, dest: "{out}/{{{{ host.name }}}}.conf", template: true}}
   - name: plain
     hosts: db
     run: echo {{{{ db_user }}}}
 """,
     )
+    write(tmp_path / "app.conf.j2", "user={{ db_user }}\npassword={{ db_password }}\n")
     return tmp_path
 
 
@@ -81,6 +85,8 @@ def test_vaulted_group_vars_plan_masked_and_apply_delivered(vaulted: Path) -> No
     for host in ("db1", "db2"):
         assert (vaulted / "out" / host).read_text().splitlines() == [*lines, "app"]
     assert (vaulted / "out" / "db2-only").read_text() == "host-only-secret-db2\n"
+    conf = (vaulted / "out" / "db1.conf").read_text()
+    assert conf == "user=app\npassword=s3cret with spaces 'and' quotes\n"
     assert "db1 | password is ********" in done.stdout
     assert_no_plaintext(done.stdout + done.stderr)
     (run_dir,) = journal_dirs(vaulted)
