@@ -251,9 +251,10 @@ def vars_file(path: str, keyring: Keyring | None) -> Any:
         return load_yaml(path)[0]
     with open(path, "rb") as f:
         raw = f.read(MAX_BYTES * 3)
-    text = (keyring or Keyring()).decrypt_file(raw.decode("utf-8", "replace"), path)
+    keyring = keyring or Keyring()
+    text = keyring.decrypt_file(raw.decode("utf-8", "replace"), path)
     data, _ = parse_yaml(text.encode(), path)
-    return vault_all(data, path)
+    return vault_all(data, path, keyring)
 
 
 def scalar(raw: str) -> Any:

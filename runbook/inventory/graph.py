@@ -217,7 +217,8 @@ class GraphBuilder:
         """Values of a wholly encrypted source are secrets, every one (SPEC §13)."""
         if self.secret_file is None or not values:
             return values
-        found: dict[str, Any] = vault_all(values, self.secret_file, (kind, name))
+        assert self.vault is not None  # it opened the file
+        found: dict[str, Any] = vault_all(values, self.secret_file, self.vault)
         return found
 
     def add_child(self, parent: str, child: str, position: Position | None) -> None:

@@ -100,4 +100,4 @@ def load_vars_file(file: str, vault: Keyring | None = None) -> dict[str, Any]:
             Position(file, 1, 1),
         )
     check_vars(data, lambda key: positions.get((key,), Position(file)))
-    return vault_all(data, file) if encrypted else data
+    return vault_all(data, file, vault) if encrypted and vault is not None else data

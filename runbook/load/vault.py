@@ -50,24 +50,21 @@ class Vaulted(str):
     name: str
 
     def __new__(
-        cls, envelope: str, position: Position | None, plain: str | None = None, key: str = ""
+        cls,
+        envelope: str,
+        position: Position | None,
+        plain: str | None = None,
+        name: str | None = None,
     ) -> Vaulted:
         value = super().__new__(cls, envelope)
         value.position = position
         value.plain = plain
-        # Stable: the same value in the same place has the same name in every plan.
-        where = key if plain is not None else envelope.strip()
-        value.name = ID_PREFIX + hashlib.sha256(where.encode()).hexdigest()[:12]
+        # Stable: the same envelope has the same name in every plan, wherever it is read.
+        value.name = name or ID_PREFIX + hashlib.sha256(envelope.strip().encode()).hexdigest()[:12]
         return value
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy.deepcopy and pickle keep the fields
-        return (_rebuild, (str(self), self.position, self.plain, self.name))
-
-
-def _rebuild(text: str, position: Position | None, plain: str | None, name: str) -> Vaulted:
-    v = Vaulted(text, position, plain)
-    v.name = name
-    return v
+        return (Vaulted, (str(self), self.position, self.plain, self.name))
 
 
 @dataclass(frozen=True)
@@ -170,6 +167,7 @@ class Keyring:
     """The vault passwords of one invocation, and every value revealed with them."""
 
     secrets: tuple[VaultSecret, ...] = ()
+    opened: dict[str, VaultSecret] = field(default_factory=dict)  # encrypted file -> password
     blind: bool = False  # reveal nothing: every value is its stand-in (runbook diff)
     revealed: dict[str, str] = field(default_factory=dict)  # secret name -> plaintext
     sources: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"vault": ...}
@@ -227,14 +225,16 @@ class Keyring:
         with the first password (the one a saved plan is applied with). The salt is
         derived from the password and the value, so the same plan saves the same bytes."""
         assert value.plain is not None
-        secret = self.secrets[0]
+        where = value.position.file if value.position is not None else ""
+        secret = self.opened.get(where, self.secrets[0])
         salt = hmac.new(secret.password, value.name.encode(), hashlib.sha256).digest()
         label = secret.label if secret.label != DEFAULT_ID else None
         return encrypt(value.plain, secret.password, label, salt)
 
     def decrypt_file(self, text: str, file: str) -> str:
         """A wholly encrypted file's text (the caller marks its values ``Vaulted``)."""
-        plain, _ = self.open(text, Position(file, 1, 1))
+        plain, secret = self.open(text, Position(file, 1, 1))
+        self.opened[file] = secret
         return plain
 
 
@@ -335,17 +335,28 @@ def replace_vaulted(value: Any, by: Any) -> Any:
     return value
 
 
-def vault_all(value: Any, file: str, path: tuple[Any, ...] = ()) -> Any:
-    """Every string of a wholly encrypted file's data as a ``Vaulted`` known in plain:
-    any value of such a file is a secret (SPEC §13). Numbers and booleans stay data."""
-    if isinstance(value, str) and not isinstance(value, Vaulted):
-        key = file + "\0" + "\0".join(map(str, path))
-        return Vaulted("********", Position(file, 1, 1), plain=str(value), key=key)
-    if isinstance(value, list):
-        return [vault_all(v, file, (*path, i)) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: vault_all(v, file, (*path, k)) for k, v in value.items()}
-    return value
+def vault_all(value: Any, file: str, keyring: Keyring) -> Any:
+    """Every string of a wholly encrypted file's data (``keyring`` opened it) as a
+    ``Vaulted`` known in plain: any value of such a file is a secret (SPEC §13). Numbers
+    and booleans stay data. A value's name is keyed by the password that opened the file,
+    so it is the same wherever the file is and says nothing of the value without it."""
+    password = keyring.opened[file].password
+
+    def mark(text: str) -> Vaulted:
+        digest = hmac.new(password, b"runbook-vault-name\0" + text.encode(), hashlib.sha256)
+        name = ID_PREFIX + digest.hexdigest()[:12]
+        return Vaulted(STAND_IN, Position(file, 1, 1), plain=text, name=name)
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str) and not isinstance(v, Vaulted):
+            return mark(str(v))
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+
+    return walk(value)
 
 
 JSON_KEY = "__ansible_vault"

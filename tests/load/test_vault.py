@@ -73,10 +73,13 @@ def test_whole_files_decrypt_and_every_string_in_them_is_secret() -> None:
     assert text.startswith("backup_token: bk-token-abcdef123\n")
     release = DATA / "vars" / "release.yml"  # format 1.2, vault id prod
     assert "rel-key-9f8e7d" in ring.decrypt_file(release.read_text(), str(release))
-    marked = vault_all({"a": "x", "n": 1, "l": ["y"]}, "f.yml")
+    marked = vault_all({"a": "x", "n": 1, "l": ["y"], "b": "x"}, str(backup), ring)
     assert isinstance(marked["a"], Vaulted) and marked["a"].plain == "x"
     assert marked["n"] == 1 and marked["l"][0].plain == "y"
-    assert marked["a"].name != marked["l"][0].name
+    assert marked["a"].name != marked["l"][0].name and marked["a"].name == marked["b"].name
+    other = read_keyring([PROD], {})
+    other.decrypt_file(release.read_text(), str(backup))  # another password: other names
+    assert vault_all("x", str(backup), other).name != marked["a"].name
 
 
 def test_runbook_encrypts_what_ansible_vault_and_runbook_decrypt() -> None:

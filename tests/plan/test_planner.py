@@ -717,6 +717,16 @@ GOLDEN_CASES = [
         ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
     ),
     ("files", "files.yml", []),
+    (
+        "vault",
+        "vault.yml",
+        [
+            "--vault-password-file",
+            "../inventories/ansible/vault/keys/vault-pass.txt",
+            "--vault-id",
+            "prod@../inventories/ansible/vault/keys/prod-pass.txt",
+        ],
+    ),  # fmt: skip
 ]
 
 
