@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import InventoryError, Position
+from runbook.inventory.hosts import CONNECTION_VARS
 from runbook.load.vault import Keyring, vault_all
 
 PRIORITY = "ansible_group_priority"
@@ -218,7 +219,7 @@ class GraphBuilder:
         if self.secret_file is None or not values:
             return values
         assert self.vault is not None  # it opened the file
-        found: dict[str, Any] = vault_all(values, self.secret_file, self.vault)
+        found: dict[str, Any] = vault_all(values, self.secret_file, self.vault, CONNECTION_VARS)
         return found
 
     def add_child(self, parent: str, child: str, position: Position | None) -> None:

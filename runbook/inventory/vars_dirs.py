@@ -15,7 +15,7 @@ from typing import Any
 
 from runbook.errors import InventoryError, Position
 from runbook.inventory.graph import RawInventory, VarsLayer
-from runbook.inventory.hosts import check_vars
+from runbook.inventory.hosts import CONNECTION_VARS, check_vars
 from runbook.inventory.text import parse_json, read_vaulted
 from runbook.inventory.yaml_inv import load_errors, new_builder
 from runbook.load.vault import Keyring, from_json, vault_all
@@ -100,4 +100,7 @@ def load_vars_file(file: str, vault: Keyring | None = None) -> dict[str, Any]:
             Position(file, 1, 1),
         )
     check_vars(data, lambda key: positions.get((key,), Position(file)))
-    return vault_all(data, file, vault) if encrypted and vault is not None else data
+    if encrypted and vault is not None:
+        secret: dict[str, Any] = vault_all(data, file, vault, CONNECTION_VARS)
+        return secret
+    return data

@@ -335,11 +335,14 @@ def replace_vaulted(value: Any, by: Any) -> Any:
     return value
 
 
-def vault_all(value: Any, file: str, keyring: Keyring) -> Any:
+def vault_all(
+    value: Any, file: str, keyring: Keyring, plain_keys: frozenset[str] = frozenset()
+) -> Any:
     """Every string of a wholly encrypted file's data (``keyring`` opened it) as a
     ``Vaulted`` known in plain: any value of such a file is a secret (SPEC §13). Numbers
-    and booleans stay data. A value's name is keyed by the password that opened the file,
-    so it is the same wherever the file is and says nothing of the value without it."""
+    and booleans stay data, and so do the values of ``plain_keys`` at the top (how a host
+    is reached). A value's name is keyed by the password that opened the file, so it is the
+    same wherever the file is and says nothing of the value without it."""
     password = keyring.opened[file].password
 
     def mark(text: str) -> Vaulted:
@@ -356,6 +359,8 @@ def vault_all(value: Any, file: str, keyring: Keyring) -> Any:
             return {k: walk(x) for k, x in v.items()}
         return v
 
+    if isinstance(value, dict):
+        return {k: v if k in plain_keys else walk(v) for k, v in value.items()}
     return walk(value)
 
 

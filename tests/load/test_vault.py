@@ -115,3 +115,24 @@ def test_password_sources(tmp_path: Path) -> None:
             read_keyring([bad], {})
     with pytest.raises(UsageError, match="No such file"):
         read_keyring([os.fspath(tmp_path / "missing")], {})
+
+
+def test_how_a_host_is_reached_is_never_a_secret(tmp_path: Path) -> None:
+    """A wholly encrypted inventory's ``ansible_host`` stays data (it is shown in every
+    plan); an inline ``!vault`` one is refused where it is written."""
+    from runbook.inventory.build import build_inventory
+
+    ring = read_keyring([DEFAULT], {})
+    password = b"correct horse battery staple"
+    whole = tmp_path / "whole.yml"
+    text = "all:\n  hosts:\n    web1: {ansible_host: 192.0.2.7, token: t-0001}\n"
+    whole.write_text(encrypt(text, password, None, os.urandom(32)))
+    host = build_inventory({}, [str(whole)], vault=ring).hosts["web1"]
+    assert host.address == "192.0.2.7" and type(host.vars["ansible_host"]) is str
+    assert isinstance(host.vars["token"], Vaulted) and host.vars["token"].plain == "t-0001"
+    inline = tmp_path / "inline.yml"
+    envelope = encrypt("bob", password, None, os.urandom(32)).replace("\n", "\n        ")
+    inline.write_text(f"all:\n  hosts:\n    web1:\n      ansible_user: !vault |\n        {envelope}")
+    with pytest.raises(InputError, match="ansible_user of host 'web1' is an ansible-vault") as e:
+        build_inventory({}, [str(inline)], vault=ring)
+    assert e.value.position == Position(str(inline), 4, 21)
