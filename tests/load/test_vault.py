@@ -132,7 +132,8 @@ def test_how_a_host_is_reached_is_never_a_secret(tmp_path: Path) -> None:
     assert isinstance(host.vars["token"], Vaulted) and host.vars["token"].plain == "t-0001"
     inline = tmp_path / "inline.yml"
     envelope = encrypt("bob", password, None, os.urandom(32)).replace("\n", "\n        ")
-    inline.write_text(f"all:\n  hosts:\n    web1:\n      ansible_user: !vault |\n        {envelope}")
+    head = "all:\n  hosts:\n    web1:\n      ansible_user: !vault |\n        "
+    inline.write_text(head + envelope)
     with pytest.raises(InputError, match="ansible_user of host 'web1' is an ansible-vault") as e:
         build_inventory({}, [str(inline)], vault=ring)
     assert e.value.position == Position(str(inline), 4, 21)
