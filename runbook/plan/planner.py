@@ -1,11 +1,13 @@
 """Runbook × Inventory → Plan: every command on every host, rendered before anything runs.
 
-Pure: no I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
+Pure but for what the runbook asks of the controller (``lookup``s, ``templating.lookups``):
+no other I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
 error in step 9 stops the run before step 1. Two kinds of command cannot be rendered
 here, and are kept as their templates plus the values they read (``Templates``): one that
 reads a registered value (known only after an earlier step ran: *deferred*) and one that
 reads a secret (rendered with the real value only in memory at apply time; everything
-shown or stored renders it with a stand-in). Every name they read is still checked now.
+shown or stored renders it with a stand-in) — a vaulted value is one (``plan.vaulted``),
+and so is a lookup of a secret's source. Every name they read is still checked now.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def make_plan(
     """Render every step for every host. Raises ``InputError`` for any problem.
     ``vault`` opens the vaulted values commands read; it keeps what it revealed."""
     keyring = vault if vault is not None else Keyring()
-    planner = _Planner(runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection)
-    planner.keyring = keyring
+    planner = _Planner(
+        runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection, keyring
+    )
     items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
     return Plan(
         name=runbook.name,
@@ -73,6 +76,7 @@ class _Planner:
         extra_vars: dict[str, Any],
         secrets: tuple[str, ...],
         selection: Selection | None,
+        keyring: Keyring,
     ) -> None:
         self.runbook = runbook
         self.inventory = inventory
@@ -91,8 +95,8 @@ class _Planner:
         self._parts: dict[str, Parts] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._check_names()
+        self.keyring = keyring  # opens vaulted values as commands read them
         self.files = TransferPlanner(self)
-        self.keyring = Keyring()
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -174,13 +178,13 @@ class _Planner:
             value = ctx[name]
             reads = template_reads(value, ctx)
             where = first_template(value)
+            for bad in sorted(reads & later | vaulted_names(ctx, reads)):
+                raise InventoryError(
+                    f"inventory value {name!r} reads {bad!r}, which is known only at apply "
+                    "time; read it in the step instead",
+                    where.position if where is not None else None,
+                )
             with recording() as touched:
-                for bad in sorted(reads & later | vaulted_names(ctx, reads)):
-                    raise InventoryError(
-                        f"inventory value {name!r} reads {bad!r}, which is known only at apply "
-                        "time; read it in the step instead",
-                        where.position if where is not None else None,
-                    )
                 ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
             for bad in sorted(touched):  # a lookup of a source listed under secrets
                 raise InventoryError(
