@@ -48,6 +48,7 @@ class Vaulted(str):
     position: Position | None
     plain: str | None
     name: str
+    made = False  # whether this process ever read one: when not, nothing is scanned for them
 
     def __new__(
         cls,
@@ -57,6 +58,7 @@ class Vaulted(str):
         name: str | None = None,
     ) -> Vaulted:
         value = super().__new__(cls, envelope)
+        Vaulted.made = True
         value.position = position
         value.plain = plain
         # Stable: the same envelope has the same name in every plan, wherever it is read.
@@ -305,6 +307,8 @@ def _run_script(path: str, label: str) -> bytes:
 
 
 def has_vaulted(value: Any) -> bool:
+    if not Vaulted.made:
+        return False
     if isinstance(value, Vaulted):
         return True
     if isinstance(value, (list, tuple)):
