@@ -204,8 +204,13 @@ def plan_options(args: argparse.Namespace) -> PlanOptions:
             skip_tags=tuple(args.skip_tags),
             start_at=args.start_at,
         ),
-        vault_ids=(*args.vault_password_file, *args.vault_id),
+        vault_ids=_vault_ids(args),
     )
+
+
+def _vault_ids(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--vault-password-file F`` is ``--vault-id default@F`` (F may hold an ``@``)."""
+    return (*(f"default@{f}" for f in args.vault_password_file), *args.vault_id)
 
 
 def apply_options(args: argparse.Namespace) -> ApplyOptions:
@@ -280,7 +285,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from runbook.load.loader import load_runbook
     from runbook.load.vault import read_keyring, replace_vaulted
 
-    keyring = read_keyring((*args.vault_password_file, *args.vault_id))
+    keyring = read_keyring(_vault_ids(args))
     if args.file and not args.file.endswith((".ini", ".cfg", ".hosts")) and _is_runbook(args.file):
         rb = load_runbook(args.file)
         files = [*rb.inventory, *args.inventory]
