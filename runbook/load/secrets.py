@@ -20,7 +20,7 @@ from typing import Any
 from runbook.errors import InputError, Position
 from runbook.load.vault import Keyring
 from runbook.model.runbook import SecretSpec
-from runbook.templating.lookups import PIPE_TIMEOUT, Lookups, SecretSource
+from runbook.templating.lookups import Lookups, PipeFailed, SecretSource, run_pipe
 
 SecretSources = dict[str, dict[str, str]]
 
@@ -62,30 +62,12 @@ def resolve_secrets(
 
 
 def _pipe(spec: SecretSpec) -> str:
-    """A ``{pipe: command}`` secret: the command's stdout without its trailing newline."""
-    import subprocess
-
+    """A ``{pipe: command}`` secret: the command's stdout without its trailing newlines."""
     assert spec.pipe is not None
     try:
-        proc = subprocess.run(
-            spec.pipe,
-            shell=True,
-            cwd=spec.cwd or None,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=PIPE_TIMEOUT,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        why = getattr(exc, "strerror", None) or "it did not finish in time"
-        raise InputError(f"secret {spec.name!r}: `{spec.pipe}`: {why}", spec.position) from None
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()[-400:]
-        raise InputError(
-            f"secret {spec.name!r}: `{spec.pipe}` exited {proc.returncode}"
-            + (f" ({err})" if err else ""),
-            spec.position,
-        )
-    return proc.stdout.decode("utf-8", "replace").rstrip("\n")
+        return run_pipe(spec.pipe, spec.cwd)
+    except PipeFailed as exc:
+        raise InputError(f"secret {spec.name!r}: `{spec.pipe}` {exc}", spec.position) from None
 
 
 class Masker:

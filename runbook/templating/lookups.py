@@ -73,7 +73,10 @@ class Lookups:
         with self._lock:
             done = self._pipes.get((command, cwd))
         if done is None:
-            done = _run_pipe(command, cwd)
+            try:
+                done = run_pipe(command, cwd)
+            except PipeFailed as exc:
+                raise LookupFailed(f"lookup('pipe', {command!r}) {exc}") from None
             with self._lock:
                 self._pipes[(command, cwd)] = done
         return done
@@ -201,27 +204,30 @@ def _pipe(lookups: Lookups, term: str, options: dict[str, Any]) -> str:
     return lookups.pipe(term, _base_dir())
 
 
-def _run_pipe(command: str, cwd: str) -> str:
+class PipeFailed(Exception):
+    """A controller command that failed; its text says how (``exited 1: ...``)."""
+
+
+def run_pipe(command: str, cwd: str | None) -> str:
+    """``command`` run by the shell on the controller, in ``cwd``: its stdout without the
+    trailing newlines. For ``lookup('pipe', ...)`` and ``secrets: {pipe: ...}`` alike.
+    Raises ``PipeFailed``."""
     try:
         proc = subprocess.run(
             command,
             shell=True,
-            cwd=cwd,
+            cwd=cwd or None,
             capture_output=True,
             stdin=subprocess.DEVNULL,
             timeout=PIPE_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        raise LookupFailed(
-            f"lookup('pipe', {command!r}) did not finish in {PIPE_TIMEOUT:.0f} s"
-        ) from None
+        raise PipeFailed(f"did not finish in {PIPE_TIMEOUT:.0f} s") from None
     except OSError as exc:
-        raise LookupFailed(f"lookup('pipe', {command!r}): {exc.strerror}") from None
+        raise PipeFailed(f"could not run: {exc.strerror}") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()[-400:]
-        raise LookupFailed(
-            f"lookup('pipe', {command!r}) exited {proc.returncode}" + (f": {err}" if err else "")
-        )
+        raise PipeFailed(f"exited {proc.returncode}" + (f": {err}" if err else ""))
     return proc.stdout.decode("utf-8", "replace").rstrip("\n")
 
 
