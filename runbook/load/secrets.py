@@ -137,16 +137,19 @@ def token(name: str) -> str:
 def fill_values(values: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
     """Stored values (``Templates.values``) with their secrets' tokens — how a vaulted
     value is stored — replaced by ``secrets`` (real values, or stand-ins to show)."""
-    return {k: _each_string(v, lambda s: fill_tokens(s, secrets)) for k, v in values.items()}
+    return {k: each_string(v, lambda s: fill_tokens(s, secrets)) for k, v in values.items()}
 
 
-def _each_string(value: Any, change: Callable[[str], str]) -> Any:
+def each_string(value: Any, change: Callable[[str], str]) -> Any:
+    """``change`` applied to every string in ``value``, in its lists and mappings too (a
+    registered value's ``stdout_lines``: the top-level strings alone left the lines'
+    secrets in the journal and on the console)."""
     if isinstance(value, str):
         return change(value)
     if isinstance(value, list):
-        return [_each_string(v, change) for v in value]
+        return [each_string(v, change) for v in value]
     if isinstance(value, dict):
-        return {k: _each_string(v, change) for k, v in value.items()}
+        return {k: each_string(v, change) for k, v in value.items()}
     return value
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import SecretSources, detokenize, fill_values, lookups_for, tokenize
+from runbook.load.secrets import each_string as _strings  # a registered value's lists too
 from runbook.load.vault import ID_PREFIX as VAULT_ID
 from runbook.model.command import Command, CommandResult, Status, Templates
 from runbook.model.plan import Plan, PlannedStep
@@ -206,19 +207,6 @@ class RunValues:
                     except TemplateError as exc:
                         exc.step, exc.host = step.name, command.host.name
                         raise
-
-
-def _strings(value: Any, change: Callable[[str], str]) -> Any:
-    """``change`` applied to every string of a registered value, in its lists
-    (``stdout_lines``) too: the top-level strings alone left the lines' secrets in the
-    journal and on the console."""
-    if isinstance(value, str):
-        return change(value)
-    if isinstance(value, list):
-        return [_strings(v, change) for v in value]
-    if isinstance(value, dict):
-        return {k: _strings(v, change) for k, v in value.items()}
-    return value
 
 
 def _parts(t: Templates) -> Parts:
