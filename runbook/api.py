@@ -49,14 +49,16 @@ def load(
     tags: Iterable[str] = (),
     skip_tags: Iterable[str] = (),
     start_at: str | None = None,
+    vault_ids: Iterable[str] = (),
 ) -> Planned:
-    """Load and plan ``path`` (``variables`` are like ``-e``, already typed). Raises
-    ``InputError``."""
+    """Load and plan ``path`` (``variables`` are like ``-e``, already typed; ``vault_ids``
+    like ``--vault-id [LABEL@]FILE``). Raises ``InputError``."""
     opts = PlanOptions(
         file=path,
         inventories=tuple(inventories),
         selection=Selection(limit, tuple(tags), tuple(skip_tags), start_at),
         variables=tuple((variables or {}).items()),
+        vault_ids=tuple(vault_ids),
     )
     prepared: Prepared = prepare_plan(opts)
     return Planned(prepared.plan, prepared.secrets, path)

@@ -22,6 +22,8 @@ class PlanOptions:
     selection: Selection = Selection()
     # Typed values (the Python API's), applied after -e: (name, value) pairs.
     variables: tuple[tuple[str, Any], ...] = ()
+    # Ansible Vault passwords: --vault-id [LABEL@]FILE (--vault-password-file F is F).
+    vault_ids: tuple[str, ...] = ()
 
     @property
     def rerenders(self) -> bool:

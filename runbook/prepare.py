@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, Position, UsageError
-from runbook.load.secrets import Secrets
+from runbook.load.secrets import Secrets, lookups_for
+from runbook.load.vault import Keyring, read_keyring
 from runbook.model.plan import Plan
 from runbook.model.runbook import Runbook
 from runbook.options import ApplyOptions, PlanOptions
@@ -35,25 +36,34 @@ class Prepared:
 def prepare_plan(opts: PlanOptions) -> Prepared:
     """Load, validate, build the inventory, read secrets, plan. Raises ``InputError``."""
     from runbook.plan.planner import make_plan
+    from runbook.templating.lookups import planning
 
-    rb, inventory, extra = plan_inputs(opts)
+    keyring = read_keyring(opts.vault_ids)
+    rb, inventory, extra = plan_inputs(opts, keyring)
     secrets = Secrets.read(rb.secrets)
-    plan = make_plan(rb, inventory, extra, secrets.values, opts.selection)
+    with planning(lookups_for(secrets.sources)):
+        plan = make_plan(rb, inventory, extra, secrets.values, opts.selection, keyring)
+    secrets = secrets.with_vault(keyring)
     # validate and plan read the secrets too: a template that fails on a real value is
     # their exit 2 as well, not only apply's.
     check_before_run(PreparedRun(plan, secrets))
     return Prepared(rb, plan, secrets)
 
 
-def plan_inputs(opts: PlanOptions) -> tuple[Runbook, Inventory, dict[str, Any]]:
+def plan_inputs(
+    opts: PlanOptions, keyring: Keyring | None = None, scripts: str | None = None
+) -> tuple[Runbook, Inventory, dict[str, Any]]:
     """The runbook, its inventory and the extra vars (``-e``, ``--vars-file``, the API's
-    typed variables): what a plan is made of, but its secrets."""
+    typed variables): what a plan is made of, but its secrets. ``keyring`` opens files
+    encrypted whole by ansible-vault (``!vault`` values are opened when read);
+    ``scripts``, when given, is why inventory scripts may not run (``diff --git``)."""
     from runbook.inventory.build import build_inventory
     from runbook.load.loader import load_runbook
 
     rb = load_runbook(opts.file)
-    extra = {**extra_vars(opts), **dict(opts.variables)}
-    inventory = build_inventory(rb.hosts, [*rb.inventory, *opts.inventories], rb.positions, rb.path)
+    extra = {**extra_vars(opts, keyring), **dict(opts.variables)}
+    files = [*rb.inventory, *opts.inventories]
+    inventory = build_inventory(rb.hosts, files, rb.positions, rb.path, keyring, scripts)
     return rb, inventory, extra
 
 
@@ -81,7 +91,7 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     if opts.resume:
         prepared = _resumed(opts, saved)
     elif saved is not None:
-        plan, secrets = _from_json(saved, file)
+        plan, secrets = _from_json(saved, file, read_keyring(opts.plan.vault_ids))
         prepared = PreparedRun(narrow(plan, opts.plan, f"saved plan {file}"), secrets)
     else:
         done = prepare_plan(opts.plan)
@@ -128,7 +138,7 @@ def check_before_run(prepared: PreparedRun) -> None:
 def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
     from runbook.run.values import RunValues
 
-    RunValues(plan, secrets.values, secrets.masker).check_secret_commands(plan)
+    RunValues(plan, secrets.values, secrets.masker, secrets.sources).check_secret_commands(plan)
 
 
 def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
@@ -142,7 +152,8 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
     if saved is None:
         _check_unchanged(file, run.meta, run_id, opts.force)
     _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
-    plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"))
+    keyring = read_keyring(opts.plan.vault_ids)
+    plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"), keyring)
     resume = Resume(run_id, run.ok_commands(), tuple(run.registrations()), run.rescued_commands())
     return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
 
@@ -183,12 +194,13 @@ def _check_known_outcomes(unknown: list[tuple[str, str]], run_id: str, rerun: bo
     raise first
 
 
-def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
-    """A plan from JSON, its secrets read again now (they are never stored)."""
+def _from_json(data: dict[str, Any], path: str, keyring: Keyring) -> tuple[Plan, Secrets]:
+    """A plan from JSON, its secrets read again now (they are never stored; a vaulted
+    value is stored encrypted, and opened again with the vault passwords given)."""
     from runbook.plan.saved import plan_from_dict
 
     plan = plan_from_dict(data, path)
-    secrets = Secrets.from_sources(data.get("secret_sources", {}))
+    secrets = Secrets.from_sources(data.get("secret_sources", {}), keyring, path)
     for step in plan.leaf_steps():  # a hand-edited plan: a KeyError mid-run otherwise
         for command in step.commands:
             t = command.templates
@@ -202,14 +214,13 @@ def _from_json(data: dict[str, Any], path: str) -> tuple[Plan, Secrets]:
     return plan, secrets
 
 
-def extra_vars(opts: PlanOptions) -> dict[str, Any]:
-    """``--vars-file`` files, then each ``-e`` (``KEY=VALUE`` or ``@FILE``) in order."""
-    from runbook.load.yamlpos import load_yaml
-
+def extra_vars(opts: PlanOptions, keyring: Keyring | None = None) -> dict[str, Any]:
+    """``--vars-file`` files, then each ``-e`` (``KEY=VALUE`` or ``@FILE``) in order; a
+    file may hold ``!vault`` values or be encrypted whole (``load.vault``)."""
     out: dict[str, Any] = {}
     for item in [f"@{f}" for f in opts.vars_files] + list(opts.extra_vars):
         if item.startswith("@"):
-            data, _ = load_yaml(item[1:])
+            data = vars_file(item[1:], keyring)
             if not isinstance(data, dict):
                 raise UsageError("a vars file must be a YAML mapping", Position(item[1:], 1, 1))
             out.update(data)
@@ -223,6 +234,27 @@ def extra_vars(opts: PlanOptions) -> dict[str, Any]:
             raise UsageError(f"-e {key}: the value is not valid UTF-8 text") from None
         out[key] = scalar(raw)
     return out
+
+
+def vars_file(path: str, keyring: Keyring | None) -> Any:
+    """A vars file's data; one encrypted whole by ansible-vault is decrypted, and every
+    string in it is a secret (SPEC §13)."""
+    from runbook.load.vault import is_encrypted, vault_all
+    from runbook.load.yamlpos import MAX_BYTES, load_yaml, parse_yaml
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len("$ANSIBLE_VAULT;") + 64)
+    except OSError:
+        head = b""
+    if not is_encrypted(head.decode("utf-8", "replace")):
+        return load_yaml(path)[0]
+    with open(path, "rb") as f:
+        raw = f.read(MAX_BYTES * 3)
+    keyring = keyring or Keyring()
+    text = keyring.decrypt_file(raw.decode("utf-8", "replace"), path)
+    data, _ = parse_yaml(text.encode(), path)
+    return vault_all(data, path, keyring)
 
 
 def scalar(raw: str) -> Any:

@@ -73,3 +73,22 @@ def test_bad_input_raises_input_error_with_the_cli_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         api.load(str(rb))  # `who` is undefined
     assert str(err.value).startswith(f"{rb}:10:") and "'who' is undefined" in str(err.value)
+
+
+def test_vault_ids_and_lookups_through_the_api(tmp_path: Path) -> None:
+    vault = Path(__file__).parent / "data" / "inventories" / "ansible" / "vault"
+    out = tmp_path / "out"
+    rb = tmp_path / "rb.yml"
+    rb.write_text(
+        f"name: api vault\ninventory: {vault / 'hosts.ini'}\nsteps:\n"
+        f"  - name: deliver\n    hosts: db1\n"
+        "    run: echo {{ db_password | quote }} {{ lookup('pipe', 'echo piped') }}"
+        f" > {out}\n"
+    )
+    with pytest.raises(InputError, match="no vault password is given"):
+        api.plan(str(rb))
+    ids = [str(vault / "keys" / "vault-pass.txt"), f"prod@{vault / 'keys' / 'prod-pass.txt'}"]
+    planned = api.plan(str(rb), vault_ids=ids)
+    assert "echo '********' piped" in api.plan_text(planned)
+    assert api.apply(planned).exit_code == 0
+    assert out.read_text() == "s3cret with spaces 'and' quotes piped\n"

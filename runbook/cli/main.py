@@ -55,6 +55,20 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--tags", action="append", default=[], metavar="T")
     common.add_argument("--skip-tags", action="append", default=[], metavar="T")
     common.add_argument("--start-at", metavar="STEP", help="skip the steps before STEP")
+    common.add_argument(
+        "--vault-password-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Ansible Vault password file (an executable one is run); repeatable",
+    )
+    common.add_argument(
+        "--vault-id",
+        action="append",
+        default=[],
+        metavar="LABEL@FILE",
+        help="Ansible Vault id and its password file; repeatable",
+    )
     return common
 
 
@@ -134,6 +148,11 @@ def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     d.add_argument("file", metavar="OLD|FILE", help="a runbook or a saved plan")
     d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
     d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
+    d.add_argument(
+        "--trust-revision",
+        action="store_true",
+        help="with --git: run the revision's inventory scripts and pipe lookups",
+    )
     d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
 
 
@@ -185,7 +204,13 @@ def plan_options(args: argparse.Namespace) -> PlanOptions:
             skip_tags=tuple(args.skip_tags),
             start_at=args.start_at,
         ),
+        vault_ids=_vault_ids(args),
     )
+
+
+def _vault_ids(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--vault-password-file F`` is ``--vault-id default@F`` (F may hold an ``@``)."""
+    return (*(f"default@{f}" for f in args.vault_password_file), *args.vault_id)
 
 
 def apply_options(args: argparse.Namespace) -> ApplyOptions:
@@ -247,7 +272,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from runbook.diff.sources import diff_sides
     from runbook.diff.views import render
 
-    diff = diff_sides(plan_options(args), args.new, args.git)
+    diff = diff_sides(plan_options(args), args.new, args.git, args.trust_revision)
     color = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     sys.stdout.write(render(diff, args.format, color))
     return 1 if diff.changed else 0
@@ -258,13 +283,16 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     from runbook.inventory.build import build_inventory
     from runbook.load.loader import load_runbook
+    from runbook.load.vault import read_keyring, replace_vaulted
 
+    keyring = read_keyring(_vault_ids(args))
     if args.file and not args.file.endswith((".ini", ".cfg", ".hosts")) and _is_runbook(args.file):
         rb = load_runbook(args.file)
-        inv = build_inventory(rb.hosts, [*rb.inventory, *args.inventory], rb.positions, rb.path)
+        files = [*rb.inventory, *args.inventory]
+        inv = build_inventory(rb.hosts, files, rb.positions, rb.path, keyring)
     else:
         files = ([args.file] if args.file else []) + args.inventory
-        inv = build_inventory({}, files)
+        inv = build_inventory({}, files, vault=keyring)
     hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
     data: dict[str, Any] = {
         "groups": {g: m for g, m in sorted(inv.groups.items())},
@@ -278,8 +306,14 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         },
     }
     if args.format == "json":
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        # As ansible-inventory prints a vaulted value; a value of an encrypted file stays
+        # its stand-in (SPEC §13).
+        listed = replace_vaulted(
+            data, lambda v: {"__ansible_vault": str(v)} if v.plain is None else str(v)
+        )
+        print(json.dumps(listed, indent=2, sort_keys=True, default=str))
         return 0
+    data = replace_vaulted(data, lambda v: "!vault (encrypted)" if v.plain is None else str(v))
     for g, members in data["groups"].items():
         print(f"{g} ({len(members)}): {', '.join(members)}")
     for name, h in data["hosts"].items():

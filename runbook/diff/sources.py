@@ -6,7 +6,12 @@ A revision's runbook is planned in a temporary copy of that revision's whole tre
 (``git archive``), so its includes, inventories and files are the revision's too; errors
 on that side name ``REV:path/in/repo.yml:LINE:COL``. Both sides are planned with the same
 options. Secrets are not read: a plan holds only their stand-ins, so the diff is the
-same whatever their values, and a CI job needs no production secret to post it.
+same whatever their values, and a CI job needs no production secret to post it; vaulted
+values are not decrypted either (a wholly encrypted file needs its password to be read).
+
+Reviewing a change must execute nothing from it: the revision's inventory scripts and
+``lookup('pipe', ...)`` commands are refused (exit 2, naming them) unless the reviewer
+says ``--trust-revision``.
 """
 
 from __future__ import annotations
@@ -32,15 +37,24 @@ class Side:
     path: str
     label: str
     root: str = ""  # a revision's temp copy: what errors must not show
+    untrusted: str | None = None  # why nothing of this side may be executed
 
 
-def diff_sides(opts: PlanOptions, new: str | None, git: str | None) -> PlanDiff:
+def diff_sides(
+    opts: PlanOptions, new: str | None, git: str | None, trust_revision: bool = False
+) -> PlanDiff:
     """``runbook diff OLD NEW`` (``opts.file`` is OLD) or ``runbook diff --git REV FILE``
     (``opts.file`` is FILE). Raises ``InputError`` for either side, both when both fail."""
     if git is not None:
         if new is not None:
             raise UsageError("with --git REV, give one FILE: it is compared with itself at REV")
         with git_tree(git, opts.file) as old:
+            if not trust_revision:
+                why = (
+                    f"runbook diff --git plans revision {git} without executing anything "
+                    "from it; pass --trust-revision if you trust it"
+                )
+                old = replace(old, untrusted=why)
             return _diff(opts, old, Side(opts.file, opts.file), _relabel_for(git, old))
     if new is None:
         raise UsageError("give two files, OLD and NEW (or --git REV FILE)")
@@ -54,7 +68,7 @@ def _diff(
     errors: list[InputError] = []
     for side, fix in ((old, relabel), (new, lambda e: e)):
         try:
-            plans.append(side_plan(replace(opts, file=side.path), side.label))
+            plans.append(side_plan(replace(opts, file=side.path), side.label, side.untrusted))
         except InputError as exc:
             errors += [fix(e) for e in (exc, *exc.others)]
     if errors:
@@ -64,9 +78,10 @@ def _diff(
     return diff_plans(plans[0], plans[1])
 
 
-def side_plan(opts: PlanOptions, label: str) -> Plan:
+def side_plan(opts: PlanOptions, label: str, untrusted: str | None = None) -> Plan:
     """``opts.file`` planned (a runbook) or read (a saved plan, narrowed by the selection
-    options as ``apply`` narrows it), its source named ``label``."""
+    options as ``apply`` narrows it), its source named ``label``; ``untrusted``: why its
+    inventory scripts and pipe lookups may not run."""
     from runbook.plan.narrow import narrow
     from runbook.plan.saved import plan_from_dict, read_saved_plan
 
@@ -74,20 +89,31 @@ def side_plan(opts: PlanOptions, label: str) -> Plan:
     if saved is not None:
         plan = narrow(plan_from_dict(saved, opts.file), opts, f"saved plan {label}")
     else:
-        plan = plan_runbook(opts)
+        plan = plan_runbook(opts, untrusted)
     return replace(plan, source=label)
 
 
-def plan_runbook(opts: PlanOptions) -> Plan:
-    """As ``prepare_plan`` plans, with secrets as their stand-ins (their values change
-    nothing in a plan) and no check of the controller's shells (nothing runs here)."""
+def plan_runbook(opts: PlanOptions, untrusted: str | None = None) -> Plan:
+    """As ``prepare_plan`` plans, with secrets and vaulted values as their stand-ins
+    (their values change nothing in a plan) and no check of the controller's shells
+    (nothing runs here)."""
+    from runbook.load.secrets import lookups_for
+    from runbook.load.vault import read_keyring
     from runbook.plan.planner import make_plan
     from runbook.prepare import plan_inputs
+    from runbook.templating.lookups import planning
     from runbook.templating.render import STAND_IN
 
-    rb, inventory, extra = plan_inputs(opts)
+    keyring = read_keyring(opts.vault_ids)
+    keyring.blind = True
+    rb, inventory, extra = plan_inputs(opts, keyring, untrusted)
     stand_ins = {s.name: STAND_IN for s in rb.secrets}
-    return make_plan(rb, inventory, extra, stand_ins, opts.selection)
+    sources = {s.name: {"env": s.env or "", "file": s.file or "", "pipe": s.pipe or ""}
+               for s in rb.secrets}  # fmt: skip
+    lookups = lookups_for(sources)
+    lookups.pipe_refused = untrusted
+    with planning(lookups):
+        return make_plan(rb, inventory, extra, stand_ins, opts.selection, keyring)
 
 
 # -- git ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from runbook.inventory.hosts import INLINE_FIELDS, check_vars, make_host
 from runbook.inventory.patterns import resolve
 from runbook.inventory.sources import read_source
 from runbook.inventory.vars_dirs import load_layers
+from runbook.load.vault import Keyring
 from runbook.model.runbook import Host
 
 Positions = Mapping[tuple[Any, ...], Position]
@@ -48,13 +49,18 @@ def build_inventory(
     files: tuple[str, ...] | list[str] = (),
     positions: Positions | None = None,
     source: str = "<runbook>",
+    vault: Keyring | None = None,
+    scripts_refused: str | None = None,
 ) -> Inventory:
     """Merge Ansible inventory files (in order) and the runbook's inline groups.
 
     Raises ``InventoryError`` for any bad inventory, at file:line:col where one exists.
+    ``vault`` opens wholly encrypted files; ``!vault`` values stay encrypted until read.
+    ``scripts_refused`` says why an inventory script may not run (it is then exit 2).
     """
     positions = positions or {}
-    graph = GraphBuilder()
+    graph = GraphBuilder(vault)
+    graph.scripts_refused = scripts_refused
     for i, path in enumerate(files):
         try:
             read_source(path, graph)
@@ -63,7 +69,7 @@ def build_inventory(
             raise
     fields = _add_inline(inline, positions, source, graph)
     raw = graph.finish()
-    raw.layers = load_layers([os.path.dirname(os.path.abspath(f)) for f in files], raw)
+    raw.layers = load_layers([os.path.dirname(os.path.abspath(f)) for f in files], raw, vault)
     return _resolved(raw, fields)
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import InventoryError, Position
+from runbook.inventory.hosts import CONNECTION_VARS
+from runbook.load.vault import Keyring, vault_all
 
 PRIORITY = "ansible_group_priority"
 
@@ -165,9 +167,12 @@ def _topological(groups: dict[str, RawGroup]) -> list[str]:
 class GraphBuilder:
     """Accumulates hosts and groups from every source the way Ansible's InventoryData does."""
 
-    def __init__(self) -> None:
+    def __init__(self, vault: Keyring | None = None) -> None:
         # Ansible creates these two first; empty ones are dropped in finish().
         self.inv = RawInventory(groups={"all": RawGroup("all"), "ungrouped": RawGroup("ungrouped")})
+        self.vault = vault  # the passwords that open encrypted sources
+        self.secret_file: str | None = None  # while reading a wholly encrypted source
+        self.scripts_refused: str | None = None  # why inventory scripts may not run here
         self.edges: dict[tuple[str, str], Position | None] = {}
         self._members: dict[str, set[str]] = {}  # a set per group: ranges make big groups
 
@@ -186,7 +191,7 @@ class GraphBuilder:
     def add_host(
         self, group: str, name: str, values: dict[str, Any], position: Position | None
     ) -> None:
-        self.inv.hosts.setdefault(name, {}).update(values)
+        self.inv.hosts.setdefault(name, {}).update(self._secret(values, "host", name))
         if position is not None:
             self.inv.host_positions.setdefault(name, position)
         members = self._members.setdefault(group, set())
@@ -196,18 +201,26 @@ class GraphBuilder:
 
     def update_host_vars(self, name: str, values: dict[str, Any]) -> None:
         """Vars for a host some group already lists (a listing's ``_meta.hostvars``)."""
-        self.inv.hosts.setdefault(name, {}).update(values)
+        self.inv.hosts.setdefault(name, {}).update(self._secret(values, "host", name))
 
     def set_group_var(self, group: str, key: str, value: Any, position: Position | None) -> None:
         """A var written inline for ``group``; ``ansible_group_priority`` sets its priority."""
         g = self.group(group, position)
         if key != PRIORITY:
-            g.vars[key] = value
+            g.vars[key] = self._secret({key: value}, "group", group)[key]
             return
         text = str(value).strip()
         if isinstance(value, bool) or not text.lstrip("-").isdigit():
             raise InventoryError(f"{PRIORITY} {value!r} is not a whole number", position)
         g.priority = int(text)
+
+    def _secret(self, values: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+        """Values of a wholly encrypted source are secrets, every one (SPEC §13)."""
+        if self.secret_file is None or not values:
+            return values
+        assert self.vault is not None  # it opened the file
+        found: dict[str, Any] = vault_all(values, self.secret_file, self.vault, CONNECTION_VARS)
+        return found
 
     def add_child(self, parent: str, child: str, position: Position | None) -> None:
         if child == "all":

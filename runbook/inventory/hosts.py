@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import InventoryError, Position
+from runbook.load.vault import has_vaulted, vaulted_in
 from runbook.model.runbook import LOCAL_NAMES, Host
 from runbook.templating.lazy import Render, TemplatedValue, has_templates, resolve_templates
 
@@ -33,6 +34,9 @@ FIELD_VARS: dict[str, tuple[str, ...]] = {
 # Where ssh options live; the first ProxyJump wins, as ssh keeps the first value it reads
 # and Ansible puts the common args before the extra ones.
 SSH_ARGS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+# Vars that say how to reach a host: shown in every plan, so never secrets (a value of a
+# wholly encrypted file is one, except these; a `!vault` one is refused).
+CONNECTION_VARS = frozenset(v for names in FIELD_VARS.values() for v in names) | frozenset(SSH_ARGS)
 # Fields an inline runbook host may set (the schema's host properties).
 INLINE_FIELDS = ("address", "port", "user", "identity_file", "connection")
 
@@ -102,6 +106,14 @@ def host_fields(name: str, values: Mapping[str, Any], position: Position | None)
         for var in names:
             if var in values and values[var] is not None:
                 fields[field] = values[var]
+    for var in sorted(CONNECTION_VARS & values.keys()):
+        if has_vaulted(values[var]):
+            found = vaulted_in(values[var])[0]
+            raise InventoryError(
+                f"{var} of host {name!r} is an ansible-vault value: how a host is reached is "
+                "shown in every plan, so it cannot be a secret; write it in plain text",
+                found.position or position,
+            )
     for field in ("port", "become", "connection"):
         if has_templates(fields.get(field)):
             del fields[field]

@@ -4,7 +4,9 @@ Top-level keys are groups: ``{"hosts": [...], "children": [...], "vars": {...}}`
 bare list of hosts; ``_meta.hostvars`` holds each host's vars. Ansible's own reader of this
 shape is its script plugin, and we follow it: children named but never described are
 groups all the same (``ungrouped`` in every export), and a group written as a mapping
-without hosts/children/vars keys is a host of that name with those vars.
+without hosts/children/vars keys is a host of that name with those vars — unless the
+mapping is empty: ``"ungrouped": {}`` (which ansible-inventory exports print for an
+empty group, as they print ``{"hosts": []}``) is a group with no hosts, never a host.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from runbook.errors import InventoryError, Position
 from runbook.inventory.graph import GraphBuilder
 from runbook.inventory.hosts import check_vars
+from runbook.load.vault import from_json
 
 _KEYS = ("hosts", "children", "vars")
 
@@ -56,6 +59,7 @@ def read(data: Any, graph: GraphBuilder, where: Position, host_vars: HostVars | 
             values = host_vars(host) if host_vars is not None else {}
         if not isinstance(values, dict):
             raise InventoryError(f"vars of host {host!r} must be a JSON object", where)
+        values = from_json(values, where)
         check_vars(values, lambda _: where)
         graph.update_host_vars(host, values)
 
@@ -69,7 +73,7 @@ def _group(graph: GraphBuilder, name: str, group: Any, where: Position) -> list[
         group = {"hosts": group}
     elif not isinstance(group, dict):
         raise InventoryError(f"group {name!r} must be a JSON object or a list of hosts", where)
-    elif not any(k in group for k in _KEYS):
+    elif group and not any(k in group for k in _KEYS):
         group = {"hosts": [name], "vars": group}  # Ansible's shorthand: a host and its vars
     hosts = group.get("hosts") or []
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
@@ -82,6 +86,7 @@ def _group(graph: GraphBuilder, name: str, group: Any, where: Position) -> list[
         raise InventoryError(f"children of group {name!r} must be a list of names", where)
     for host in hosts:
         graph.add_host(name, host, {}, where)
+    values = from_json(values, where)
     check_vars(values, lambda _: where)
     for key, value in values.items():
         graph.set_group_var(name, key, value, where)

@@ -31,6 +31,19 @@ def is_executable(file: str) -> bool:
     return os.path.isfile(file) and os.access(file, os.X_OK)
 
 
+def looks_like_program(file: str) -> bool:
+    """An executable file that the kernel would run (a ``#!`` script or a binary), as
+    opposed to an inventory text file that merely has its x bit set."""
+    if not is_executable(file):
+        return False
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith((b"#!", b"\x7fELF"))
+
+
 def read(file: str, graph: GraphBuilder) -> None:
     """Run ``file --list`` and read its output into ``graph``; ``NotAScript`` if it cannot
     be executed at all (Ansible then tries the file's other formats, and so do we)."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 
-from runbook.errors import Position
+from runbook.errors import InventoryError, Position
 from runbook.inventory import ini, listing, script, yaml_inv
 from runbook.inventory.graph import GraphBuilder, RawInventory
-from runbook.inventory.text import parse_json, read_text
+from runbook.inventory.text import parse_json, read_vaulted
 from runbook.inventory.vars_dirs import load_layers
+from runbook.load.vault import Keyring
 from runbook.templating.lazy import mark
 
 
@@ -24,13 +25,25 @@ def read_source(path: str | os.PathLike[str], graph: GraphBuilder) -> None:
     where one exists) for an unreadable, non-UTF-8, vault-encrypted or malformed file, a
     failing script, a bad host range, or a group referenced but never declared."""
     file = os.fspath(path)
+    if graph.scripts_refused is not None and script.looks_like_program(file):
+        raise InventoryError(
+            f"inventory script not run: {graph.scripts_refused}", Position(file, 1, 1)
+        )
     if script.is_executable(file):
         try:
             script.read(file, graph)
             return
         except script.NotAScript:
             pass
-    text = read_text(file)
+    text, encrypted = read_vaulted(file, graph.vault)
+    graph.secret_file = file if encrypted else None
+    try:
+        _read_text(file, text, graph)
+    finally:
+        graph.secret_file = None
+
+
+def _read_text(file: str, text: str, graph: GraphBuilder) -> None:
     suffix = os.path.splitext(file)[1].lower()
     if suffix == ".json" or (suffix not in (".ini", ".yml", ".yaml") and text.lstrip()[:1] == "{"):
         data = parse_json(text, file, mark)
@@ -46,13 +59,13 @@ def read_source(path: str | os.PathLike[str], graph: GraphBuilder) -> None:
         ini.read(text, file, graph)
 
 
-def load_inventory(path: str | os.PathLike[str]) -> RawInventory:
+def load_inventory(path: str | os.PathLike[str], vault: Keyring | None = None) -> RawInventory:
     """One inventory file (with group_vars/ and host_vars/ beside it) as ``ansible-inventory
     --list --export`` shows it: structure, and each group's and host's own vars."""
-    graph = GraphBuilder()
+    graph = GraphBuilder(vault)
     read_source(path, graph)
     inv = graph.finish()
-    inv.layers = load_layers([os.path.dirname(os.path.abspath(os.fspath(path)))], inv)
+    inv.layers = load_layers([os.path.dirname(os.path.abspath(os.fspath(path)))], inv, vault)
     exported = inv.exported()
     all_group = exported.groups.get("all")
     if all_group is not None and not (all_group.hosts or all_group.children or all_group.vars):

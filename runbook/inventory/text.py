@@ -1,7 +1,8 @@
 """Inventory files as text: reading, decoding, lines and JSON, with positions in errors.
 
-Every inventory reader starts here, so that a missing file, a non-UTF-8 byte or an
-ansible-vault file is refused the same way whatever its format.
+Every inventory reader starts here, so that a missing file or a non-UTF-8 byte is
+refused the same way whatever its format, and a file encrypted by ``ansible-vault`` is
+decrypted (or refused, without a password) the same way.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runbook.errors import InventoryError, Position
-
-VAULT_HEADER = "$ANSIBLE_VAULT;"
+from runbook.load.vault import Keyring, is_encrypted
 
 # Called with each JSON string value (not key) and where it starts; returns what to keep.
 StringHook = Callable[[str, Position], str]
@@ -23,6 +23,12 @@ StringHook = Callable[[str, Position], str]
 
 def read_text(file: str) -> str:
     """The file's text; ``InventoryError`` if it is missing, unreadable, not UTF-8 or vaulted."""
+    return read_vaulted(file, None)[0]
+
+
+def read_vaulted(file: str, vault: Keyring | None) -> tuple[str, bool]:
+    """The file's text, decrypted when ``ansible-vault`` encrypted it whole (then True:
+    every value in it is a secret); ``InputError`` without a password that opens it."""
     try:
         with open(file, "rb") as fh:
             data = fh.read()
@@ -36,10 +42,10 @@ def read_text(file: str) -> str:
         ) from None
     except OSError as e:
         raise InventoryError(f"cannot read: {e.strerror}", Position(file)) from None
-    return decode(data, file)
+    return decode(data, file, vault)
 
 
-def decode(data: bytes, file: str) -> str:
+def decode(data: bytes, file: str, vault: Keyring | None = None) -> tuple[str, bool]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -50,13 +56,15 @@ def decode(data: bytes, file: str) -> str:
             Position(file, line, col),
         ) from None
     text = text.removeprefix("\ufeff")  # editors on Windows add a BOM
-    if text.startswith(VAULT_HEADER):
+    if not is_encrypted(text):
+        return text, False
+    if vault is None or not vault.secrets:
         raise InventoryError(
-            "encrypted with ansible-vault, which runbook cannot decrypt; "
-            "decrypt it or keep secrets in runbook `secrets:`",
+            "encrypted with ansible-vault and no vault password is given "
+            "(--vault-password-file FILE or --vault-id LABEL@FILE)",
             Position(file, 1, 1),
         )
-    return text
+    return decode(vault.decrypt_file(text, file).encode(), file)[0], True
 
 
 def lines(text: str) -> list[str]:

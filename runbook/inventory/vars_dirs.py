@@ -15,16 +15,19 @@ from typing import Any
 
 from runbook.errors import InventoryError, Position
 from runbook.inventory.graph import RawInventory, VarsLayer
-from runbook.inventory.hosts import check_vars
-from runbook.inventory.text import parse_json, read_text
+from runbook.inventory.hosts import CONNECTION_VARS, check_vars
+from runbook.inventory.text import parse_json, read_vaulted
 from runbook.inventory.yaml_inv import load_errors, new_builder
+from runbook.load.vault import Keyring, from_json, vault_all
 from runbook.load.yamlpos import compose
 from runbook.templating.lazy import mark
 
 _VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
 
 
-def load_layers(directories: list[str], inv: RawInventory) -> list[VarsLayer]:
+def load_layers(
+    directories: list[str], inv: RawInventory, vault: Keyring | None = None
+) -> list[VarsLayer]:
     """One layer per distinct directory that has a group_vars/ or host_vars/ inside."""
     layers = []
     for directory in dict.fromkeys(os.path.abspath(d) for d in directories):
@@ -41,7 +44,7 @@ def load_layers(directories: list[str], inv: RawInventory) -> list[VarsLayer]:
                 if files:
                     found[name] = {}
                     for file in files:
-                        found[name].update(load_vars_file(file))
+                        found[name].update(load_vars_file(file, vault))
         if layer.groups or layer.hosts:
             layers.append(layer)
     return layers
@@ -74,12 +77,14 @@ def _dir_files(directory: str) -> list[str]:
     return found
 
 
-def load_vars_file(file: str) -> dict[str, Any]:
-    """A vars file's mapping; its Jinja strings marked (see ``templated``)."""
-    text = read_text(file)
+def load_vars_file(file: str, vault: Keyring | None = None) -> dict[str, Any]:
+    """A vars file's mapping; its Jinja strings marked (see ``templated``), its ``!vault``
+    strings (and, in a wholly encrypted file, all of them) ``Vaulted``."""
+    text, encrypted = read_vaulted(file, vault)
     positions: dict[tuple[Any, ...], Position] = {}
     if file.endswith(".json"):
         data = parse_json(text, file, mark) if text.strip() else None
+        data = from_json(data, Position(file))
     else:
         with load_errors():
             node = compose(text, file)
@@ -95,4 +100,7 @@ def load_vars_file(file: str) -> dict[str, Any]:
             Position(file, 1, 1),
         )
     check_vars(data, lambda key: positions.get((key,), Position(file)))
+    if encrypted and vault is not None:
+        secret: dict[str, Any] = vault_all(data, file, vault, CONNECTION_VARS)
+        return secret
     return data

@@ -190,8 +190,10 @@ def _secrets(raw: dict[str, Any], positions: dict, path: str, base: str) -> tupl
         SecretSpec(
             name=k,
             env=v.get("env"),
-            file=os.path.join(base, v["file"]) if "file" in v else None,
+            file=os.path.normpath(os.path.join(base, v["file"])) if "file" in v else None,
             position=_lookup(positions, path, ("secrets", k)),
+            pipe=v.get("pipe"),
+            cwd=base if "pipe" in v else None,
         )
         for k, v in raw.items()
     )

@@ -13,11 +13,14 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from runbook.errors import InputError
+from runbook.errors import InputError, Position
+from runbook.load.vault import Keyring
 from runbook.model.runbook import SecretSpec
+from runbook.templating.lookups import Lookups, PipeFailed, SecretSource, run_pipe
 
 SecretSources = dict[str, dict[str, str]]
 
@@ -39,6 +42,8 @@ def resolve_secrets(
                     spec.position,
                 )
             values[spec.name] = environ[spec.env]
+        elif spec.pipe is not None:
+            values[spec.name] = _pipe(spec)
         else:
             assert spec.file is not None
             try:
@@ -54,6 +59,15 @@ def resolve_secrets(
         if "\0" in values[spec.name]:
             raise InputError(f"secret {spec.name!r} contains a NUL byte", spec.position)
     return values
+
+
+def _pipe(spec: SecretSpec) -> str:
+    """A ``{pipe: command}`` secret: the command's stdout without its trailing newlines."""
+    assert spec.pipe is not None
+    try:
+        return run_pipe(spec.pipe, spec.cwd)
+    except PipeFailed as exc:
+        raise InputError(f"secret {spec.name!r}: `{spec.pipe}` {exc}", spec.position) from None
 
 
 class Masker:
@@ -115,6 +129,45 @@ def tokenize(text: str, values: Mapping[str, str]) -> str:
 _TOKEN = re.compile(r"\(\(secret:([A-Za-z_][A-Za-z0-9_]*)(\|quote)?\)\)")
 
 
+def token(name: str) -> str:
+    """What stands for secret ``name`` in a stored value (``fill_tokens`` puts it back)."""
+    return f"((secret:{name}))"
+
+
+def fill_values(values: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """Stored values (``Templates.values``) with their secrets' tokens — how a vaulted
+    value is stored — replaced by ``secrets`` (real values, or stand-ins to show)."""
+    return {k: each_string(v, lambda s: fill_tokens(s, secrets)) for k, v in values.items()}
+
+
+def each_string(value: Any, change: Callable[[str], str]) -> Any:
+    """``change`` applied to every string in ``value``, in its lists and mappings too (a
+    registered value's ``stdout_lines``: the top-level strings alone left the lines'
+    secrets in the journal and on the console)."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [each_string(v, change) for v in value]
+    if isinstance(value, dict):
+        return {k: each_string(v, change) for k, v in value.items()}
+    return value
+
+
+def fill_tokens(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with the tokens of the secrets in ``values`` replaced by their values;
+    any other text, and tokens of other names, left as they are."""
+    if "((secret:" not in text:
+        return text
+
+    def put(m: re.Match[str]) -> str:
+        v = values.get(m.group(1))
+        if v is None:
+            return m.group(0)
+        return shlex.quote(v) if m.group(2) else v
+
+    return _TOKEN.sub(put, text)
+
+
 def detokenize(text: str, values: Mapping[str, str]) -> str:
     """Put secret values back into a saved plan's text at apply time."""
 
@@ -141,12 +194,51 @@ class Secrets:
 
     @classmethod
     def read(cls, specs: list[SecretSpec] | tuple[SecretSpec, ...]) -> Secrets:
-        sources = {s.name: ({"env": s.env} if s.env else {"file": s.file or ""}) for s in specs}
-        return cls(resolve_secrets(specs), sources)
+        return cls(resolve_secrets(specs), {s.name: _source(s) for s in specs})
+
+    def with_vault(self, keyring: Keyring) -> Secrets:
+        """These secrets and the vaulted values the plan revealed (SPEC §13)."""
+        if not keyring.revealed:
+            return self
+        return Secrets({**self.values, **keyring.revealed}, {**self.sources, **keyring.sources})
 
     @classmethod
-    def from_sources(cls, sources: SecretSources) -> Secrets:
+    def from_sources(
+        cls, sources: SecretSources, keyring: Keyring | None = None, where: str = ""
+    ) -> Secrets:
+        """A saved plan's secrets, read again: ``env``/``file`` sources as written,
+        ``vault`` ones (their envelopes) decrypted with ``keyring``."""
         specs = [
-            SecretSpec(name=n, env=s.get("env"), file=s.get("file")) for n, s in sources.items()
+            SecretSpec(n, s.get("env"), s.get("file"), None, s.get("pipe"), s.get("cwd"))
+            for n, s in sources.items()
+            if "vault" not in s
         ]
-        return cls.read(specs)
+        secrets = cls.read(specs)
+        vaulted = {n: s["vault"] for n, s in sources.items() if "vault" in s}
+        for name, envelope in vaulted.items():
+            keyring = keyring or Keyring()
+            plain, _ = keyring.open(envelope, Position(where) if where else None)
+            secrets.values[name] = plain
+            secrets.sources[name] = {"vault": envelope}
+        return secrets
+
+
+def _source(spec: SecretSpec) -> dict[str, str]:
+    """Where a secret is read again from, as a saved plan stores it."""
+    if spec.env:
+        return {"env": spec.env}
+    if spec.pipe is not None:
+        return {"pipe": spec.pipe, "cwd": spec.cwd or ""}
+    return {"file": spec.file or ""}
+
+
+def lookups_for(sources: SecretSources) -> Lookups:
+    """Lookups that know these secrets' sources: a ``lookup('file', ...)`` of a secret's
+    file (or env variable, or pipe command) renders as that secret."""
+    return Lookups(
+        secrets=tuple(
+            SecretSource(name, s.get("env"), s.get("file"), s.get("pipe"))
+            for name, s in sources.items()
+            if "vault" not in s
+        )
+    )

@@ -3,7 +3,8 @@
 PyYAML's node graph carries marks; we build plain Python data from it ourselves so that
 each document path maps to a ``Position``. Building from nodes also lets us refuse what a
 runbook never needs: non-standard tags (``!!python/object``), duplicate keys (PyYAML
-silently keeps the last), and alias bombs (billion laughs expand exponentially).
+silently keeps the last), and alias bombs (billion laughs expand exponentially). The one
+tag beyond YAML's own is Ansible's ``!vault`` on a string: it becomes a ``Vaulted``.
 
 Runbooks go through ``load_yaml``; inventories, which walk their structure node by node,
 use the same pieces: ``compose`` (text to a node), ``Builder.pairs`` (a mapping's keys with
@@ -20,11 +21,13 @@ from typing import Any
 import yaml
 
 from runbook.errors import LoadError, Position
+from runbook.load.vault import Vaulted
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_NODES = 200_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MERGE = "tag:yaml.org,2002:merge"
+VAULT_TAG = "!vault"
 
 Path = tuple[Any, ...]
 # Called with each string value (not key) and where its text starts; returns what to keep.
@@ -76,8 +79,10 @@ class Builder:
                 f"limit is {self.max_nodes} values",
                 self.pos(node),
             )
-        self.check_tag(node)
         self.positions.setdefault(path, self.pos(node))
+        if node.tag == VAULT_TAG and isinstance(node, yaml.ScalarNode):
+            return Vaulted(node.value, self.pos(node))  # decrypted when a step reads it
+        self.check_tag(node)
         if isinstance(node, yaml.ScalarNode):
             value = self.scalar(node)
             if self.strings is not None and isinstance(value, str):
@@ -128,8 +133,8 @@ class Builder:
     def check_tag(self, node: yaml.Node) -> None:
         if node.tag not in _SAFE_TAGS and node.tag != _MERGE:
             raise LoadError(
-                f"unsupported YAML tag {node.tag!r}; runbook reads plain YAML only (no "
-                "ansible-vault `!vault` values, `!unsafe` or language-specific tags)",
+                f"unsupported YAML tag {node.tag!r}; runbook reads plain YAML and "
+                "ansible-vault `!vault` strings only (no `!unsafe` or language-specific tags)",
                 self.pos(node),
             )
 

@@ -69,12 +69,15 @@ class Host:
 
 @dataclass(frozen=True)
 class SecretSpec:
-    """Where a secret's value comes from: an environment variable or a file."""
+    """Where a secret's value comes from: an environment variable, a file, or the stdout
+    of a command run on the controller (``pipe``, in ``cwd``)."""
 
     name: str
     env: str | None = None
     file: str | None = None
     position: Position | None = None
+    pipe: str | None = None
+    cwd: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Runbook × Inventory → Plan: every command on every host, rendered before anything runs.
 
-Pure: no I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
+Pure but for what the runbook asks of the controller (``lookup``s, ``templating.lookups``):
+no other I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
 error in step 9 stops the run before step 1. Two kinds of command cannot be rendered
 here, and are kept as their templates plus the values they read (``Templates``): one that
 reads a registered value (known only after an earlier step ran: *deferred*) and one that
 reads a secret (rendered with the real value only in memory at apply time; everything
-shown or stored renders it with a stand-in). Every name they read is still checked now.
+shown or stored renders it with a stand-in) — a vaulted value is one (``plan.vaulted``),
+and so is a lookup of a secret's source. Every name they read is still checked now.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from runbook.errors import InputError, InventoryError, TemplateError, UsageError
 from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
+from runbook.load.vault import Keyring
 from runbook.model.command import Command, Templates
 from runbook.model.plan import (
     Plan,
@@ -31,9 +34,12 @@ from runbook.model.runbook import Host, Runbook, Step
 from runbook.plan.flow import FLOW_NAMES, RESCUE_NAMES, Flow, batch_facts, controller
 from runbook.plan.select import Selected, select
 from runbook.plan.transfers import TransferPlanner
+from runbook.plan.vaulted import NONE as NO_VAULT
+from runbook.plan.vaulted import VaultReads, split_vaulted, vaulted_names
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
+from runbook.templating.lookups import recording
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
@@ -50,9 +56,14 @@ def make_plan(
     extra_vars: dict[str, Any] | None = None,
     secrets: dict[str, str] | None = None,
     selection: Selection | None = None,
+    vault: Keyring | None = None,
 ) -> Plan:
-    """Render every step for every host. Raises ``InputError`` for any problem."""
-    planner = _Planner(runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection)
+    """Render every step for every host. Raises ``InputError`` for any problem.
+    ``vault`` opens the vaulted values commands read; it keeps what it revealed."""
+    keyring = vault if vault is not None else Keyring()
+    planner = _Planner(
+        runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection, keyring
+    )
     items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
     items += [  # the runbook's always steps: not moved by --start-at or --tags
         replace(planner.item(Selected(s, s.steps)), section=Section.ALWAYS)
@@ -64,7 +75,7 @@ def make_plan(
         source=runbook.path,
         digest=runbook.digest,
         steps=tuple(items),
-        secret_names=tuple(secrets or {}),
+        secret_names=(*(secrets or {}), *sorted(keyring.revealed)),
         hostvars=planner.hostvars(),
         files=runbook.files,
     )
@@ -80,6 +91,7 @@ class _Planner:
         extra_vars: dict[str, Any],
         secrets: tuple[str, ...],
         selection: Selection | None,
+        keyring: Keyring,
     ) -> None:
         self.runbook = runbook
         self.inventory = inventory
@@ -99,6 +111,7 @@ class _Planner:
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._batch: dict[str, Any] | None = None  # what templates see as ``batch``, if any
         self._check_names()
+        self.keyring = keyring  # opens vaulted values as commands read them
         self.files = TransferPlanner(self)
         self.flow = Flow(self)
 
@@ -182,22 +195,32 @@ class _Planner:
                 ctx[name] = cache[name]
                 continue
             value = ctx[name]
-            for bad in sorted(template_reads(value, ctx) & later):
-                where = first_template(value)
+            reads = template_reads(value, ctx)
+            where = first_template(value)
+            for bad in sorted(reads & later | vaulted_names(ctx, reads)):
                 raise InventoryError(
                     f"inventory value {name!r} reads {bad!r}, which is known only at apply "
                     "time; read it in the step instead",
                     where.position if where is not None else None,
                 )
-            ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
+            with recording() as touched:
+                ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
+            for bad in sorted(touched):  # a lookup of a source listed under secrets
+                raise InventoryError(
+                    f"inventory value {name!r} reads secret {bad!r} through a lookup; "
+                    "read the secret in the step instead",
+                    where.position if where is not None else None,
+                )
 
     def runbook_env(
         self, step: Step, host: Host, ctx: Context, parts: Parts
     ) -> dict[str, str] | None:
         """The runbook's env rendered once per host, unless it reads the step or include
         vars (then per command)."""
-        if step.vars or any(_STEP_NAMES & template_names(v) for _, v in parts.env):
-            return None
+        if step.vars or any(
+            _STEP_NAMES & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
+        ):
+            return None  # per command (a lookup may read a secret)
         env = self._runbook_env.get(host.name)
         if env is None:
             env = self._runbook_env[host.name] = render_env(parts.env, ctx, parts.positions)
@@ -382,20 +405,25 @@ class _Planner:
             # reads are bound when the command is rendered: it must be rendered then.
             reads_all = reads | (expression_names(until) if until else frozenset())
             ctx = self.context(step, host, reads_all)
+            vault = split_vaulted(ctx, reads_all, self.keyring)  # stand-ins in ctx
             host = self.host(host)
             delegate = self.flow.delegate(step, ctx)
             if delegate is not None:  # its connection and settings; `host` is the target
                 ctx["delegate"] = delegate.facts()
             step = _with_host_become(step, delegate or host)
-            secrets = tuple(sorted(reads_all & self.secrets))
+            secrets = tuple(sorted(reads_all & self.secrets | vault.secrets))
             registers = tuple(sorted(reads_all & (self.registered | {"hostvars"})))
             until_vars = self.until_vars(step, ctx)
+            command: Command | None = None
             if not secrets and not registers:
                 env = None if delegate else self.runbook_env(step, host, ctx, parts)
-                done = render_parts(parts, ctx, env)
-                command = _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
-            else:
-                command = self.later(step, host, parts, ctx, until_vars, secrets, registers)
+                with recording() as touched:  # secrets read through lookups
+                    done = render_parts(parts, ctx, env)
+                if not touched:
+                    command = _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
+                secrets = tuple(sorted(touched))
+            if command is None:
+                command = self.later(step, host, parts, ctx, until_vars, secrets, registers, vault)
             return command if delegate is None else replace(command, delegate=delegate)
         except InputError as exc:
             exc.step, exc.host = step.name, host.name
@@ -427,12 +455,14 @@ class _Planner:
         until_vars: dict[str, Any],
         secrets: tuple[str, ...],
         registers: tuple[str, ...],
+        vault: VaultReads = NO_VAULT,
     ) -> Command:
-        """A command rendered at apply time: checked now, kept as templates."""
+        """A command rendered at apply time: checked now, kept as templates (a vaulted
+        value as a token of its secret: ``plan.vaulted``)."""
         self.reads_hostvars |= "hostvars" in registers
         known = set(ctx) | self.registered | {"hostvars", "env"}
         _check_defined(parts, known)
-        tainted = set(secrets) | set(registers)
+        tainted = set(secrets) | set(registers) | vault.names
         when = parts.when
         if when is not None and not expression_names(when) & tainted:
             if not evaluate(when, ctx, parts.positions.get("when")):
@@ -443,6 +473,7 @@ class _Planner:
             for n in sorted(parts.reads)
             if n in ctx and n not in tainted and n != "env" and n not in self.secrets
         }
+        values.update(vault.tokenized)
         templates = Templates(
             run=parts.run,
             env=parts.env,

@@ -10,12 +10,15 @@ steps, and the runbook's always steps, come under headers that say when they run
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from runbook.model.command import Command
+from runbook.load.secrets import token
+from runbook.load.vault import ID_PREFIX as VAULT_ID
+from runbook.model.command import Command, Templates
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.plan.flow import RESCUE_NAMES
 from runbook.templating.render import STAND_IN
@@ -259,10 +262,21 @@ def _mark(c: Command) -> str:
     if t.deferred:
         marks.append(f"deferred: reads {', '.join(t.registers)}")
     if t.secret:
-        marks.append(f"secret: {', '.join(t.secrets)}")
+        marks.append(f"secret: {', '.join(_secret_names(t))}")
     if t.when is not None:
         marks.append(f"when decided at apply: {t.when}")
     return "; ".join(marks)
+
+
+VAULT_TOKEN = token(VAULT_ID)[:-2]  # ((secret:_vault_ — how a vaulted value is stored
+
+
+def _secret_names(t: Templates) -> list[str]:
+    """The secrets a command reads, by the names its templates use: a vaulted value by
+    the var that holds it (its secret's own name means nothing to a reader)."""
+    names = [n for n in t.secrets if not n.startswith(VAULT_ID)]
+    vaulted = [k for k, v in t.values.items() if VAULT_TOKEN in json.dumps(v)]
+    return sorted(names + [f"{k} (vaulted)" for k in vaulted])
 
 
 def _hosts_label(hosts: str | list[str]) -> str:
@@ -278,26 +292,36 @@ _NUMBERED = re.compile(r"^(.*?)(\d+)([^\d]*)$")
 
 @dataclass
 class _Run:
-    """Hosts ``prefix + number + suffix`` with consecutive numbers of one width."""
+    """Hosts ``prefix + number + suffix`` with consecutive numbers, written either
+    unpadded (``host9``, ``host10``: any width) or zero-padded to one width (``web01``)."""
 
     prefix: str
-    width: int
+    width: int  # 0: unpadded
     suffix: str
     first: int
     last: int
 
-    def __str__(self) -> str:
-        def num(n: int) -> str:
-            return f"{n:0{self.width}d}"
+    def num(self, n: int) -> str:
+        return f"{n:0{self.width}d}" if self.width else str(n)
 
+    def takes(self, prefix: str, digits: str, suffix: str) -> bool:
+        """Whether ``prefix + digits + suffix`` is the next host of this run."""
+        n = int(digits)
+        fits = self.num(n) == digits and (not self.width or len(digits) == self.width)
+        return fits and (prefix, suffix) == (self.prefix, self.suffix) and n == self.last + 1
+
+    def __str__(self) -> str:
         if self.first == self.last:
-            return f"{self.prefix}{num(self.first)}{self.suffix}"
-        return f"{self.prefix}[{num(self.first)}:{num(self.last)}]{self.suffix}"
+            return f"{self.prefix}{self.num(self.first)}{self.suffix}"
+        return f"{self.prefix}[{self.num(self.first)}:{self.num(self.last)}]{self.suffix}"
 
 
 def compact(names: Iterable[str]) -> str:
-    """``web01 web02 web03 db1`` → ``web[01:03], db1``: runs of consecutive numbers with
-    one prefix, suffix and width become a range (Ansible's pattern syntax); order kept."""
+    """``web01 web02 web03 db1`` → ``web[01:03], db1``; ``host1`` … ``host50`` →
+    ``host[1:50]``: runs of consecutive numbers with one prefix and suffix become a range
+    in Ansible's pattern syntax, where ``[01:50]`` pads both ends to one width and
+    ``[1:50]`` does not pad at all; order kept. The one folding of host names: plan text,
+    console, recap and diff all use it."""
     out: list[_Run | str] = []
     for name in names:
         m = _NUMBERED.match(name)
@@ -305,14 +329,10 @@ def compact(names: Iterable[str]) -> str:
             out.append(name)
             continue
         prefix, digits, suffix = m.groups()
-        n = int(digits)
         last = out[-1] if out else None
-        if (
-            isinstance(last, _Run)
-            and (last.prefix, last.width, last.suffix) == (prefix, len(digits), suffix)
-            and last.last == n - 1
-        ):
-            last.last = n
+        if isinstance(last, _Run) and last.takes(prefix, digits, suffix):
+            last.last = int(digits)
         else:
-            out.append(_Run(prefix, len(digits), suffix, n, n))
+            width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
+            out.append(_Run(prefix, width, suffix, int(digits), int(digits)))
     return ", ".join(map(str, out))

@@ -18,9 +18,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from runbook.errors import InputError, Position, TemplateError
+from runbook.load.vault import Keyring
 from runbook.model.command import Command, Templates
 from runbook.model.files import FileAction, Transfer
 from runbook.model.runbook import Host, Runbook, Step
+from runbook.plan.vaulted import NONE as NO_VAULT
+from runbook.plan.vaulted import VaultReads, split_vaulted
 from runbook.templating.env import evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.files import MAX_TEMPLATE, FileTemplate, parse_template
@@ -54,6 +57,7 @@ class StepPlanning(Protocol):
     runbook: Runbook
     secrets: frozenset[str]
     registered: set[str]
+    keyring: Keyring
 
     def context(self, step: Step, host: Host, reads: frozenset[str]) -> Mapping[str, Any]: ...
 
@@ -88,10 +92,11 @@ class TransferPlanner:
             return self._command(step, host, self._unplanned(action), None, f"when: {when}")
         src, dest = self._paths(step, host, action, ctx, later)
         names: frozenset[str] = frozenset()
+        vault = NO_VAULT
         if action.kind == "fetch":
             transfer = self._fetch(step, host, action, src, dest)
         else:
-            transfer, names, read_ctx = self._copy(
+            transfer, names, read_ctx, vault = self._copy(
                 step, host, action, (src, dest), paths | when_reads
             )
             ctx = read_ctx if read_ctx is not None else ctx
@@ -102,8 +107,11 @@ class TransferPlanner:
         templates = Templates(
             run="",
             when=when if deferred_when else None,
-            values={n: ctx[n] for n in sorted(read) if n in ctx and n not in later},
-            secrets=tuple(sorted(read & self.p.secrets)),
+            values={
+                **{n: ctx[n] for n in sorted(read) if n in ctx and n not in later},
+                **vault.tokenized,  # a vaulted value as its secret's token
+            },
+            secrets=tuple(sorted(read & self.p.secrets | vault.secrets)),
             registers=tuple(sorted(read & (self.p.registered | {"hostvars"}))),
             positions={"when": when_at} if when_at is not None else {},
         )
@@ -197,8 +205,9 @@ class TransferPlanner:
         action: FileAction,
         paths: tuple[str, str],
         reads: frozenset[str],
-    ) -> tuple[Transfer, frozenset[str], Mapping[str, Any] | None]:
-        """The copy's transfer, the names its template reads, and the context it read."""
+    ) -> tuple[Transfer, frozenset[str], Mapping[str, Any] | None, VaultReads]:
+        """The copy's transfer, the names its template reads, the context it read and the
+        vaulted values in it (stand-ins in the context, as secrets are)."""
         src, dest = paths
         source = self._source(src, action.template, _at(step, "copy.src"))
         transfer = Transfer(
@@ -215,7 +224,7 @@ class TransferPlanner:
             root=self.root,
         )
         if source.template is None:
-            return transfer, frozenset(), None
+            return transfer, frozenset(), None, NO_VAULT
         names = source.template.names
         for name in sorted(names & (self.p.registered | {"hostvars"})):
             raise TemplateError(
@@ -223,15 +232,16 @@ class TransferPlanner:
                 "step; a copy template is rendered from plan-time values",
                 _at(step, "copy.src"),
             )
-        ctx = self.p.context(step, host, reads | names)  # secrets are stand-ins here
+        ctx = dict(self.p.context(step, host, reads | names))  # secrets are stand-ins here
+        vault = split_vaulted(ctx, names, self.p.keyring)  # and so are vaulted values
         content = source.template.render(ctx)
         shown = replace(
             transfer,
             size=len(content),
             sha256=hashlib.sha256(content).hexdigest(),
-            secret=bool(names & self.p.secrets),
+            secret=bool(names & self.p.secrets or vault.secrets),
         )
-        return shown, names, ctx
+        return shown, names, ctx, vault
 
     def _source(self, src: str, template: bool, where: Position | None) -> _Source:
         """The src file, read once per plan (a src shared by 1,000 hosts is hashed once)."""

@@ -98,7 +98,7 @@ def launch(
         confirm=how.confirm,
         resume=prepared.resume,
         notify=how.notify,
-        values=RunValues(prepared.plan, prepared.secrets.values, mask),
+        values=RunValues(prepared.plan, prepared.secrets.values, mask, prepared.secrets.sources),
     )
     journal.on_error = runner.halt
     with wrap(runner) if wrap is not None else nullcontext(), small_thread_stacks():

@@ -16,10 +16,13 @@ from dataclasses import replace
 from typing import Any
 
 from runbook.errors import InputError, TemplateError
-from runbook.load.secrets import detokenize, tokenize
+from runbook.load.secrets import SecretSources, detokenize, fill_values, lookups_for, tokenize
+from runbook.load.secrets import each_string as _strings  # a registered value's lists too
+from runbook.load.vault import ID_PREFIX as VAULT_ID
 from runbook.model.command import Command, CommandResult, Status, Templates
 from runbook.model.plan import Plan, PlannedStep
 from runbook.templating.env import evaluate
+from runbook.templating.lookups import planning
 from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
 
 Value = dict[str, Any]
@@ -79,9 +82,17 @@ def register_value(result: CommandResult) -> Value:
 class RunValues:
     """Secrets and registered values of one run; renders commands that read them."""
 
-    def __init__(self, plan: Plan, secrets: dict[str, str], mask: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        secrets: dict[str, str],
+        mask: Callable[[str], str],
+        sources: SecretSources | None = None,
+    ) -> None:
         self.secrets = secrets
         self.mask = mask
+        # A lookup of a secret's source renders as that secret (stand-in when shown).
+        self.lookups = lookups_for(sources or {})
         self.hostvars_base = plan.hostvars
         self.run_hosts = set(plan.host_names)
         self.registers: dict[str, Value] = {}  # host → name → value
@@ -128,7 +139,8 @@ class RunValues:
         if command.transfer is not None:
             return self._bound(command, ctx)
         try:
-            done = render_parts(_parts(t), ctx)
+            with planning(self.lookups):
+                done = render_parts(_parts(t), ctx)
         except TemplateError as exc:
             raise (withheld(exc, t.secrets) if t.secrets else exc) from None
         except NotRegistered as exc:
@@ -170,7 +182,8 @@ class RunValues:
         if t is None or not command.is_shell:
             return command.cmd
         try:
-            return render_parts(_parts(t), self._context(command, t, real=False)).cmd
+            with planning(self.lookups):
+                return render_parts(_parts(t), self._context(command, t, real=False)).cmd
         except (InputError, NotRegistered):
             return t.run
 
@@ -185,7 +198,10 @@ class RunValues:
                 h: {k: self._masked(v) for k, v in r.items()} for h, r in registers.items()
             }
         secrets = {n: (self.secrets[n] if real else STAND_IN) for n in t.secrets}
-        ctx = {**t.values, **secrets, **{k: mine[k] for k in t.registers if k in mine}}
+        values = t.values
+        if any(n.startswith(VAULT_ID) for n in t.secrets):  # vaulted values are tokens
+            values = fill_values(values, secrets)
+        ctx = {**values, **secrets, **{k: mine[k] for k in t.registers if k in mine}}
         if "hostvars" in t.registers:
             ctx["hostvars"] = HostVars(self.hostvars_base, registers, self.run_hosts)
         return ctx
@@ -207,19 +223,6 @@ class RunValues:
                     except TemplateError as exc:
                         exc.step, exc.host = step.name, command.host.name
                         raise
-
-
-def _strings(value: Any, change: Callable[[str], str]) -> Any:
-    """``change`` applied to every string of a registered value, in its lists
-    (``stdout_lines``) too: the top-level strings alone left the lines' secrets in the
-    journal and on the console."""
-    if isinstance(value, str):
-        return change(value)
-    if isinstance(value, list):
-        return [_strings(v, change) for v in value]
-    if isinstance(value, dict):
-        return {k: _strings(v, change) for k, v in value.items()}
-    return value
 
 
 def _parts(t: Templates) -> Parts:

@@ -19,6 +19,8 @@ import jinja2.sandbox
 
 from runbook.errors import Position, TemplateError
 from runbook.templating.fast import Part, compile_fast, try_render
+from runbook.templating.lookups import GLOBALS as LOOKUP_GLOBALS
+from runbook.templating.lookups import rendering_at
 
 
 def _quote(value: Any) -> str:
@@ -38,6 +40,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
     )
     env.filters["quote"] = _quote
+    env.globals.update(LOOKUP_GLOBALS)  # lookup('env'|'file'|'pipe', ...), query(...)
     return env
 
 
@@ -85,13 +88,14 @@ def render(source: str, context: Mapping[str, Any], position: Position | None = 
         text = try_render(parts, context)
         if text is not None:
             return text
-    with _as_template_error("template", position):
+    with _as_template_error("template", position), _where(source, position):
         # A template is a pure function of the variables it reads: when those are all
         # scalars, the same values give the same text ({{ gphome }} on 1,000 hosts is
         # rendered once). Anything else (a dict like `host`, a missing name) renders.
         values = tuple(context.get(n, _MISSING) for n in _names(source))
         # The types are part of the key: 1 == 1.0 == True, but they render differently.
-        scalars = all(isinstance(v, _SCALARS) for v in values)
+        # A lookup reads the controller (and a secret's lookup, the secret): not cached.
+        scalars = all(isinstance(v, _SCALARS) for v in values) and not _calls_lookup(source)
         key = (source, tuple((type(v), v) for v in values)) if scalars else None
         if key is not None:
             done = _rendered.get(key)
@@ -119,7 +123,7 @@ def render_compiled(
     template: jinja2.Template, context: Mapping[str, Any], position: Position | None = None
 ) -> str:
     """Render what ``compile_file`` made; raises ``TemplateError`` at the file's line."""
-    with _as_template_error("template", position):
+    with _as_template_error("template", position), rendering_at(position):
         return template.render(context)
 
 
@@ -157,7 +161,7 @@ def _render(source: str, context: Mapping[str, Any]) -> str:
 def evaluate(source: str, context: Mapping[str, Any], position: Position | None = None) -> bool:
     """A ``when``/``until`` expression → bool."""
     # An expression is compiled inside a wrapper template: its line numbers mean nothing.
-    with _as_template_error("expression", position, lines=False):
+    with _as_template_error("expression", position, lines=False), _where(source, position):
         return bool(compile_expression(source)(**context))
 
 
@@ -188,6 +192,17 @@ def check_syntax(source: str, position: Position | None = None, expression: bool
             compile_expression(source)
         else:
             compile_template(source)
+
+
+def _calls_lookup(source: str) -> bool:
+    return "lookup" in source or "query" in source
+
+
+def _where(source: str, position: Position | None) -> contextlib.AbstractContextManager[None]:
+    """Where a template that calls a lookup is written (relative paths start there)."""
+    if _calls_lookup(source):
+        return rendering_at(position)
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

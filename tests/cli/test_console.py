@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+import time
 
 from runbook.cli.console import PlainConsole
 from runbook.model.command import CommandResult, Status, StepStatus
@@ -47,18 +49,49 @@ def test_the_stream_masker_never_splits_a_secret() -> None:
     assert shown == "x" * 40 + "*** tail"
 
 
-def test_a_relay_streams_only_after_the_command_ran_a_while() -> None:
+def test_a_relay_shows_each_line_as_it_ends_and_a_waiting_line_after_a_moment() -> None:
     got: list[tuple[str, str]] = []
-    quick = OutputRelay(lambda s, t: got.append((s, t)), str, live_after=60)
-    quick("stdout", b"done\n")
-    quick.finish()
-    assert got == []  # a short command's output comes with its result
-    slow = OutputRelay(lambda s, t: got.append((s, t)), str, live_after=0)
-    slow("stdout", b"one\ntw")
-    slow("stdout", b"o\xc3")  # half of a two-byte character
-    slow("stdout", b"\xa9\n")
-    slow.finish()
-    assert "".join(t for _, t in got) == "one\ntwo\u00e9\n"
+    done = threading.Event()
+
+    def emit(stream: str, text: str) -> None:
+        got.append((stream, text))
+        if text == "prompt? ":
+            done.set()
+
+    relay = OutputRelay(emit, str, flush_after=0.05)
+    relay("stdout", b"first\nsec")
+    assert got == [("stdout", "first\n")]  # at once: the command's first chunk
+    relay("stdout", b"ond\n")
+    assert got[-1] == ("stdout", "second\n")
+    relay("stdout", b"prompt? ")  # no end of line: shown once it has waited a moment
+    assert done.wait(10), got
+    relay("stdout", b"o\xc3")  # half of a two-byte character
+    relay("stdout", b"\xa9\n")
+    relay.finish()
+    relay("stdout", b"after the end\n")  # ignored: the command has ended
+    assert "".join(t for _, t in got) == "first\nsecond\nprompt? o\u00e9\n"
+
+
+def test_a_waiting_line_never_shows_the_start_of_a_secret() -> None:
+    secret = "hunter2-very-secret"
+    pattern = re.compile(re.escape(secret))
+    got: list[str] = []
+    flushed = threading.Event()
+
+    def emit(stream: str, text: str) -> None:
+        got.append(text)
+        flushed.set()
+
+    relay = OutputRelay(emit, lambda t: pattern.sub("***", t), pattern, len(secret), 0.01)
+    relay("stdout", b"password: hunter2-ve")  # then the command is silent for a while
+    assert flushed.wait(10)
+    time.sleep(0.05)  # a second flush, if one came, would show more
+    # Held back: as many characters as the longest secret minus one.
+    assert got == ["password: hunter2-ve"[: 20 - (len(secret) - 1)]]
+    relay("stdout", b"ry-secret done\n")
+    relay.finish()
+    shown = "".join(got)
+    assert shown == "password: *** done\n" and "hunter" not in shown
 
 
 def test_control_characters_become_visible() -> None:

@@ -5,6 +5,7 @@ command runs, and the small things (runs of one runbook, step name prefixes, plu
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -55,6 +56,20 @@ def test_the_recap_folds_hosts_without_a_failure_into_one_line(tmp_path: Path) -
     assert len(out.splitlines()) < 20
 
 
+def test_fifty_unpadded_hosts_fold_into_one_range_in_plan_and_recap(tmp_path: Path) -> None:
+    fifty = "hosts:\n  web:\n    hosts:\n" + "".join(
+        f"      host{i}: {{connection: local}}\n" for i in range(1, 51)
+    )
+    rb = write(
+        tmp_path / "rb.yml",
+        "name: fifty\n" + fifty + "steps:\n  - {name: check, hosts: web, run: 'true'}\n",
+    )
+    assert "    host[1:50]  $ true\n" in runbook("plan", str(rb), cwd=tmp_path).stdout
+    done = runbook("apply", "--yes", "--forks", "5", str(rb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "50 hosts without a failure: host[1:50] (50 ok)" in done.stdout
+
+
 def test_verbose_streams_output_while_a_command_runs_and_the_journal_keeps_it(
     tmp_path: Path,
 ) -> None:
@@ -92,6 +107,94 @@ def test_verbose_streams_output_while_a_command_runs_and_the_journal_keeps_it(
             proc.kill()
     kept = "".join(e["data"] for e in journal_events(run_dir) if e["event"] == "command_output")
     assert "first line\nsecond line\n" in kept
+
+
+def _first_then_silence(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A command that notes the time, prints one line, then is silent for 4 s."""
+    printed, second = tmp_path / "printed", tmp_path / "second"
+    rb = write(
+        tmp_path / "rb.yml",
+        "name: stream\nsteps:\n  - name: slow\n    hosts: localhost\n    run: |\n"
+        f"      date +%s.%N > {printed}; echo first; sleep 4; touch {second}; echo second\n",
+    )
+    return rb, printed, second
+
+
+def test_verbose_shows_a_line_as_soon_as_it_is_printed(tmp_path: Path) -> None:
+    """``echo first; sleep 4; echo second``: ``first`` shows while the command sleeps,
+    within half a second of its printing it (the bound is generous: it takes ms)."""
+    rb, printed, second = _first_then_silence(tmp_path)
+    proc = start("apply", "--yes", "-v", str(rb), cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        seen = ""
+        while "localhost | first" not in seen:
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+        shown_at = time.time()
+        assert not second.exists()  # still sleeping
+        assert shown_at - float(printed.read_text()) < 0.5
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "localhost | second" in out
+
+
+def test_verbose_on_a_terminal_shows_a_line_while_the_command_is_silent(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+
+    rb, printed, second = _first_then_silence(tmp_path)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "apply", "--yes", "-v", str(rb)],
+        cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"localhost | first" not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                out += os.read(master, 65536)
+        assert b"localhost | first" in out, out
+        assert not second.exists()  # shown while the command still sleeps
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 0
+
+
+def test_an_export_with_empty_groups_plans_on_its_hosts_only(tmp_path: Path) -> None:
+    """``ansible-inventory --list`` exports print ``"ungrouped": {}`` (and ``{"hosts": []}``)
+    for empty groups: planning on ``all`` must not meet a host named ``ungrouped``."""
+    write(
+        tmp_path / "export.json",
+        '{"_meta": {"hostvars": {"web1": {"ansible_connection": "local"}}},'
+        ' "all": {"children": ["ungrouped", "web", "db"]},'
+        ' "ungrouped": {}, "db": {"hosts": []}, "web": {"hosts": ["web1"]}}',
+    )
+    rb = write(
+        tmp_path / "rb.yml",
+        "name: export\ninventory: export.json\nsteps:\n"
+        "  - {name: everywhere, hosts: all, run: 'echo {{ host.name }}'}\n"
+        "  - {name: the empty group, hosts: db, run: echo never}\n",
+    )
+    plan = runbook("plan", "--format", "json", str(rb), cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    steps = json.loads(plan.stdout)["steps"]
+    hosts = [[c["host"] for b in s["batches"] for c in b] for s in steps]
+    assert hosts == [["web1"], []]
+    done = runbook("apply", "--yes", str(rb), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ungrouped" not in done.stdout.split("RECAP")[-1]
 
 
 def test_runs_of_one_runbook_and_steps_by_prefix(tmp_path: Path) -> None:

@@ -372,6 +372,32 @@ def test_json_inventory() -> None:
     assert inv.groups["all"].vars == {"ansible_connection": "network_cli"}
 
 
+EMPTY_GROUPS_JSON = """{
+    "_meta": {"hostvars": {"web1": {"role": "web"}}},
+    "all": {"children": ["ungrouped", "web", "db"]},
+    "ungrouped": {},
+    "db": {"hosts": []},
+    "web": {"hosts": ["web1"]}
+}
+"""
+EMPTY_GROUPS_YAML = (
+    "all:\n  children:\n    ungrouped: {}\n    db: {}\n"
+    "    web:\n      hosts:\n        web1: {role: web}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("export.json", EMPTY_GROUPS_JSON), ("export.yml", EMPTY_GROUPS_YAML)]
+)
+def test_empty_groups_of_an_export_are_groups_never_hosts(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    inv = load_inventory(write(tmp_path, name, text))
+    assert set(inv.hosts) == {"web1"}
+    assert inv.hosts["web1"] == {"role": "web"}
+    assert inv.groups["db"].hosts == [] and "ungrouped" not in inv.hosts
+
+
 def test_yaml_anchors_and_merge_keys() -> None:
     inv = load("anchors.yml")
     assert direct(inv) == {
@@ -622,8 +648,8 @@ def test_vars_section_then_declaration_is_fine(tmp_path: Path) -> None:
         ("all:\n  children:\n    web: [a]\n", 3, 10, "group 'web' must be a mapping"),
         ("all:\n  children:\n    my web:\n", 3, 5, "contains whitespace"),
         ("plugin: aws_ec2\nregions: [us-east-1]\n", 1, 1, "inventory plugin configuration"),
-        ("all:\n  vars:\n    x: !!python/object/apply:os.system [id]\n", 3, 8, "plain YAML only"),
-        ("all:\n  vars:\n    pw: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n", 3, 9, "!vault"),
+        ("all:\n  vars:\n    x: !!python/object/apply:os.system [id]\n", 3, 8, "plain YAML and"),
+        ("all:\n  vars:\n    pw: !vault [a, b]\n", 3, 9, "!vault"),
         ("all:\n  hosts:\n    web1:\n   bad: indent\n", 4, 4, "not valid YAML"),
     ],
 )
@@ -672,7 +698,7 @@ def test_vault_encrypted_files(tmp_path: Path) -> None:
         ("group_vars/web.yml", "- a\n- b\n", "must be a mapping", 1),
         ("group_vars/web.yml", "a: 1\n b: 2\n", "not valid YAML", 2),
         ("group_vars/web.json", '{"a": 1,}\n', "not valid JSON", 1),
-        ("host_vars/w/x.yml", "x: !!python/name:os.system\n", "plain YAML only", 1),
+        ("host_vars/w/x.yml", "x: !!python/name:os.system\n", "plain YAML and", 1),
     ],
 )
 def test_bad_vars_file(tmp_path: Path, name: str, content: str, message: str, line: int) -> None:

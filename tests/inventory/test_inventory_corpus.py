@@ -22,6 +22,7 @@ import pytest
 from runbook.errors import InventoryError
 from runbook.inventory.build import build_inventory
 from runbook.inventory.sources import load_inventory
+from runbook.load.vault import Keyring, Vaulted, read_keyring, replace_vaulted
 from runbook.templating.lazy import TemplatedValue
 from tests.e2e.helpers import runbook
 
@@ -64,12 +65,28 @@ def members(listing: dict[str, Any]) -> dict[str, set[str]]:
     return result
 
 
-def assert_same(path: Path, listing: dict[str, Any], *, empty_groups_kept: bool = True) -> None:
-    inv = build_inventory({}, [str(path)])
+def keyring(name: str) -> Keyring:
+    """The vault passwords record.py gave ansible-inventory for this entry."""
+    return read_keyring([record.vault_id(v) for v in record.VAULT_IDS.get(name, [])], {})
+
+
+def as_ansible_lists(value: Any) -> Any:
+    """A vaulted value as ``ansible-inventory --list`` prints it: a ``!vault`` string as
+    ``{"__ansible_vault": ENVELOPE}``, a value of a wholly encrypted file decrypted (runbook
+    keeps it a secret everywhere it shows it; here its plaintext is compared)."""
+    return replace_vaulted(
+        value, lambda v: v.plain if v.plain is not None else {"__ansible_vault": str(v)}
+    )
+
+
+def assert_same(
+    path: Path, listing: dict[str, Any], *, empty_groups_kept: bool = True, name: str = ""
+) -> None:
+    inv = build_inventory({}, [str(path)], vault=keyring(name))
     want = members(listing)
     assert set(inv.hosts) == want["all"]
     for host, values in listing["_meta"]["hostvars"].items():
-        assert inv.hosts[host].vars == values, host
+        assert as_ansible_lists(inv.hosts[host].vars) == values, host
     for host in set(inv.hosts) - set(listing["_meta"]["hostvars"]):
         assert inv.hosts[host].vars == {}, host
     got = {g: set(m) for g, m in inv.groups.items()}
@@ -83,7 +100,7 @@ def assert_same(path: Path, listing: dict[str, Any], *, empty_groups_kept: bool 
 
 @pytest.mark.parametrize("name", SHARED)
 def test_same_hosts_groups_and_vars_as_ansible(name: str) -> None:
-    assert_same(DATA / record.CORPUS[name], expected(name))
+    assert_same(DATA / record.CORPUS[name], expected(name), name=name)
 
 
 @pytest.mark.parametrize("name", record.EXPORTED)
@@ -196,6 +213,62 @@ def test_corpus_files_are_in_the_table() -> None:
         and "group_vars" not in p.parts
         and "host_vars" not in p.parts
         and p.parent.name not in ("expected", "exports")
-        and p.name not in ("README.md", "record.py")
+        and p.name not in ("README.md", "record.py", "plan.yml")
+        and not {"keys", "vars", "files"} & set(p.parts)  # passwords, vars files, lookups
     }
     assert inventories <= listed
+
+
+def test_vaulted_values_stay_encrypted_until_read_and_whole_files_are_secrets() -> None:
+    path = DATA / record.CORPUS["vault"]
+    inv = build_inventory({}, [str(path)], vault=keyring("vault"))
+    db1 = inv.hosts["db1"].vars
+    assert isinstance(db1["db_password"], Vaulted) and db1["db_password"].plain is None
+    assert str(db1["db_password"]).startswith("$ANSIBLE_VAULT;1.1;AES256\n")
+    assert str(db1["api_key"]).startswith("$ANSIBLE_VAULT;1.2;AES256;prod\n")
+    # A value of group_vars/all/backup.yml, which ansible-vault encrypted whole: decrypted
+    # when read, and a secret; its number stays a number, as in Ansible's listing.
+    token = db1["backup_token"]
+    assert isinstance(token, Vaulted) and token.plain == "bk-token-abcdef123"
+    assert str(token) == "********" and db1["backup_port"] == 9000
+    with pytest.raises(InventoryError, match="no vault password is given") as info:
+        build_inventory({}, [str(path)])
+    assert info.value.position is not None
+    assert info.value.position.file.endswith("group_vars/all/backup.yml")
+
+
+def test_the_cli_lists_vaulted_values_as_ansible_inventory_does() -> None:
+    path = DATA / record.CORPUS["vault"]
+    ids = [a for v in record.VAULT_IDS["vault"] for a in ("--vault-id", record.vault_id(v))]
+    proc = runbook("inventory", str(path), "--format", "json", *ids)
+    assert proc.returncode == 0, proc.stderr
+    shown = {h: v["vars"] for h, v in json.loads(proc.stdout)["hosts"].items()}
+    want = expected("vault")["_meta"]["hostvars"]
+    assert shown["db2"]["db2_only"] == want["db2"]["db2_only"]  # {"__ansible_vault": ...}
+    assert shown["db1"]["db_password"] == want["db1"]["db_password"]
+    assert shown["db1"]["backup_token"] == "********"  # a secret: never shown
+    assert "bk-token" not in proc.stdout and "s3cret" not in proc.stdout
+
+
+def test_lookups_in_inventory_values_render_when_read() -> None:
+    """mitogen's ``ansible_user: "{{ lookup('pipe', 'whoami') }}"`` plans as the user
+    who plans; a ``file`` lookup reads beside the inventory that holds it."""
+    import getpass
+
+    path = DATA / record.CORPUS["mitogen-default"]
+    rb_dir = path.parent
+    proc = runbook("inventory", str(path), "--format", "json")
+    assert (
+        json.loads(proc.stdout)["hosts"]["target"]["vars"]
+        == (expected("mitogen-default")["_meta"]["hostvars"]["target"])
+    )  # shown raw, as ansible-inventory shows it
+    plan = runbook(
+        "plan", "--format", "json", "-i", str(path), str(DATA / "ansible/lookups/plan.yml"),
+        cwd=rb_dir,
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    planned = json.loads(plan.stdout)
+    commands = {c["host"]: c for s in planned["steps"] for b in s["batches"] for c in b}
+    assert planned["hosts"]["target"]["user"] == getpass.getuser()
+    deploy = (DATA / "ansible/lookups/files/deploy.pub").read_text().strip()
+    assert commands["web1"]["cmd"] == f"echo {deploy!r} 'built b-20261206.4 by nobody'"

@@ -718,6 +718,16 @@ GOLDEN_CASES = [
     ),
     ("files", "files.yml", []),
     ("failure", "failure.yml", []),
+    (
+        "vault",
+        "vault.yml",
+        [
+            "--vault-password-file",
+            "../inventories/ansible/vault/keys/vault-pass.txt",
+            "--vault-id",
+            "prod@../inventories/ansible/vault/keys/prod-pass.txt",
+        ],
+    ),  # fmt: skip
 ]
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runbook.errors import InputError, Position, TemplateError
+from runbook.load.secrets import fill_values
 from runbook.model.command import Command
 from runbook.model.files import Transfer
 from runbook.model.plan import Plan
@@ -39,18 +40,22 @@ def bind(command: Command, ctx: dict[str, Any]) -> Command:
         return replace(command, skip_reason=f"when: {t.when}", templates=None)
     if not tr.template or not tr.planned:
         return replace(command, templates=None)
-    _render(tr, ctx, t.secrets)  # now, so an error fails this command before it starts
+    stand_ins = dict.fromkeys(t.secrets, STAND_IN)
+    shown = {**ctx, **fill_values(t.values, stand_ins), **stand_ins}  # as it was planned
+    _render(tr, ctx, t.secrets, shown)  # now, so an error fails this command before it starts
 
     def render() -> bytes:
         try:
-            return _render(tr, ctx, t.secrets)
+            return _render(tr, ctx, t.secrets, shown)
         except TemplateError as exc:  # the src changed since the check above
             raise TransferFailed(str(exc)) from None
 
     return replace(command, transfer=tr.rendered_by(render), templates=None)
 
 
-def _render(tr: Transfer, ctx: dict[str, Any], secrets: tuple[str, ...]) -> bytes:
+def _render(
+    tr: Transfer, ctx: dict[str, Any], secrets: tuple[str, ...], shown_ctx: dict[str, Any]
+) -> bytes:
     """The real rendering, checked against the plan: the same raw src, and the same
     shown digest (the stand-in rendering's, for a template that reads a secret)."""
     path = tr.on_controller(tr.src)
@@ -61,7 +66,7 @@ def _render(tr: Transfer, ctx: dict[str, Any], secrets: tuple[str, ...]) -> byte
         raise (withheld(exc, secrets) if secrets else exc) from None
     shown = content
     if tr.secret:
-        shown = template.render({**ctx, **dict.fromkeys(secrets, STAND_IN)})
+        shown = template.render(shown_ctx)
     if hashlib.sha256(shown).hexdigest() != tr.sha256:
         raise TemplateError(
             f"template {tr.src!r} renders differently than when the plan was made (its "

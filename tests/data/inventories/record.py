@@ -45,6 +45,13 @@ CORPUS = {
     "ini-noext": "ini_noext/hosts",
     "yaml-noext": "yaml_noext/inventory",
     "vars-dirs": "vars_dirs/hosts.ini",
+    "mitogen-default": "published/mitogen/default.hosts",
+    "vault": "ansible/vault/hosts.ini",
+    "lookups": "ansible/lookups/hosts.yml",
+}
+# Vault passwords an entry needs (--vault-id [LABEL@]FILE, relative to this directory).
+VAULT_IDS = {
+    "vault": ["ansible/vault/keys/vault-pass.txt", "prod@ansible/vault/keys/prod-pass.txt"]
 }
 EXPORTED = ["kubespray-sample-ini", "kubespray-mycluster", "lamp_haproxy", "precedence"]
 # Ansible's own exports, loaded as inventories: export file -> the corpus entry it came from.
@@ -57,6 +64,16 @@ EXPORTS = {
     "exports/kubespray-mycluster.yml": "kubespray-mycluster",
     "exports/script-legacy.json": "script-legacy",
 }
+
+
+def vault_args(name: str) -> list[str]:
+    return [a for v in VAULT_IDS.get(name, []) for a in ("--vault-id", vault_id(v))]
+
+
+def vault_id(item: str) -> str:
+    """``[LABEL@]FILE`` with FILE made absolute (ansible-inventory runs elsewhere)."""
+    label, sep, path = item.rpartition("@")
+    return f"{label}{sep}{os.path.join(HERE, path)}"
 
 
 def run(tool: str, *args: str) -> str:
@@ -73,7 +90,7 @@ def main(tool: str) -> None:
     os.makedirs(os.path.join(HERE, "exports"), exist_ok=True)
     for name, path in CORPUS.items():
         src = os.path.join(HERE, path)
-        write(f"expected/{name}.json", run(tool, "-i", src, "--list"))
+        write(f"expected/{name}.json", run(tool, "-i", src, "--list", *vault_args(name)))
         if name in EXPORTED:
             write(f"expected/{name}.export.json", run(tool, "-i", src, "--list", "--export"))
     for export, name in EXPORTS.items():
