@@ -142,4 +142,12 @@ def _resolved(raw: RawInventory, fields: dict[str, dict[str, Any]]) -> Inventory
     groups["all"] = list(raw.hosts)
     if not groups.get("ungrouped"):
         groups.pop("ungrouped", None)
-    return Inventory(hosts=hosts, groups=groups)
+    # Ansible's implicit localhost is in no group, yet takes the vars of `all` (and its own
+    # host_vars); its connection stays local, whatever `all` says.
+    implicit = raw.host_vars("localhost", ["all"] if "all" in raw.groups else [], depth)
+    return Inventory(hosts=hosts, groups=groups, controller=implicit_localhost(implicit))
+
+
+def implicit_localhost(values: dict[str, Any]) -> Host:
+    """The controller, when the inventory does not name ``localhost`` itself."""
+    return Host("localhost", connection="local", vars=values)

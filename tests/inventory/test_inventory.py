@@ -130,6 +130,25 @@ def test_a_bad_inventory_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.stderr == f"{path}:2:17: ansible_port 0 is not a port number 1-65535\n"
 
 
+def test_the_implicit_localhost_takes_the_vars_of_all(tmp_path: Path) -> None:
+    """As in Ansible: in no group, yet `all`'s vars apply; its connection stays local."""
+    path = write(
+        tmp_path, "hosts.ini", "[web]\nw1\n[all:vars]\ngreeting=hi\nansible_connection=ssh\n"
+    )
+    rb = write(
+        tmp_path,
+        "rb.yml",
+        f"name: t\ninventory: {path.name}\nsteps:\n"
+        "  - {name: Greet, hosts: localhost, run: 'echo {{ greeting }}'}\n",
+    )
+    proc = runbook("plan", str(rb))
+    assert proc.returncode == 0, proc.stderr
+    assert "localhost  $ echo hi\n" in proc.stdout
+    assert runbook("apply", "--yes", str(rb)).returncode == 0  # local: no SSH was tried
+    inv = build_inventory({}, [str(path)])
+    assert inv.controller.vars["greeting"] == "hi" and inv.controller.is_local
+
+
 # --- exports and scripts --------------------------------------------------------------
 
 
