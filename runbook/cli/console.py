@@ -123,7 +123,7 @@ class PlainConsole(Console):
         self.run_id = e.run_id
         self._index = {n: i for i, n in enumerate(e.steps, 1)}
         self.write(
-            f"run {e.run_id}: {e.runbook} ({counted(len(e.steps), 'step')}, "
+            f"run {e.run_id}: {e.runbook} ({counted(e.step_count or len(e.steps), 'step')}, "
             f"{counted(e.hosts, 'host')}, {counted(e.commands, 'command')}, forks {e.forks})"
         )
 

@@ -78,6 +78,7 @@ class RunStarted(Event):
     hosts: int
     commands: int
     forks: int
+    step_count: int | None = None  # groups and inner steps each counted (Plan.step_count)
 
 
 @dataclass(frozen=True, kw_only=True)

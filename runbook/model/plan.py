@@ -122,6 +122,12 @@ class Plan:
                 yield item
 
     @property
+    def step_count(self) -> int:
+        """How many steps the plan has, groups and their inner steps each counted once:
+        the one count ``validate``, ``plan`` and the console show."""
+        return len(self.step_names)
+
+    @property
     def step_names(self) -> list[str]:
         """Top-level steps and groups, then inner steps after their group, in order."""
         out: list[str] = []

@@ -29,7 +29,7 @@ from runbook.templating.lazy import first_template, has_templates, resolve_templ
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
-RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
+RESULT_NAMES = frozenset({"rc", "stdout", "stderr", "stdout_lines", "stderr_lines"})
 RESERVED = frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES
 REGISTER_FIELDS = ("status", "rc", "stdout", "stderr", "changed", "dest", "sha256")
 
@@ -409,7 +409,7 @@ class _Planner:
         for name in undefined(frozenset(names - later), ctx):
             raise TemplateError(
                 f"'{name}' is undefined in until (it sees vars, registered values, rc, stdout, "
-                "stderr)",
+                "stderr, stdout_lines, stderr_lines)",
                 step.field_positions.get("until"),
             )
         return {n: ctx[n] for n in sorted(names) if n in ctx and n not in later}

@@ -32,7 +32,7 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
     lines = [
         f"Plan: {plan.name}",
         f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
-        f"{counted(len(plan.step_names), 'step')}, {counted(len(plan.host_names), 'host')}, "
+        f"{counted(plan.step_count, 'step')}, {counted(len(plan.host_names), 'host')}, "
         f"{counted(len(plan.commands), 'command')}",
     ]
     for i, item in enumerate(plan.steps, 1):

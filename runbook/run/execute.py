@@ -9,6 +9,7 @@ from collections.abc import Callable
 from runbook.errors import ConnectError, ConnectionLost, TemplateError
 from runbook.model.command import Command, CommandResult, Outcome, Status, decode
 from runbook.run.contexts.base import ExecutionContext, OutputCallback
+from runbook.run.values import output_value
 from runbook.templating.env import evaluate
 
 _NEVER = threading.Event()  # a halt that never comes, for callers without one
@@ -86,7 +87,8 @@ def judge(
         return Status.FAILED, f"{command.transfer.kind} failed: {stderr.strip()}"
     until = command.spec.until
     if until:
-        context = {**command.until_vars, "rc": outcome.rc, "stdout": stdout, "stderr": stderr}
+        # The output as a registered value has it (one stdout everywhere, SPEC §11).
+        context = {**command.until_vars, "rc": outcome.rc, **output_value(stdout, stderr)}
         try:
             done = evaluate(until, context)
         except TemplateError as exc:  # at run time: this command fails, the run goes on

@@ -201,6 +201,7 @@ class Runner:
                 hosts=len(plan.host_names),
                 commands=len(plan.commands),
                 forks=self.forks,
+                step_count=plan.step_count,
             )
         )
         self._pool = WorkerPool(self.forks)
@@ -236,9 +237,10 @@ class Runner:
     def _restore(self) -> None:
         """--resume: the values the earlier run registered, journaled again here."""
         for reg in self.resume.registered if self.resume else ():
-            value = self.values.restored(dict(reg.value))
-            self.values.set(reg.name, list(reg.hosts), value)
-            self._registered(reg.step, reg.name, list(reg.hosts), value)
+            hosts = list(reg.hosts)
+            value = self.values.restored(reg.value, hosts[0] if hosts else "", reg.step)
+            self.values.set(reg.name, hosts, value)
+            self._registered(reg.step, reg.name, hosts, value)
 
     def _next(self) -> Completed:
         """The next completed item, acting on interrupts while waiting."""
@@ -357,7 +359,7 @@ class Runner:
                     if result.failed:
                         dropped.setdefault(result.host, step.name)
                         failed.add(result.host)
-            status = _step_status(group.on_failure, group.max_failures, len(failed), step_counts)
+            status = _inner_status(group, len(failed), step_counts)
             self._step_finished(index, step.name, status, step_counts, started, step=step)
             counts.update(step_counts)
         return counts
@@ -520,6 +522,16 @@ class Runner:
 
 def _decided(cmd: Command, status: Status, error: str | None) -> CommandResult:
     return CommandResult.decided(cmd, status, error)
+
+
+def _inner_status(group: PlannedGroup, group_failures: int, counts: Counter[Status]) -> StepStatus:
+    """An inner step's own status: failed when its own failures took the group past its
+    tolerance; ok when it failed nowhere, even after an earlier inner step failed (the
+    group's count made it read "tolerated: 1 ok")."""
+    own = sum(n for status, n in counts.items() if status.is_failure)
+    if not own:
+        return StepStatus.CANCELLED if counts.get(Status.CANCELLED) else StepStatus.OK
+    return _step_status(group.on_failure, group.max_failures, group_failures, counts)
 
 
 def _step_status(

@@ -24,19 +24,17 @@ from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
 Value = dict[str, Any]
 
 
-class NotRegistered(Exception):
-    """Raised through Jinja (it is not a ``LookupError``, which Jinja would turn into a
-    generic undefined) so the message names the host and the value."""
-
-
 class _HostView(dict[str, Any]):
+    """``hostvars[H]``: a name H has no value for (yet) is undefined, not an error, so
+    ``hostvars[H].NAME is defined`` is false for a host of a later batch (SPEC §11)."""
+
     def __init__(self, host: str, values: dict[str, Any], known: bool) -> None:
         super().__init__(values)
         self.host, self.known = host, known
 
-    def __missing__(self, key: str) -> Any:
+    def missing_message(self, name: str) -> str:
         why = "" if self.known else " (it is not in this run: excluded by --limit?)"
-        raise NotRegistered(f"host {self.host!r} has no value {key!r}{why}")
+        return f"host {self.host!r} has no value {name!r}{why}"
 
 
 class HostVars(dict[str, Any]):
@@ -48,30 +46,71 @@ class HostVars(dict[str, Any]):
 
     def __missing__(self, host: str) -> _HostView:
         if host not in self._base and host not in self._run:
-            raise NotRegistered(f"hostvars: no host {host!r} in the inventory")
+            raise KeyError(host)  # undefined: ``missing_message`` says why when it is read
         return _HostView(
             host, {**self._base.get(host, {}), **self._registers.get(host, {})}, host in self._run
         )
 
+    def missing_message(self, host: str) -> str:
+        return f"hostvars: no host {host!r} in the inventory"
 
-def register_value(result: CommandResult) -> Value:
-    """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked);
-    a copy's or fetch's also changed, dest and sha256 (SPEC §8).
 
-    As Ansible's: trailing newlines are stripped from stdout/stderr (``{{ r.stdout }}``
-    is the text, not the text and a newline), and ``stdout_lines``/``stderr_lines`` split
-    them."""
-    stdout, stderr = result.stdout.rstrip("\r\n"), result.stderr.rstrip("\r\n")
-    value: Value = {
-        "status": result.status.value,
-        "rc": result.rc,
+NOT_RUN = (Status.SKIPPED, Status.CANCELLED)
+
+
+def output_value(stdout: str, stderr: str) -> Value:
+    """A command's output as every reader sees it — registered values, ``until``,
+    ``when`` and templates alike (SPEC §11): trailing newlines removed (``{{ r.stdout }}``
+    is the text, not the text and a newline, as Ansible's), ``stdout_lines`` and
+    ``stderr_lines`` split it. ``until: stdout == first.stdout`` never held while
+    ``until`` saw the newline and the register did not."""
+    stdout, stderr = stdout.rstrip("\r\n"), stderr.rstrip("\r\n")
+    return {
         "stdout": stdout,
         "stderr": stderr,
         "stdout_lines": stdout.splitlines(),
         "stderr_lines": stderr.splitlines(),
     }
+
+
+class NotRun(dict[str, Any]):
+    """The registered value of a host on which the step did not run (skipped, cancelled):
+    ``status`` and ``skip_reason`` only. Reading its ``stdout``, ``stderr`` or ``rc`` is
+    an error that names the host and the step — ``lsn={{ lsn.stdout }}`` rendered
+    ``lsn=`` silently — while ``is defined`` and ``default()`` work as in Ansible."""
+
+    def __init__(self, value: Value, host: str, step: str) -> None:
+        super().__init__(value)
+        self.host, self.step = host, step
+
+    def missing_message(self, name: str) -> str:
+        why = f" ({self['skip_reason']})" if self.get("skip_reason") else ""
+        return (
+            f"host {self.host!r} has no {name!r}: step {self.step!r} was {self['status']} "
+            f"there{why}; read .status, or give a default (| default(...))"
+        )
+
+
+def register_value(result: CommandResult) -> Value:
+    """What ``register`` stores for a host: status, rc, stdout, stderr (raw, unmasked),
+    ``stdout_lines``/``stderr_lines`` (``output_value``); a copy's or fetch's also
+    changed, dest and sha256 (SPEC §8). A host that did not run the step gets a
+    ``NotRun`` value."""
+    if result.status in NOT_RUN:
+        reason = {"status": result.status.value, "skip_reason": result.error or ""}
+        return NotRun(reason, result.host, result.step)
+    value: Value = {"status": result.status.value, "rc": result.rc}
+    value.update(output_value(result.stdout, result.stderr))
     if result.changed is not None:
         value.update(result.transfer_fields())
+    return value
+
+
+def not_run(value: Value, host: str, step: str) -> Value:
+    """``value`` (as registered or journaled) as a ``NotRun`` when its host did not run
+    the step; as it is otherwise."""
+    if value.get("status") in {s.value for s in NOT_RUN} and "rc" not in value:
+        return NotRun(value, host, step)
     return value
 
 
@@ -104,14 +143,21 @@ class RunValues:
             for host in hosts:
                 self.registers.setdefault(host, {})[name] = value
 
-    def journaled(self, value: Value) -> Value:
+    def journaled(self, value: Any) -> Any:
         """A value as the journal keeps it: secrets as ``((secret:NAME))`` tokens."""
-        return {k: _strings(v, lambda text: tokenize(text, self.secrets)) for k, v in value.items()}
+        return _strings(value, lambda text: tokenize(text, self.secrets))
 
-    def restored(self, value: Value) -> Value:
-        return {
-            k: _strings(v, lambda text: detokenize(text, self.secrets)) for k, v in value.items()
-        }
+    def restored(self, value: Any, host: str, step: str) -> Any:
+        """A journaled value back, its secrets put back; a registered result of a host
+        that did not run the step is a ``NotRun`` again, a loop's items too."""
+        value = _strings(value, lambda text: detokenize(text, self.secrets))
+        if isinstance(value, dict):
+            value = not_run(value, host, step)
+            if isinstance(value.get("results"), list):
+                value["results"] = [
+                    not_run(r, host, step) if isinstance(r, dict) else r for r in value["results"]
+                ]
+        return value
 
     # -- rendering -----------------------------------------------------------------------
 
@@ -128,8 +174,6 @@ class RunValues:
             done = render_parts(_parts(t), ctx)
         except TemplateError as exc:
             raise (withheld(exc, t.secrets) if t.secrets else exc) from None
-        except NotRegistered as exc:
-            raise TemplateError(str(exc), t.positions.get("run")) from None
         until = {**command.until_vars, **{k: v for k, v in ctx.items() if k not in t.values}}
         return replace(
             command,
@@ -144,11 +188,7 @@ class RunValues:
         """A copy or fetch: its ``when`` decided, its template rendered in memory."""
         from runbook.run.transfer.content import bind
 
-        try:
-            return bind(command, ctx)
-        except NotRegistered as exc:
-            assert command.templates is not None
-            raise TemplateError(str(exc), command.templates.positions.get("when")) from None
+        return bind(command, ctx)
 
     def shown(self, command: Command) -> str:
         """The command as the journal records it: stand-ins and masked output only."""
@@ -157,7 +197,7 @@ class RunValues:
             return command.cmd
         try:
             return render_parts(_parts(t), self._context(command, t, real=False)).cmd
-        except (InputError, NotRegistered):
+        except InputError:
             return t.run
 
     def _context(self, command: Command, t: Templates, real: bool) -> dict[str, Any]:
@@ -176,8 +216,8 @@ class RunValues:
             ctx["hostvars"] = HostVars(self.hostvars_base, registers, self.run_hosts)
         return ctx
 
-    def _masked(self, value: Value) -> Value:
-        return {k: _strings(v, self.mask) for k, v in value.items()}
+    def _masked(self, value: Any) -> Any:
+        return _strings(value, self.mask)
 
     def check_secret_commands(self, plan: Plan) -> None:
         """Render every command that reads only secrets now, before anything runs: a
@@ -201,6 +241,8 @@ def _strings(value: Any, change: Callable[[str], str]) -> Any:
         return change(value)
     if isinstance(value, list):
         return [_strings(v, change) for v in value]
+    if isinstance(value, NotRun):
+        return NotRun({k: _strings(v, change) for k, v in value.items()}, value.host, value.step)
     if isinstance(value, dict):
         return {k: _strings(v, change) for k, v in value.items()}
     return value
@@ -208,8 +250,3 @@ def _strings(value: Any, change: Callable[[str], str]) -> Any:
 
 def _parts(t: Templates) -> Parts:
     return Parts(t.run, t.env, t.step_env, t.when, t.positions)
-
-
-def skipped_value(status: Status) -> Value:
-    """What a host that did not run the registering step gets (skipped, cancelled)."""
-    return {"status": status.value, "rc": None, "stdout": "", "stderr": ""}
