@@ -143,7 +143,9 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
         _check_unchanged(file, run.meta, run_id, opts.force)
     _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
     plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"))
-    resume = Resume(run_id, run.ok_commands(), tuple(run.registrations()))
+    resume = Resume(
+        run_id, run.ok_commands(), tuple(run.registrations()), done_items=run.ok_items()
+    )
     return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
 
 

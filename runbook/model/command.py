@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
+from runbook.model.controller import Controlled, Loop, LoopItem, controlled_to_dict
 from runbook.model.files import Transfer
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
@@ -112,10 +113,20 @@ class Command:
     templates: Templates | None = None
     # A copy or fetch instead of a shell command; ``cmd`` is then its summary.
     transfer: Transfer | None = None
+    # One item of a ``loop`` (the host's items run in order); a loop whose list is known
+    # only at run time (expanded into items then); a ``set`` or ``assert``, evaluated on
+    # the controller (``cmd`` is then its summary).
+    item: LoopItem | None = None
+    loop: Loop | None = None
+    controlled: Controlled | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.step, self.host.name)
+
+    @property
+    def item_index(self) -> int | None:
+        return None if self.item is None else self.item.index
 
     @property
     def timeout(self) -> float:
@@ -138,6 +149,12 @@ class Command:
             d["templates"] = self.templates.to_dict()
         if self.transfer is not None:
             d["transfer"] = self.transfer.to_dict()
+        if self.item is not None:
+            d["item"] = self.item.to_dict()
+        if self.loop is not None:
+            d["loop"] = self.loop.to_dict()
+        if self.controlled is not None:
+            d.update(controlled_to_dict(self.controlled))
         return d
 
 
@@ -176,6 +193,7 @@ class CommandResult:
     changed: bool | None = None
     dest: str | None = None
     sha256: str | None = None
+    item: int | None = None  # a loop's item (0-based): each item has its own result
 
     @property
     def ok(self) -> bool:
@@ -204,6 +222,7 @@ class CommandResult:
             "error": self.error,
             **({"maybe_ran": True} if self.maybe_ran else {}),
             **{k: v for k, v in self.transfer_fields().items() if v is not None},
+            **({"item": self.item} if self.item is not None else {}),
         }
 
     def transfer_fields(self) -> dict[str, Any]:
@@ -228,6 +247,7 @@ class CommandResult:
             changed=d.get("changed"),
             dest=d.get("dest"),
             sha256=d.get("sha256"),
+            item=d.get("item"),
         )
 
     @classmethod
@@ -236,7 +256,13 @@ class CommandResult:
         copy or fetch that did not run changed nothing."""
         now = time.time()
         result = cls(
-            command.step, command.host.name, status, started=now, finished=now, error=error
+            command.step,
+            command.host.name,
+            status,
+            started=now,
+            finished=now,
+            error=error,
+            item=command.item_index,
         )
         return result.transferred(command)
 

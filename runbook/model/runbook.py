@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from runbook.errors import Position
+from runbook.model.controller import DEFAULT_LOOP_VAR, Assertion, SetValues
 from runbook.model.files import FileAction
 from runbook.model.spec import ExecSpec
 
@@ -81,9 +82,10 @@ class Step:
     """One step as written, with what it inherits already applied: ``defaults`` and its
     group's settings in ``spec``, its group's and includes' env, tags, ``when`` and vars.
 
-    A step runs a command (``run``), moves a file (``transfer``: ``copy`` or ``fetch``)
-    or is a group (``steps``: inner steps that run on each batch of the group's hosts in
-    turn). Includes are expanded by the loader.
+    A step runs a command (``run``), moves a file (``transfer``: ``copy`` or ``fetch``),
+    computes values or checks them on the controller (``set_values``, ``assertion``) or
+    is a group (``steps``: inner steps that run on each batch of the group's hosts in
+    turn). Includes are expanded by the loader. ``loop`` runs ``run`` once per item.
     """
 
     name: str
@@ -102,6 +104,13 @@ class Step:
     confirm: str | None = None
     register: str | None = None
     vars: dict[str, Any] = field(default_factory=dict)  # from includes: over host vars
+    set_values: SetValues | None = None
+    assertion: Assertion | None = None
+    loop: Any = None  # a template, or a list (its strings may be templates)
+    loop_var: str = DEFAULT_LOOP_VAR
+    # Settings written as templates (timeout, retries, delay, serial, max_failures),
+    # rendered at plan time; ``spec``/``serial`` hold the defaults meanwhile.
+    templated: dict[str, str] = field(default_factory=dict)
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)
 

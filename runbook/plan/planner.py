@@ -11,7 +11,7 @@ shown or stored renders it with a stand-in). Every name they read is still check
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
@@ -19,13 +19,19 @@ from runbook.errors import InputError, InventoryError, TemplateError, UsageError
 from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
 from runbook.model.command import Command, Templates
+from runbook.model.controller import Loop
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
 from runbook.model.runbook import Host, Runbook, Step
+from runbook.model.spec import ExecSpec
+from runbook.plan.controller import ControllerPlanner, check_controller_syntax
+from runbook.plan.loops import LoopPlanner
 from runbook.plan.select import Selected, select
+from runbook.plan.settings import SettingsPlanner
 from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
+from runbook.templating.native import value_names
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
@@ -82,8 +88,13 @@ class _Planner:
         self._hosts: dict[str, Host] = {}
         self._parts: dict[str, Parts] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
+        # ``set`` values computed at plan time: host → name → value (SPEC §11).
+        self.set_values: dict[str, dict[str, Any]] = {}
         self._check_names()
         self.files = TransferPlanner(self)
+        self.controller = ControllerPlanner(self)
+        self.loops = LoopPlanner(self)
+        self.settings = SettingsPlanner(self)
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -105,6 +116,13 @@ class _Planner:
                     step.field_positions.get("register", step.position),
                     step=step.name,
                 )
+            for name in step.set_values.names if step.set_values is not None else ():
+                if name in taken_here:
+                    raise InputError(
+                        f"set {name!r} has the same name as a variable; choose another name",
+                        step.field_positions.get(f"set.{name}", step.position),
+                        step=step.name,
+                    )
 
     def base(self, host: Host) -> dict[str, Any]:
         ctx = self._base.get(host.name)
@@ -122,6 +140,7 @@ class _Planner:
         """A command's template context: the host's (copied: a flat dict of references is
         cheaper to build than any layering is to read), the step's facts, include vars."""
         ctx = {**self.base(host), **self._step_facts(step)}
+        ctx.update(self.set_values.get(host.name, ()))
         if step.vars:  # include vars: over host vars, under -e and secrets
             ctx.update(step.vars)
             ctx.update(self.extra)
@@ -131,6 +150,14 @@ class _Planner:
             templated |= {k for k, v in step.vars.items() if has_templates(v)}
         if reads & templated:
             self._resolve_inventory_templates(ctx, reads & templated, host, bool(step.vars))
+        return ctx
+
+    def step_context(self, step: Step) -> dict[str, Any]:
+        """What a step's own settings (``serial``, ``max_failures``) are rendered with:
+        what every host shares — the runbook's vars, -e, groups, runbook and step."""
+        rb = self.runbook
+        ctx = {**rb.vars, **step.vars, **self.extra, **self._step_facts(step)}
+        ctx.update(groups=self._groups, runbook={"name": rb.name, "path": rb.path})
         return ctx
 
     def _step_facts(self, step: Step) -> dict[str, Any]:
@@ -173,11 +200,12 @@ class _Planner:
             ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
 
     def runbook_env(
-        self, step: Step, host: Host, ctx: Context, parts: Parts
+        self, step: Step, host: Host, ctx: Context, parts: Parts, per_command: frozenset[str]
     ) -> dict[str, str] | None:
-        """The runbook's env rendered once per host, unless it reads the step or include
-        vars (then per command)."""
-        if step.vars or any("step" in template_names(v) for _, v in parts.env):
+        """The runbook's env rendered once per host, unless it reads the step, include
+        vars or a loop's item (then per command)."""
+        names = per_command | {"step"}
+        if step.vars or any(names & template_names(v) for _, v in parts.env):
             return None
         env = self._runbook_env.get(host.name)
         if env is None:
@@ -208,12 +236,22 @@ class _Planner:
         if step.is_group:
             return self.group(chosen)
         self.check_syntax(step)
+        step = self.with_step_settings(step)
         hosts = self.hosts(step, None)
         planned = self.step(step, hosts, step.serial)
         return planned
 
+    def with_step_settings(self, step: Step) -> Step:
+        """The step with its templated ``serial``/``max_failures`` rendered."""
+        rendered = self.settings.for_step(step)
+        if "serial" in rendered:
+            step = replace(step, serial=rendered["serial"])
+        if "max_failures" in rendered:
+            step = replace(step, spec=replace(step.spec, max_failures=rendered["max_failures"]))
+        return step
+
     def group(self, chosen: Selected) -> PlannedGroup:
-        group = chosen.step
+        group = self.with_step_settings(chosen.step)
         hosts = self.hosts(group, None)
         for inner in chosen.inner:
             self.check_syntax(inner)
@@ -221,6 +259,7 @@ class _Planner:
         batches = []
         start = 0
         registered = set(self.registered)
+        after = set(registered)  # what the inner steps register or set, over every batch
         for number, size in enumerate(sizes, 1):
             members = hosts[start : start + size]
             start += size
@@ -235,7 +274,8 @@ class _Planner:
                 for s in todo
             )
             batches.append(PlannedBatch(number, tuple(h.name for h in members), steps))
-        self.registered = registered | {s.register for s in chosen.inner if s.register}
+            after |= self.registered
+        self.registered = after | {s.register for s in chosen.inner if s.register}
         return PlannedGroup(
             name=group.name,
             position=group.position,
@@ -281,28 +321,32 @@ class _Planner:
             targeted = self.hosts(replace(step, local=False), None)
         elif step.run_once:
             hosts = hosts[:1]
-        commands = [self.command(step, host) for host in hosts]
+        commands = [c for host in hosts for c in self.commands(step, host)]
         if step.register is not None:
             self.registered.add(step.register)
+        gets_values = step.register is not None or step.set_values is not None
+        if step.set_values is not None:
+            self.controller.after(step, commands, [h.name for h in targeted])
         return PlannedStep(
             name=step.name,
             position=step.position,
             batches=batches(commands, serial),
-            spec=step.spec,
+            spec=_rendered_spec(step, commands),
             hosts=(step.hosts or "all") if not step.local else "localhost",
-            max_failures=count(step.spec.max_failures, len(commands)),
+            max_failures=count(step.spec.max_failures, len({c.host.name for c in commands})),
             confirm=step.confirm,
             tags=step.tags,
             run_once=step.run_once,
             local=step.local,
             serial=serial,
             register=step.register,
-            register_hosts=tuple(h.name for h in targeted) if step.register else (),
+            register_hosts=tuple(h.name for h in targeted) if gets_values else (),
         )
 
     def check_syntax(self, step: Step) -> None:
         pos = step.field_positions
         checks = [("run", step.run, False), ("until", step.spec.until, True)]
+        checks += [("loop", s, False) for s in _strings(step.loop)]
         checks.append(("when", step.when, True))
         if step.transfer is not None:
             kind = step.transfer.kind
@@ -312,14 +356,37 @@ class _Planner:
             for name, source, expression in checks:
                 if source is not None:
                     check_syntax(source, pos.get(name), expression)
+            check_controller_syntax(step)
         except TemplateError as exc:
             exc.step = step.name
             raise
 
     # -- commands ------------------------------------------------------------------------
 
-    def command(self, step: Step, host: Host) -> Command:
-        """Render one step for one host; every error names the step and the host."""
+    def commands(self, step: Step, host: Host) -> list[Command]:
+        """One step's commands for one host: its command, a loop's items, or the
+        controller's ``set``/``assert``, with its templated settings rendered."""
+        try:
+            step = self.settings.for_host(step, host)
+            if step.set_values is not None or step.assertion is not None:
+                return [self.controller.command(step, host)]
+            if step.loop is not None:
+                return self.loops.commands(step, host)
+        except InputError as exc:
+            exc.step, exc.host = exc.step or step.name, exc.host or host.name
+            raise
+        return [self.command(step, host)]
+
+    def command(
+        self,
+        step: Step,
+        host: Host,
+        extra: Mapping[str, Any] | None = None,
+        loop: Loop | None = None,
+    ) -> Command:
+        """Render one step for one host; every error names the step and the host.
+        ``extra``: a loop's item; ``loop``: a loop whose items are known at run time
+        only (the command is kept as templates, its item unbound)."""
         parts = self.parts(step)
         try:
             if step.transfer is not None:
@@ -330,15 +397,24 @@ class _Planner:
             # reads are bound when the command is rendered: it must be rendered then.
             reads_all = reads | (expression_names(until) if until else frozenset())
             ctx = self.context(step, host, reads_all)
+            if extra:
+                ctx.update(extra)
             host = self.host(host)
             step = _with_host_become(step, host)
             secrets = tuple(sorted(reads_all & self.secrets))
-            registers = tuple(sorted(reads_all & (self.registered | {"hostvars"})))
-            until_vars = self.until_vars(step, ctx)
-            if not secrets and not registers:
-                done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))
+            registers = reads_all & (self.registered | {"hostvars"})
+            if loop is not None:
+                registers |= value_names(loop.source) & (self.registered | {"hostvars"})
+            until_vars = self.until_vars(step, ctx, loop)
+            if not secrets and not registers and loop is None:
+                per_command = frozenset(extra or ())
+                runbook_env = self.runbook_env(step, host, ctx, parts, per_command)
+                done = render_parts(parts, ctx, runbook_env)
                 return _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
-            return self.later(step, host, parts, ctx, until_vars, secrets, registers)
+            later = self.later(
+                step, host, parts, ctx, until_vars, secrets, tuple(sorted(registers)), loop
+            )
+            return later if loop is None else replace(later, loop=loop)
         except InputError as exc:
             exc.step, exc.host = step.name, host.name
             raise
@@ -369,12 +445,15 @@ class _Planner:
         until_vars: dict[str, Any],
         secrets: tuple[str, ...],
         registers: tuple[str, ...],
+        loop: Loop | None = None,
     ) -> Command:
-        """A command rendered at apply time: checked now, kept as templates."""
+        """A command rendered at apply time: checked now, kept as templates. A loop's
+        item is unbound while its list is known only at run time."""
         self.reads_hostvars |= "hostvars" in registers
-        known = set(ctx) | self.registered | {"hostvars", "env"}
+        item = {loop.var} if loop is not None else set()
+        known = set(ctx) | self.registered | {"hostvars", "env"} | item
         _check_defined(parts, known)
-        tainted = set(secrets) | set(registers)
+        tainted = set(secrets) | set(registers) | item
         when = parts.when
         if when is not None and not expression_names(when) & tainted:
             if not evaluate(when, ctx, parts.positions.get("when")):
@@ -398,14 +477,15 @@ class _Planner:
         cmd, env = _shown(parts, ctx, set(registers))
         return replace(_command(step, host, cmd, env, until_vars, None), templates=templates)
 
-    def until_vars(self, step: Step, ctx: Context) -> dict[str, Any]:
+    def until_vars(self, step: Step, ctx: Context, loop: Loop | None = None) -> dict[str, Any]:
         """Bind the vars ``until`` reads now; an unknown name is an error now, not after
-        the command ran. Secrets and registered values are bound at run time."""
+        the command ran. Secrets, registered values and an item known only at run time
+        are bound at run time."""
         until = step.spec.until
         if until is None:
             return {}
         names = expression_names(until) - RESULT_NAMES
-        later = self.secrets | self.registered | {"hostvars"}
+        later = self.secrets | self.registered | {"hostvars"} | ({loop.var} if loop else set())
         for name in undefined(frozenset(names - later), ctx):
             raise TemplateError(
                 f"'{name}' is undefined in until (it sees vars, registered values, rc, stdout, "
@@ -434,6 +514,16 @@ def _command(
     )
 
 
+def _rendered_spec(step: Step, commands: list[Command]) -> ExecSpec:
+    """The step's spec as its commands have it where a setting is a template (rendered
+    per host: the first host's stands for the step, as a saved plan reads it back)."""
+    keys = [k for k in step.templated if k in ("timeout", "retries", "delay")]
+    if not keys or not commands:
+        return step.spec
+    first = commands[0].spec
+    return replace(step.spec, **{k: getattr(first, k) for k in keys})
+
+
 def _with_host_become(step: Step, host: Host) -> Step:
     """``ansible_become``/``ansible_become_user`` on a host win over the step's ``become``,
     as Ansible's connection variables win over its keywords."""
@@ -446,7 +536,7 @@ def _with_host_become(step: Step, host: Host) -> Step:
 
 
 def _template_field(key: str) -> bool:
-    return key in ("run", "when", "env") or key.startswith(("env.", "runbook.env."))
+    return key in ("run", "when", "env", "loop") or key.startswith(("env.", "runbook.env."))
 
 
 def _check_defined(parts: Parts, known: set[str]) -> None:
@@ -532,9 +622,25 @@ def batch_sizes(total: int, serial: Any) -> list[int]:
 
 
 def batches(commands: list[Command], serial: Any) -> tuple[tuple[Command, ...], ...]:
-    """Split a step's commands into rolling batches (``batch_sizes``)."""
+    """Split a step's commands into rolling batches of hosts (``batch_sizes``): a host's
+    commands (a loop's items) stay in one batch, in order."""
+    per_host: dict[str, list[Command]] = {}
+    for c in commands:
+        per_host.setdefault(c.host.name, []).append(c)
+    hosts = list(per_host.values())
     out, i = [], 0
-    for n in batch_sizes(len(commands), serial):
-        out.append(tuple(commands[i : i + n]))
+    for n in batch_sizes(len(hosts), serial):
+        out.append(tuple(c for cs in hosts[i : i + n] for c in cs))
         i += n
     return tuple(out)
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings inside a value written in the runbook (a loop's list)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -18,6 +18,7 @@ from typing import Any
 
 from runbook.errors import InputError, Position
 from runbook.model.command import Command, Templates
+from runbook.model.controller import Loop, LoopItem, controlled_from_dict
 from runbook.model.files import Transfer
 from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.model.runbook import Host
@@ -158,7 +159,7 @@ def _validate(data: Mapping[str, Any], path: str) -> None:
 
 
 # Vars bound into a plan are data: a runbook may hold ``.nan`` there on purpose.
-_DATA_KEYS = frozenset({"values", "until_vars", "hostvars"})
+_DATA_KEYS = frozenset({"values", "until_vars", "hostvars", "item", "loop", "set"})
 
 
 def _check_finite(data: Any, path: str) -> None:
@@ -265,6 +266,7 @@ def _command(
 ) -> Command:
     templates = c.get("templates")
     transfer = c.get("transfer")
+    item, loop = c.get("item"), c.get("loop")
     return Command(
         step=step,
         host=hosts[c["host"]],
@@ -275,4 +277,7 @@ def _command(
         skip_reason=c.get("skipped"),
         templates=None if templates is None else Templates.from_dict(templates),
         transfer=None if transfer is None else Transfer.from_dict(transfer, root),
+        item=None if item is None else LoopItem.from_dict(item),
+        loop=None if loop is None else Loop.from_dict(loop),
+        controlled=controlled_from_dict(c),
     )

@@ -3,7 +3,8 @@
 A command and env identical on several hosts is shown once with the hosts listed
 compactly (``web[01:40]``); ``expand`` shows one line per host (SPEC §7). A command
 rendered at apply time is marked: ``deferred`` (it reads a registered value: shown as
-its template) or ``secret`` (shown rendered with stand-ins).
+its template) or ``secret`` (shown rendered with stand-ins). A loop's commands are shown
+item by item; a ``set`` or an ``assert`` as what it computes or checks (SPEC §11).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runbook.model.command import Command
+from runbook.model.controller import Assertion
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.templating.render import STAND_IN
 
@@ -109,7 +111,7 @@ def _step(
         if step.max_failures:
             policy += f", max_failures: {step.max_failures}"
         where = "controller (local)" if step.local else _hosts_label(step.hosts)
-        head += f"    hosts: {where} ({len(cmds)})    {policy}"
+        head += f"    hosts: {where} ({len({c.host.name for c in cmds})})    {policy}"
     elif step.local:
         head += "    on the controller"
     lines = [head]
@@ -134,7 +136,24 @@ def _step(
         if len(step.batches) > 1:
             lines.append(f"{inner}batch {b}/{len(step.batches)}")
             inner += "  "
-        lines += _commands(batch, _Shared(common, shared), mask, expand, inner)
+        lines += _items(batch, _Shared(common, shared), mask, expand, inner)
+    return lines
+
+
+def _items(
+    batch: Iterable[Command], shared: _Shared, mask: Mask, expand: bool, indent: str
+) -> list[str]:
+    """A loop's commands item by item (``item 2``, then each host's command for it, as
+    batches are shown); any other step's commands as they are."""
+    cmds = list(batch)
+    indices = sorted({c.item.index for c in cmds if c.item is not None})
+    if not indices:
+        return _commands(cmds, shared, mask, expand, indent)
+    lines = _commands([c for c in cmds if c.item is None], shared, mask, expand, indent)
+    for i in indices:
+        lines.append(f"{indent}item {i + 1}")
+        these = [c for c in cmds if c.item is not None and c.item.index == i]
+        lines += _commands(these, shared, mask, expand, indent + "  ")
     return lines
 
 
@@ -158,9 +177,14 @@ def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
     """The step's settings worth a reviewer's eye; an inner step's timeout only when it
     is not its group's."""
     spec = step.spec
-    extras = [f"timeout: {spec.timeout:g}s"] if step.commands else []
+    on_controller = any(c.controlled is not None for c in step.commands)
+    extras = [f"timeout: {spec.timeout:g}s"] if step.commands and not on_controller else []
     if inherited is not None and inherited.timeout == spec.timeout:
         extras = []
+    items = [c.item for c in step.commands if c.item is not None]
+    if items:
+        most = max(i.index for i in items) + 1
+        extras.append(f"loop: {counted(most, 'item')} as {items[0].var}")
     if step.serial is not None:
         extras.append(f"serial: {step.serial} → {len(step.batches)} batches")
     if spec.retries:
@@ -206,11 +230,14 @@ def _commands(
 
 
 def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: str) -> list[str]:
-    pad = indent + " " * len(label) + "    "
+    # A copy/fetch, a set or an assert is no shell command.
+    prompt = "" if c.transfer is not None or c.controlled is not None else "$ "
+    # Continuation lines line up with the command's first line (a set's or an assert's
+    # lines are its own; a transfer's notes sit where a command's would).
+    pad = indent + " " * len(label) + ("  " if c.controlled is not None else "    ")
     if c.skip_reason:
         return [f"{indent}{label}  (skipped: {c.skip_reason})"]
     cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
-    prompt = "" if c.transfer is not None else "$ "  # a copy/fetch is no shell command
     lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
     lines += [f"{pad}{ln}" for ln in cmd_lines[1:]]
     own = {k: v for k, v in c.env.items() if k not in shared.env}
@@ -224,6 +251,10 @@ def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: 
 
 def _mark(c: Command) -> str:
     t = c.templates
+    held = c.controlled.held if isinstance(c.controlled, Assertion) else None
+    if held is False:
+        assert isinstance(c.controlled, Assertion)
+        return f"does not hold: {c.controlled.failure}"
     if t is None:
         return ""
     marks = []
@@ -233,6 +264,8 @@ def _mark(c: Command) -> str:
         marks.append(f"secret: {', '.join(t.secrets)}")
     if t.when is not None:
         marks.append(f"when decided at apply: {t.when}")
+    if c.loop is not None:
+        marks.append(f"loop decided at apply: {c.loop.source} as {c.loop.var}")
     return "; ".join(marks)
 
 

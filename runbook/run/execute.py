@@ -51,6 +51,7 @@ def run_command(
                 attempts=attempts,
                 error=mask(exc.message),
                 maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
+                item=command.item_index,
             ).transferred(command)
         stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
         status, error = judge(command, outcome, stdout, stderr)
@@ -69,6 +70,7 @@ def run_command(
         finished=time.time(),
         attempts=attempts,
         error=error,
+        item=command.item_index,
     )
     return result.transferred(command, outcome)
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from runbook.errors import ConnectError, TemplateError
 from runbook.model.command import Command, CommandResult, Status, StepStatus
+from runbook.model.controller import NO_ITEMS, SetValues
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
@@ -41,10 +42,12 @@ from runbook.model.events import (
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.model.runbook import Host
 from runbook.run.contexts.base import ExecutionContext
+from runbook.run.controller_steps import evaluate_on_controller
 from runbook.run.execute import run_command
+from runbook.run.loops import Chains
 from runbook.run.output import OutputRelay
 from runbook.run.pool import Completed, WorkerPool
-from runbook.run.values import RunValues
+from runbook.run.values import RunValues, Value, register_value, with_item
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
 POLL = 0.2  # seconds: how late an interrupt may be acted on
@@ -84,12 +87,13 @@ def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Resume:
-    """What an earlier run already did: ``(step, host)`` pairs that ended ok, and the
-    values it registered."""
+    """What an earlier run already did: ``(step, host)`` pairs that ended ok (a loop's
+    items: ``(step, host, item)``), and the values it registered."""
 
     run_id: str
     done: frozenset[tuple[str, str]] = frozenset()
     registered: tuple[Registered, ...] = ()  # as journaled (secrets as tokens)
+    done_items: frozenset[tuple[str, str, int]] = frozenset()  # a loop's items ok
 
 
 @dataclass(frozen=True)
@@ -235,12 +239,16 @@ class Runner:
         return res
 
     def _restore(self) -> None:
-        """--resume: the values the earlier run registered, journaled again here."""
+        """--resume: the values the earlier run registered, journaled again here (but
+        what a ``set`` computed from a secret: it is computed again)."""
+        recomputed = {c.step for c in self.plan.commands if _recomputed(c)}
         for reg in self.resume.registered if self.resume else ():
+            if reg.step in recomputed:
+                continue
             hosts = list(reg.hosts)
-            value = self.values.restored(reg.value, hosts[0] if hosts else "", reg.step)
+            value = self.values.restored(reg.value, hosts[0] if hosts else "", reg.step, reg.is_set)
             self.values.set(reg.name, hosts, value)
-            self._registered(reg.step, reg.name, hosts, value)
+            self._registered(reg.step, reg.name, hosts, value, reg.is_set)
 
     def _next(self) -> Completed:
         """The next completed item, acting on interrupts while waiting."""
@@ -376,31 +384,120 @@ class Runner:
     def _run_commands(
         self, step: PlannedStep, commands: tuple[Command, ...]
     ) -> Iterator[CommandResult]:
-        """Submit commands and yield each (masked) result as it arrives."""
+        """Submit commands and yield each (masked) result as it arrives. A loop's items
+        run in order on each host (``Chains``): the next is started when the one before
+        it ended; a ``set`` or ``assert`` is evaluated here, on the controller."""
         assert self._pool is not None
+        chains = Chains(commands)
+        ready = deque(chains.first)
         expected = 0
-        for cmd in commands:
-            decided = self._decided_now(cmd)
-            if decided is not None:  # ok in the earlier run: its restored value stands
-                yield self._finish(step, decided, register=False)
-                continue
+        while ready or expected:
+            if ready:
+                started = self._start(step, chains, ready.popleft())
+                if started is None:
+                    expected += 1
+                    continue
+                raw, fresh = started
+            else:
+                done = self._next()
+                self._running -= 1
+                expected -= 1
+                raw, fresh = self._collect(done), True
+            yield from self._ended(step, chains, raw, fresh, ready)
+
+    def _start(
+        self, step: PlannedStep, chains: Chains, cmd: Command
+    ) -> tuple[CommandResult, bool] | None:
+        """Start ``cmd``: None when it went to the pool; else its result, decided now,
+        and whether this run decided it (not ``--resume``'s earlier run)."""
+        assert self._pool is not None
+        decided = self._decided_now(cmd)
+        if decided is not None:  # ok in the earlier run: its restored value stands
+            return decided, False
+        if cmd.loop is not None:  # a list known only now: its items, the first started
             try:
-                job = _Job(step, self.values.executable(cmd), self._shown(cmd))
-            except TemplateError as exc:  # at run time: this command fails, never exit 2
-                yield self._finish(step, _decided(cmd, Status.FAILED, f"{exc}"))
-                continue
-            self._running += 1
-            expected += 1
-            self._pool.submit(self._execute, job)
-        for _ in range(expected):
-            done = self._next()
-            self._running -= 1
-            yield self._finish(done.item.step, self._collect(done))
+                items = self.values.expanded(cmd)
+            except TemplateError as exc:
+                return _decided(cmd, Status.FAILED, f"{exc}"), True
+            if not items:
+                return _decided(cmd, Status.SKIPPED, NO_ITEMS), True
+            return self._start(step, chains, chains.expanded(items))
+        if cmd.controlled is not None:
+            if self._halt.is_set():
+                return self._cancelled(cmd), True
+            return self._on_controller(step, cmd), True
+        try:
+            job = _Job(step, self.values.executable(cmd), self._shown(cmd))
+        except TemplateError as exc:  # at run time: this command fails, never exit 2
+            return _decided(cmd, Status.FAILED, f"{exc}"), True
+        self._running += 1
+        self._pool.submit(self._execute, job)
+        return None
+
+    def _ended(
+        self,
+        step: PlannedStep,
+        chains: Chains,
+        raw: CommandResult,
+        fresh: bool,
+        ready: deque[Command],
+    ) -> Iterator[CommandResult]:
+        """Record a result; a loop's item starts the host's next one, or ends its loop."""
+        if raw.item is None:
+            yield self._finish(step, raw, register=fresh)
+            return
+        value = self._item_value(step, raw, fresh)
+        yield self._finish(step, raw, register=False)
+        following, rest = chains.after(raw, value, fresh)
+        if following is not None:
+            ready.append(following)
+        for result in rest:
+            chains.record(result, register_value(result))
+            yield self._finish(step, result, register=False)
+        if chains.done(raw.host) and step.register is not None:
+            registered = chains.registered(raw.host, with_item)
+            if registered is not None:
+                hosts = list(step.register_hosts) if step.run_once or step.local else [raw.host]
+                self.values.set(step.register, hosts, registered)
+                self._registered(step.name, step.register, hosts, registered)
+
+    def _item_value(self, step: PlannedStep, raw: CommandResult, fresh: bool) -> Value:
+        """What an item registers; for one ok in the earlier run, what it registered
+        then (restored), as far as the journal has it."""
+        if not fresh and step.register is not None and raw.item is not None:
+            restored = self.values.value_of(raw.host, step.register)
+            results = restored.get("results") if isinstance(restored, dict) else None
+            if isinstance(results, list) and raw.item < len(results):
+                earlier = results[raw.item]
+                if isinstance(earlier, dict):
+                    return {k: v for k, v in earlier.items() if k != "item"}
+        return register_value(raw)
+
+    def _on_controller(self, step: PlannedStep, cmd: Command) -> CommandResult:
+        """A ``set`` or ``assert``, evaluated now; a ``set``'s values given to its hosts
+        and journaled (what a secret made, as its stand-ins make it)."""
+        evaluated = evaluate_on_controller(cmd, self.values)
+        if evaluated.values is not None and evaluated.shown is not None:
+            hosts = list(step.register_hosts) if step.run_once or step.local else [cmd.host.name]
+            for name, value in evaluated.values.items():
+                self.values.set(name, hosts, value)
+                self._registered(step.name, name, hosts, evaluated.shown[name], is_set=True)
+        return evaluated.result
 
     def _decided_now(self, cmd: Command) -> CommandResult | None:
-        if self.resume is not None and cmd.key in self.resume.done:
+        resume = self.resume
+        if resume is None:
+            return None
+        if _recomputed(cmd):  # computed from a secret: journaled only as stand-ins
+            return None
+        done = (
+            (*cmd.key, cmd.item.index) in resume.done_items
+            if cmd.item is not None
+            else cmd.key in resume.done
+        )
+        if done:
             # Reported ok (attempts 0): the host is done, by an earlier run.
-            return _decided(cmd, Status.OK, f"already ok in run {self.resume.run_id}")
+            return _decided(cmd, Status.OK, f"already ok in run {resume.run_id}")
         return None
 
     def _shown(self, cmd: Command) -> str | None:
@@ -416,6 +513,7 @@ class Runner:
                 group=step.group,
                 batch=step.batch,
                 cmd=job.shown,
+                item=cmd.item_index,
             )
         )
         relay = self._relay(cmd)
@@ -468,7 +566,9 @@ class Runner:
         self.emit(CommandFinished(run_id=self.run_id, result=result, group=group, batch=batch))
         return result
 
-    def _registered(self, step: str, name: str, hosts: list[str], value: dict[str, object]) -> None:
+    def _registered(
+        self, step: str, name: str, hosts: list[str], value: object, is_set: bool = False
+    ) -> None:
         self.emit(
             Registered(
                 run_id=self.run_id,
@@ -476,6 +576,7 @@ class Runner:
                 name=name,
                 hosts=hosts,
                 value=self.values.journaled(value),
+                is_set=is_set,
             )
         )
 
@@ -522,6 +623,13 @@ class Runner:
 
 def _decided(cmd: Command, status: Status, error: str | None) -> CommandResult:
     return CommandResult.decided(cmd, status, error)
+
+
+def _recomputed(cmd: Command) -> bool:
+    """A ``set`` that reads a secret: journaled as its stand-ins made it, so ``--resume``
+    evaluates it again rather than restore it (it runs nothing on a host)."""
+    t = cmd.templates
+    return isinstance(cmd.controlled, SetValues) and t is not None and bool(t.secrets)
 
 
 def _inner_status(group: PlannedGroup, group_failures: int, counts: Counter[Status]) -> StepStatus:

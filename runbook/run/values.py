@@ -18,7 +18,9 @@ from typing import Any
 from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import detokenize, tokenize
 from runbook.model.command import Command, CommandResult, Status, Templates
+from runbook.model.controller import LoopItem
 from runbook.model.plan import Plan, PlannedStep
+from runbook.templating.native import native
 from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
 
 Value = dict[str, Any]
@@ -106,6 +108,14 @@ def register_value(result: CommandResult) -> Value:
     return value
 
 
+def with_item(value: Value, item: Any) -> Value:
+    """A loop item's registered value, as ``register.results`` lists it: with its item
+    (as Ansible's)."""
+    if isinstance(value, NotRun):
+        return NotRun({**value, "item": item}, value.host, value.step)
+    return {**value, "item": item}
+
+
 def not_run(value: Value, host: str, step: str) -> Value:
     """``value`` (as registered or journaled) as a ``NotRun`` when its host did not run
     the step; as it is otherwise."""
@@ -147,11 +157,12 @@ class RunValues:
         """A value as the journal keeps it: secrets as ``((secret:NAME))`` tokens."""
         return _strings(value, lambda text: tokenize(text, self.secrets))
 
-    def restored(self, value: Any, host: str, step: str) -> Any:
+    def restored(self, value: Any, host: str, step: str, is_set: bool = False) -> Any:
         """A journaled value back, its secrets put back; a registered result of a host
-        that did not run the step is a ``NotRun`` again, a loop's items too."""
+        that did not run the step is a ``NotRun`` again, a loop's items too (a ``set``'s
+        value is data, as it is)."""
         value = _strings(value, lambda text: detokenize(text, self.secrets))
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not is_set:
             value = not_run(value, host, step)
             if isinstance(value.get("results"), list):
                 value["results"] = [
@@ -196,9 +207,46 @@ class RunValues:
         if t is None or command.transfer is not None:
             return command.cmd
         try:
-            return render_parts(_parts(t), self._context(command, t, real=False)).cmd
+            # Masked as well: a loop's item, bound at run time, may hold a secret.
+            return self.mask(render_parts(_parts(t), self._context(command, t, real=False)).cmd)
         except InputError:
             return t.run
+
+    def context(self, command: Command, real: bool) -> dict[str, Any]:
+        """What a command kept as templates is rendered or evaluated with: the values
+        bound at plan time, its secrets (``real``: their values, else stand-ins) and the
+        values registered so far (``real``: raw, else masked)."""
+        assert command.templates is not None
+        return self._context(command, command.templates, real)
+
+    def value_of(self, host: str, name: str) -> Any:
+        """The value ``host`` has for ``name`` (None when it has none)."""
+        with self._lock:
+            return self.registers.get(host, {}).get(name)
+
+    def expanded(self, command: Command) -> list[Command]:
+        """A loop whose list reads a run-time value: its items, now. Raises
+        ``TemplateError`` (at the loop's FILE:LINE) when the list cannot be computed or
+        is not a list."""
+        loop, t = command.loop, command.templates
+        assert loop is not None and t is not None
+        where = t.positions.get("loop")
+        try:
+            items = native(loop.source, self._context(command, t, real=True), where)
+        except TemplateError as exc:
+            raise (withheld(exc, t.secrets) if t.secrets else exc) from None
+        if not isinstance(items, list):
+            raise TemplateError(f"loop: expected a list, got {type(items).__name__}", where)
+        return [
+            replace(
+                command,
+                loop=None,
+                item=LoopItem(i, value, loop.var),
+                templates=replace(t, values={**t.values, loop.var: value}),
+                until_vars={**command.until_vars, loop.var: value},
+            )
+            for i, value in enumerate(items)
+        ]
 
     def _context(self, command: Command, t: Templates, real: bool) -> dict[str, Any]:
         host = command.host.name
@@ -225,12 +273,14 @@ class RunValues:
         for step in plan.leaf_steps():
             for command in step.commands:
                 t = command.templates
-                if t is not None and t.secrets and not t.registers:
-                    try:
-                        self.executable(command)
-                    except TemplateError as exc:
-                        exc.step, exc.host = step.name, command.host.name
-                        raise
+                if t is None or not t.secrets or t.registers or command.controlled is not None:
+                    continue
+                try:
+                    for each in self.expanded(command) if command.loop else [command]:
+                        self.executable(each)
+                except TemplateError as exc:
+                    exc.step, exc.host = step.name, command.host.name
+                    raise
 
 
 def _strings(value: Any, change: Callable[[str], str]) -> Any:

@@ -1,0 +1,35 @@
+"""Evaluating a ``set`` or an ``assert`` against a template context: one rule for plan
+time (everything read is known) and run time (registered values read too)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from runbook.errors import Position
+from runbook.model.controller import Assertion, SetValues
+from runbook.templating.env import evaluate
+from runbook.templating.env import render as render_template
+from runbook.templating.native import native
+
+
+def computed(values: SetValues, ctx: Mapping[str, Any], pos: Mapping[str, Position]) -> SetValues:
+    """``values`` with each name computed. Raises ``TemplateError`` at its position."""
+    done = {
+        name: native(template, ctx, pos.get(f"set.{name}")) for name, template in values.templates
+    }
+    return replace(values, values=done)
+
+
+def checked(assertion: Assertion, ctx: Mapping[str, Any], pos: Mapping[str, Position]) -> Assertion:
+    """``assertion`` decided: ``held``, and the message a host that fails it is told —
+    ``message`` rendered, or the first expression that does not hold."""
+    failed = next((e for e in assertion.that if not evaluate(e, ctx, pos.get("assert.that"))), None)
+    if failed is None:
+        return replace(assertion, held=True, failure=None)
+    if assertion.message is None:
+        failure = f"assertion failed: {failed}"
+    else:
+        failure = render_template(assertion.message, ctx, pos.get("assert.message"))
+    return replace(assertion, held=False, failure=failure)
