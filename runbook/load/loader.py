@@ -158,7 +158,7 @@ def _type_miss(err: Any) -> bool:
 
 def _template_miss(err: Any) -> bool:
     """The template alternative of a setting, failed (the value is no template)."""
-    return bool(err.validator == "pattern" and err.schema.get("pattern") == TEMPLATE_PATTERN)
+    return bool(err.schema.get("pattern") == TEMPLATE_PATTERN)
 
 
 def _types(t: Any) -> str:

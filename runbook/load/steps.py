@@ -311,7 +311,7 @@ def _positions(
 ) -> dict[str, Position]:
     """Where each field of the step (and each env value, inherited ones included) is."""
     out = {k: file.positions.get((*doc_path, k, "<text>")) or file.at((*doc_path, k)) for k in raw}
-    for kind in KINDS:  # copy.src, copy.mode...: errors point inside the action
+    for kind in (*KINDS, "set", "assert"):  # copy.src, set.NAME: errors point inside
         if isinstance(raw.get(kind), dict):
             out.update({f"{kind}.{k}": file.at((*doc_path, kind, k)) for k in raw[kind]})
     env = {**inherited.env_positions, **_env_positions(raw, file, doc_path)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
-from runbook.model.command import Command
+from runbook.model.command import Command, Templates
 from runbook.model.spec import ExecSpec
 
 Serial = int | str | list[int | str] | None
@@ -37,6 +37,8 @@ class PlannedStep:
     register_hosts: tuple[str, ...] = ()
     group: str | None = None  # inside a group: its name and the batch (1-based)
     batch: int | None = None
+    # A confirm text that reads a registered value: rendered when it is asked.
+    confirm_templates: Templates | None = None
 
     @property
     def commands(self) -> list[Command]:
@@ -73,6 +75,7 @@ class PlannedGroup:
     tags: tuple[str, ...] = ()
     serial: Serial = None
     inner: tuple[str, ...] = ()  # inner step names, in order
+    confirm_templates: Templates | None = None  # see PlannedStep
 
     @property
     def commands(self) -> list[Command]:

@@ -255,6 +255,7 @@ class _Planner:
         hosts = self.hosts(group, None)
         for inner in chosen.inner:
             self.check_syntax(inner)
+        confirm, confirm_templates = self.settings.confirm(group, hosts[0] if hosts else None)
         sizes = batch_sizes(len(hosts), group.serial)
         batches = []
         start = 0
@@ -283,7 +284,8 @@ class _Planner:
             spec=group.spec,
             hosts=group.hosts or "all",
             max_failures=count(group.spec.max_failures, len(hosts)),
-            confirm=group.confirm,
+            confirm=confirm,
+            confirm_templates=confirm_templates,
             tags=group.tags,
             serial=group.serial,
             inner=tuple(s.name for s in chosen.inner),
@@ -321,6 +323,8 @@ class _Planner:
             targeted = self.hosts(replace(step, local=False), None)
         elif step.run_once:
             hosts = hosts[:1]
+        # Asked before the step runs: it cannot read what the step registers.
+        confirm, confirm_templates = self.settings.confirm(step, hosts[0] if hosts else None)
         commands = [c for host in hosts for c in self.commands(step, host)]
         if step.register is not None:
             self.registered.add(step.register)
@@ -334,7 +338,8 @@ class _Planner:
             spec=_rendered_spec(step, commands),
             hosts=(step.hosts or "all") if not step.local else "localhost",
             max_failures=count(step.spec.max_failures, len({c.host.name for c in commands})),
-            confirm=step.confirm,
+            confirm=confirm,
+            confirm_templates=confirm_templates,
             tags=step.tags,
             run_once=step.run_once,
             local=step.local,

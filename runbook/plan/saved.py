@@ -62,6 +62,7 @@ def _item_dict(item: PlanItem, source: str) -> dict[str, Any]:
             "serial": item.serial,
             "tags": list(item.tags),
             "confirm": item.confirm,
+            **_confirm_templates(item.confirm_templates),
             "inner": list(item.inner),
             "batches": [
                 {"hosts": list(b.hosts), "steps": [_step_dict(s, source) for s in b.steps]}
@@ -84,6 +85,7 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
         "local": step.local,
         "tags": list(step.tags),
         "confirm": step.confirm,
+        **_confirm_templates(step.confirm_templates),
     }
     if step.position.file != source:  # a step from an included file
         d["file"] = step.position.file
@@ -92,6 +94,15 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
         d["register_hosts"] = list(step.register_hosts)
     d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
     return d
+
+
+def _confirm_templates(t: Templates | None) -> dict[str, Any]:
+    """A confirm text that reads a registered value: its template and what it reads."""
+    return {} if t is None else {"confirm_templates": t.to_dict()}
+
+
+def _templates(d: Mapping[str, Any] | None) -> Templates | None:
+    return None if d is None else Templates.from_dict(dict(d))
 
 
 def dumps(data: dict[str, Any]) -> str:
@@ -222,6 +233,7 @@ def _item(s: Mapping[str, Any], hosts: Mapping[str, Host], source: str) -> PlanI
         tags=tuple(s.get("tags", ())),
         serial=s.get("serial"),
         inner=tuple(s.get("inner", ())),
+        confirm_templates=_templates(s.get("confirm_templates")),
     )
 
 
@@ -254,6 +266,7 @@ def _step(
         register_hosts=tuple(s.get("register_hosts", ())),
         group=group,
         batch=batch,
+        confirm_templates=_templates(s.get("confirm_templates")),
     )
 
 

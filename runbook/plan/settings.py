@@ -1,4 +1,4 @@
-"""Templated settings rendered at plan time (SPEC §11).
+"""Templated settings rendered at plan time, and ``confirm`` texts (SPEC §11).
 
 ``timeout``, ``retries`` and ``delay`` belong to each command: they are rendered per
 host, with the host's vars. ``serial`` and ``max_failures`` shape the step's batches and
@@ -18,7 +18,10 @@ from typing import Any, Protocol
 
 from runbook.errors import Position, TemplateError
 from runbook.load.settings import STEP_LEVEL
+from runbook.model.command import Templates
 from runbook.model.runbook import Host, Runbook, Step
+from runbook.templating.env import check_syntax, template_names
+from runbook.templating.env import render as render_template
 from runbook.templating.native import native, value_names
 from runbook.templating.render import undefined
 
@@ -82,6 +85,33 @@ class SettingsPlanner:
                 )
             out[key] = self._value(step, key, source, ctx)
         return out
+
+    def confirm(self, step: Step, host: Host | None) -> tuple[str | None, Templates | None]:
+        """The step's (or group's) ``confirm`` text: rendered now with its first host's
+        context, or — when it reads a registered value — kept with the values it reads,
+        rendered when it is asked (``Templates``; SPEC §11). A secret shows as its
+        stand-in."""
+        text = step.confirm
+        if text is None or host is None or not template_names(text):
+            return text, None
+        where = self._at(step, "confirm")
+        check_syntax(text, where)
+        reads = template_names(text)
+        ctx = self.p.context(step, host, reads)
+        runtime = self.p.registered | {"hostvars"}
+        missing = undefined(reads - runtime, ctx)
+        if missing:
+            raise TemplateError(f"confirm: '{missing[0]}' is undefined", where, step=step.name)
+        registers = reads & runtime
+        if not registers:
+            return render_template(text, ctx, where), None
+        templates = Templates(
+            run=text,
+            values={n: ctx[n] for n in sorted(reads) if n in ctx and n not in runtime},
+            registers=tuple(sorted(registers)),
+            positions={"run": where},
+        )
+        return text, templates
 
     def _later(self) -> frozenset[str]:
         return frozenset(self.p.secrets | self.p.registered | {"hostvars"})

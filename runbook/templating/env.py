@@ -46,6 +46,21 @@ def _quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+@jinja2.pass_environment
+def _extract(env: jinja2.Environment, item: Any, container: Any, morekeys: Any = None) -> Any:
+    """Ansible's ``extract``: ``container[item]``, then each of ``morekeys`` —
+    ``groups.db | map('extract', hostvars, ['lsn', 'stdout'])`` reads every host's
+    registered output. A missing key is undefined (with its container's reason)."""
+    keys = [] if morekeys is None else morekeys if isinstance(morekeys, list) else [morekeys]
+    value = container
+    for key in [item, *keys]:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return env.undefined(obj=value, name=key)
+    return value
+
+
 def _env() -> jinja2.Environment:
     # Sandboxed: runbooks come from git, but vars come from -e and inventories too.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
@@ -55,6 +70,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
     )
     env.filters["quote"] = _quote
+    env.filters["extract"] = _extract
     return env
 
 

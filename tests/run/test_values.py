@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runbook.model.command import Command, Outcome
+from runbook.model.events import Registered
+from runbook.run.runner import Resume
 from tests.run.test_runner import FakeContext, make, run, statuses
 
 
@@ -162,3 +164,211 @@ def test_an_inner_step_reports_its_own_status_not_its_groups(tmp_path):
         ("fine", 2, "ok"),
         ("group", None, "tolerated"),
     ]
+
+
+# -- loops ------------------------------------------------------------------------------
+
+LOOP = """
+name: loop
+hosts: {db: [d1, d2]}
+steps:
+  - name: create
+    hosts: db
+    loop: [app, billing, audit]
+    run: createdb {{ item }}
+    register: created
+    on_failure: continue
+  - name: report
+    hosts: db
+    run: >-
+      echo {{ created.status }} {{ created.results | map(attribute='status') | join(',') }}
+      {{ created.results | map(attribute='item') | join(',') }}
+"""
+
+
+def fail_on(step: str, host: str, needle: str) -> Callable[[Command], Outcome]:
+    def script(c: Command) -> Outcome:
+        if (c.step, c.host.name) == (step, host) and needle in c.cmd:
+            return Outcome(rc=3, stderr=b"no space\n")
+        return Outcome(rc=0, stdout=(c.cmd + "\n").encode())
+
+    return script
+
+
+def test_loop_items_run_in_order_and_the_first_failure_skips_the_rest(tmp_path):
+    ctx = FakeContext(fail_on("create", "d2", "billing"))
+    result, rec = run(make(tmp_path, LOOP), ctx, forks=4)
+    ran = [(s, h) for s, h in ctx.executed if s == "create"]
+    assert sorted(ran) == sorted([("create", "d1")] * 3 + [("create", "d2")] * 2)
+    items = [(r.host, r.item, r.status.value) for r in result.results if r.step == "create"]
+    assert sorted(items) == [
+        ("d1", 0, "ok"), ("d1", 1, "ok"), ("d1", 2, "ok"),
+        ("d2", 0, "ok"), ("d2", 1, "failed"), ("d2", 2, "skipped"),
+    ]  # fmt: skip
+    skipped = next(r for r in result.results if (r.host, r.item) == ("d2", 2))
+    assert skipped.error == "item 2 failed"
+    # Each host's items in order: an item starts only after the one before it ended.
+    order = {
+        h: [r.item for r in result.results if r.step == "create" and r.host == h]
+        for h in ("d1", "d2")
+    }
+    assert order == {"d1": [0, 1, 2], "d2": [0, 1, 2]}
+    reports = {r.host: r.stdout for r in result.results if r.step == "report"}
+    assert reports == {
+        "d1": "echo ok ok,ok,ok app,billing,audit\n",
+        "d2": "echo failed ok,failed,skipped app,billing,audit\n",
+    }
+    registered = {e["hosts"][0]: e["value"] for e in rec.of("registered")}
+    assert registered["d2"]["status"] == "failed"
+    assert registered["d2"]["results"][0]["stdout"] == "createdb app"
+    started = [(e["host"], e["item"]) for e in rec.of("command_started") if e["step"] == "create"]
+    assert ("d2", 2) not in started and ("d1", 2) in started
+    assert result.exit_code == 0  # on_failure: continue
+
+
+def test_a_loop_over_a_registered_list_is_expanded_just_before_it_runs(tmp_path):
+    plan = make(
+        tmp_path,
+        """
+        name: r
+        hosts: {db: [d1, d2]}
+        steps:
+          - {name: list, hosts: db, run: list, register: listed}
+          - name: each
+            hosts: db
+            loop: "{{ listed.stdout_lines }}"
+            run: "vacuum {{ item }}"
+          - name: not a list
+            hosts: db
+            loop: "{{ listed.rc }}"
+            run: "never {{ item }}"
+        """,
+    )
+    outputs = {"d1": "app\nbilling\n", "d2": ""}
+
+    def script(c: Command) -> Outcome:
+        if c.step == "list":
+            return Outcome(rc=0, stdout=outputs[c.host.name].encode())
+        return Outcome(rc=0, stdout=(c.cmd + "\n").encode())
+
+    ctx = FakeContext(script)
+    result, _ = run(plan, ctx)
+    each = sorted((r.host, r.item, r.stdout) for r in result.results if r.step == "each")
+    assert each == [("d1", 0, "vacuum app\n"), ("d1", 1, "vacuum billing\n"), ("d2", None, "")]
+    empty = next(r for r in result.results if (r.step, r.host) == ("each", "d2"))
+    assert empty.status.value == "skipped" and empty.error == "loop: no items"
+    bad = [r for r in result.results if r.step == "not a list"]
+    assert {r.status.value for r in bad} == {"failed"}
+    assert "loop: expected a list, got int" in bad[0].error and "rb.yml:11:" in bad[0].error
+    assert not [k for k in ctx.executed if k[0] == "not a list"]
+
+
+# -- set and assert ----------------------------------------------------------------------
+
+CHOOSE = """
+name: choose
+hosts: {db: [d1, d2, d3]}
+steps:
+  - {name: lsn, hosts: db, run: lsn, register: lsn}
+  - name: choose
+    hosts: db
+    run_once: true
+    set:
+      winner: "{{ groups.db | map('extract', hostvars, ['lsn', 'stdout']) | max }}"
+  - name: check
+    hosts: db
+    assert:
+      that: ["lsn.stdout != winner"]
+      message: "{{ host.name }} is the most advanced ({{ lsn.stdout }})"
+    on_failure: continue
+  - {name: after, hosts: db, run: "echo {{ winner }}"}
+"""
+
+
+def test_set_and_assert_are_evaluated_on_the_controller_at_run_time(tmp_path):
+    lsns = {"d1": "0/30", "d2": "0/50", "d3": "0/40"}
+
+    def script(c: Command) -> Outcome:
+        if c.step == "lsn":
+            return Outcome(rc=0, stdout=f"{lsns[c.host.name]}\n".encode())
+        return Outcome(rc=0, stdout=(c.cmd + "\n").encode())
+
+    ctx = FakeContext(script)
+    result, rec = run(make(tmp_path, CHOOSE), ctx)
+    # No command ran for the controller's steps.
+    assert {s for s, _ in ctx.executed} == {"lsn", "after"}
+    st = statuses(result)
+    assert st[("choose", "d1")] == "ok" and ("choose", "d2") not in st  # run once
+    assert (st[("check", "d1")], st[("check", "d2")], st[("check", "d3")]) == ("ok", "failed", "ok")
+    check = next(r for r in result.results if (r.step, r.host) == ("check", "d2"))
+    assert check.error == "d2 is the most advanced (0/50)" and check.rc is None
+    assert {r.stdout for r in result.results if r.step == "after"} == {"echo 0/50\n"}
+    sets = [e for e in rec.of("registered") if e.get("is_set")]
+    assert [(e["name"], e["hosts"], e["value"]) for e in sets] == [
+        ("winner", ["d1", "d2", "d3"], "0/50")
+    ]
+    assert next(r for r in result.results if r.step == "choose").stdout == 'set winner = "0/50"\n'
+
+
+def test_resume_restores_set_values_and_continues_a_loop_at_its_first_item_not_ok(tmp_path):
+    plan = make(
+        tmp_path,
+        """
+        name: r
+        hosts: {db: [d1]}
+        steps:
+          - {name: role, hosts: db, run: role, register: role}
+          - {name: choose, hosts: db, set: {target: "{{ role.stdout }}-new"}}
+          - name: each
+            hosts: db
+            loop: [a, b, c]
+            run: "do {{ item }} {{ target }}"
+            register: each
+          - name: report
+            hosts: db
+            run: "echo {{ each.results | map(attribute='stdout') | join('|') }}"
+        """,
+    )
+    done = frozenset({("role", "d1"), ("choose", "d1")})
+    registered = (
+        Registered(run_id="run-0", step="role", name="role", hosts=["d1"],
+                   value={"status": "ok", "rc": 0, "stdout": "primary", "stderr": ""}),
+        Registered(run_id="run-0", step="choose", name="target", hosts=["d1"],
+                   value="primary-new", is_set=True),
+        Registered(run_id="run-0", step="each", name="each", hosts=["d1"],
+                   value={"status": "failed", "results": [
+                       {"status": "ok", "rc": 0, "stdout": "earlier a", "stderr": "", "item": "a"},
+                       {"status": "failed", "rc": 1, "stdout": "", "stderr": "", "item": "b"},
+                       {"status": "skipped", "skip_reason": "item 2 failed", "item": "c"},
+                   ]}),
+    )  # fmt: skip
+    ctx = FakeContext(printing({}))
+    resume = Resume("run-0", done, registered, done_items=frozenset({("each", "d1", 0)}))
+    result, _ = run(plan, ctx, resume=resume)
+    assert ctx.executed == [("each", "d1"), ("each", "d1"), ("report", "d1")]
+    each = [(r.item, r.status.value, r.stdout) for r in result.results if r.step == "each"]
+    assert each == [(0, "ok", ""), (1, "ok", "do b primary-new\n"), (2, "ok", "do c primary-new\n")]
+    report = next(r for r in result.results if r.step == "report")
+    # The item ok in the earlier run keeps what it registered then.
+    assert report.stdout == "echo earlier a|do b primary-new|do c primary-new\n"
+
+
+def test_a_confirm_that_reads_a_register_is_rendered_when_it_is_asked(tmp_path):
+    plan = make(
+        tmp_path,
+        """
+        name: r
+        hosts: {db: [d1, d2]}
+        steps:
+          - {name: role, hosts: db, run: role, register: role}
+          - {name: promote, hosts: db, run: promote, confirm: "promote {{ role.stdout }}?"}
+        """,
+    )
+    asked: list[tuple[str, str | None]] = []
+
+    def confirm(name: str, message: str | None) -> bool:
+        asked.append((name, message))
+        return True
+
+    run(plan, FakeContext(printing({"role": "replica"})), confirm=confirm)
+    assert asked == [("promote", "promote replica?")]
