@@ -69,6 +69,7 @@ class Masker:
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         values = list(values)
+        self.values = tuple(values)
         forms = {form for v in values if v for form in _forms(v)}
         for v in values:
             if "\n" in v:
@@ -79,6 +80,11 @@ class Masker:
 
     def __bool__(self) -> bool:
         return self.pattern is not None
+
+    def with_values(self, more: Iterable[str]) -> Masker:
+        """A masker for these values too: what a ``set`` computed from a secret (a filter
+        may have transformed it beyond what the secret's own forms match)."""
+        return Masker([*self.values, *more])
 
     def __call__(self, text: str) -> str:
         if self.pattern is None or not text:

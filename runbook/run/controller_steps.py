@@ -51,6 +51,29 @@ def evaluate_on_controller(command: Command, values: RunValues) -> Evaluated:
     return Evaluated(result, controlled.values, shown.values)
 
 
+def recomputed(cmd: Command) -> bool:
+    """A ``set`` that reads a secret: journaled as its stand-ins made it, so ``--resume``
+    evaluates it again rather than restore it (it runs nothing on a host)."""
+    t = cmd.templates
+    return isinstance(cmd.controlled, SetValues) and t is not None and bool(t.secrets)
+
+
+def derived_strings(values: dict[str, Any], shortest: int = 4) -> list[str]:
+    """The texts inside values a ``set`` computed from a secret, to be masked as the
+    secret is (shorter ones would blank ordinary output)."""
+    out: list[str] = []
+    todo: list[Any] = list(values.values())
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str) and len(v) >= shortest:
+            out.append(v)
+        elif isinstance(v, dict):
+            todo += v.values()
+        elif isinstance(v, list):
+            todo += v
+    return out
+
+
 def _decide(
     command: Command, values: RunValues
 ) -> tuple[SetValues | Assertion, SetValues | Assertion, str | None]:

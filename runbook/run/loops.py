@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.model.command import Command, CommandResult, Status
+from runbook.run.values import register_value
 
 Value = dict[str, Any]
 
@@ -92,6 +93,24 @@ class Chains:
             return None
         results = [value(chain.results[i], chain.items.get(i)) for i in sorted(chain.results)]
         return {"status": loop_status([r.get("status", "") for r in results]), "results": results}
+
+
+def item_value(
+    result: CommandResult,
+    register: str | None,
+    value_of: Callable[[str, str], Any],
+    fresh: bool,
+) -> Value:
+    """What an item registers; for one ok in the earlier run (``fresh`` False), what it
+    registered then (restored), as far as the journal has it."""
+    if not fresh and register is not None and result.item is not None:
+        restored = value_of(result.host, register)
+        results = restored.get("results") if isinstance(restored, dict) else None
+        if isinstance(results, list) and result.item < len(results):
+            earlier = results[result.item]
+            if isinstance(earlier, dict):
+                return {k: v for k, v in earlier.items() if k != "item"}
+    return register_value(result)
 
 
 def loop_status(statuses: list[str]) -> str:

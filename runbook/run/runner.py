@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from runbook.errors import ConnectError, TemplateError
 from runbook.model.command import Command, CommandResult, Status, StepStatus
-from runbook.model.controller import NO_ITEMS, SetValues
+from runbook.model.controller import NO_ITEMS
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
@@ -42,12 +42,12 @@ from runbook.model.events import (
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.model.runbook import Host
 from runbook.run.contexts.base import ExecutionContext
-from runbook.run.controller_steps import evaluate_on_controller
+from runbook.run.controller_steps import derived_strings, evaluate_on_controller, recomputed
 from runbook.run.execute import run_command
-from runbook.run.loops import Chains
+from runbook.run.loops import Chains, item_value
 from runbook.run.output import OutputRelay
 from runbook.run.pool import Completed, WorkerPool
-from runbook.run.values import RunValues, Value, register_value, with_item
+from runbook.run.values import RunValues, register_value, with_item
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
 POLL = 0.2  # seconds: how late an interrupt may be acted on
@@ -241,9 +241,9 @@ class Runner:
     def _restore(self) -> None:
         """--resume: the values the earlier run registered, journaled again here (but
         what a ``set`` computed from a secret: it is computed again)."""
-        recomputed = {c.step for c in self.plan.commands if _recomputed(c)}
+        again = {c.step for c in self.plan.commands if recomputed(c)}
         for reg in self.resume.registered if self.resume else ():
-            if reg.step in recomputed:
+            if reg.step in again:
                 continue
             hosts = list(reg.hosts)
             value = self.values.restored(reg.value, hosts[0] if hosts else "", reg.step, reg.is_set)
@@ -461,7 +461,7 @@ class Runner:
         if raw.item is None:
             yield self._finish(step, raw, register=fresh)
             return
-        value = self._item_value(step, raw, fresh)
+        value = item_value(raw, step.register, self.values.value_of, fresh)
         yield self._finish(step, raw, register=False)
         following, rest = chains.after(raw, value, fresh)
         if following is not None:
@@ -476,34 +476,33 @@ class Runner:
                 self.values.set(step.register, hosts, registered)
                 self._registered(step.name, step.register, hosts, registered)
 
-    def _item_value(self, step: PlannedStep, raw: CommandResult, fresh: bool) -> Value:
-        """What an item registers; for one ok in the earlier run, what it registered
-        then (restored), as far as the journal has it."""
-        if not fresh and step.register is not None and raw.item is not None:
-            restored = self.values.value_of(raw.host, step.register)
-            results = restored.get("results") if isinstance(restored, dict) else None
-            if isinstance(results, list) and raw.item < len(results):
-                earlier = results[raw.item]
-                if isinstance(earlier, dict):
-                    return {k: v for k, v in earlier.items() if k != "item"}
-        return register_value(raw)
-
     def _on_controller(self, step: PlannedStep, cmd: Command) -> CommandResult:
         """A ``set`` or ``assert``, evaluated now; a ``set``'s values given to its hosts
         and journaled (what a secret made, as its stand-ins make it)."""
         evaluated = evaluate_on_controller(cmd, self.values)
         if evaluated.values is not None and evaluated.shown is not None:
             hosts = list(step.register_hosts) if step.run_once or step.local else [cmd.host.name]
+            secret = recomputed(cmd)
+            if secret:
+                self._mask_also(derived_strings(evaluated.values))
             for name, value in evaluated.values.items():
-                self.values.set(name, hosts, value)
+                shown = evaluated.shown[name] if secret else None
+                self.values.set(name, hosts, value, shown)
                 self._registered(step.name, name, hosts, evaluated.shown[name], is_set=True)
         return evaluated.result
+
+    def _mask_also(self, texts: list[str]) -> None:
+        """Mask what a ``set`` made of a secret from now on, as the secret itself."""
+        more = getattr(self.mask, "with_values", None)
+        if texts and callable(more):
+            self.mask = more(texts)
+            self.values.mask = self.mask
 
     def _decided_now(self, cmd: Command) -> CommandResult | None:
         resume = self.resume
         if resume is None:
             return None
-        if _recomputed(cmd):  # computed from a secret: journaled only as stand-ins
+        if recomputed(cmd):  # computed from a secret: journaled only as stand-ins
             return None
         done = (
             (*cmd.key, cmd.item.index) in resume.done_items
@@ -638,13 +637,6 @@ class Runner:
 
 def _decided(cmd: Command, status: Status, error: str | None) -> CommandResult:
     return CommandResult.decided(cmd, status, error)
-
-
-def _recomputed(cmd: Command) -> bool:
-    """A ``set`` that reads a secret: journaled as its stand-ins made it, so ``--resume``
-    evaluates it again rather than restore it (it runs nothing on a host)."""
-    t = cmd.templates
-    return isinstance(cmd.controlled, SetValues) and t is not None and bool(t.secrets)
 
 
 def _inner_status(group: PlannedGroup, group_failures: int, counts: Counter[Status]) -> StepStatus:

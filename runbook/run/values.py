@@ -133,6 +133,9 @@ class RunValues:
         self.hostvars_base = plan.hostvars
         self.run_hosts = set(plan.host_names)
         self.registers: dict[str, Value] = {}  # host → name → value
+        # What a value computed from a secret shows as (its stand-ins' rendering),
+        # wherever a masked rendering would show the real one: host → name → value.
+        self._shown: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     # -- registering ---------------------------------------------------------------------
@@ -148,10 +151,14 @@ class RunValues:
         self.set(step.register, hosts, value)
         return hosts, value
 
-    def set(self, name: str, hosts: list[str], value: Value) -> None:
+    def set(self, name: str, hosts: list[str], value: Any, shown: Any = None) -> None:
+        """Give ``hosts`` the value ``name``; ``shown``: how it may be shown, when it was
+        computed from a secret."""
         with self._lock:
             for host in hosts:
                 self.registers.setdefault(host, {})[name] = value
+                if shown is not None:
+                    self._shown.setdefault(host, {})[name] = shown
 
     def journaled(self, value: Any) -> Any:
         """A value as the journal keeps it: secrets as ``((secret:NAME))`` tokens."""
@@ -254,10 +261,15 @@ class RunValues:
             mine = dict(self.registers.get(host, {}))
             registers = {h: dict(v) for h, v in self.registers.items()}
         if not real:
-            mine = {k: self._masked(v) for k, v in mine.items()}
-            registers = {
-                h: {k: self._masked(v) for k, v in r.items()} for h, r in registers.items()
-            }
+            with self._lock:
+                shown = {h: dict(v) for h, v in self._shown.items()}
+
+            def masked(h: str, values: dict[str, Any]) -> dict[str, Any]:
+                own = shown.get(h, {})
+                return {k: own[k] if k in own else self._masked(v) for k, v in values.items()}
+
+            mine = masked(host, mine)
+            registers = {h: masked(h, r) for h, r in registers.items()}
         secrets = {n: (self.secrets[n] if real else STAND_IN) for n in t.secrets}
         ctx = {**t.values, **secrets, **{k: mine[k] for k in t.registers if k in mine}}
         if "hostvars" in t.registers:

@@ -8,6 +8,7 @@ has no value. Commands run on the scripted ``FakeContext`` of ``test_runner``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from runbook.model.command import Command, Outcome
@@ -372,3 +373,64 @@ def test_a_confirm_that_reads_a_register_is_rendered_when_it_is_asked(tmp_path):
 
     run(plan, FakeContext(printing({"role": "replica"})), confirm=confirm)
     assert asked == [("promote", "promote replica?")]
+
+
+SECRET_SET = """
+name: secret set
+hosts: {db: [d1]}
+secrets: {pw: {env: PW}}
+steps:
+  - name: derive
+    hosts: db
+    set: {token: "{{ pw | upper }}-{{ host.name }}"}
+  - {name: use, hosts: db, run: "login {{ token }}"}
+"""
+
+
+def test_a_set_computed_from_a_secret_is_shown_as_stand_ins_and_computed_again_on_resume(
+    tmp_path,
+):
+    from runbook.inventory.build import build_inventory
+    from runbook.load.loader import load_runbook
+    from runbook.load.secrets import Masker
+    from runbook.plan.planner import make_plan
+    from runbook.run.values import RunValues
+
+    path = tmp_path / "rb.yml"
+    path.write_text(SECRET_SET.lstrip("\n"))
+    rb = load_runbook(str(path))
+    secrets = {"pw": "s3cret"}
+    plan = make_plan(
+        rb, build_inventory(rb.hosts, rb.inventory, rb.positions, rb.path), None, secrets
+    )
+    derive = plan.commands[0]
+    assert derive.templates.secrets == ("pw",) and derive.controlled.values is None
+
+    def values() -> RunValues:
+        return RunValues(plan, secrets, Masker(secrets.values()))
+
+    seen: list[str] = []
+
+    def script(c: Command) -> Outcome:  # the command echoes what it got
+        seen.append(c.cmd)
+        return Outcome(rc=0, stdout=f"{c.cmd}\n".encode())
+
+    result, rec = run(plan, FakeContext(script), values=values(), mask=Masker(secrets.values()))
+    assert seen == ["login S3CRET-d1"]  # the real value, in memory only
+    journaled = json.dumps([e.to_dict() for e in rec.events])
+    assert "S3CRET" not in journaled and "s3cret" not in journaled
+    assert rec.of("command_started")[0]["cmd"] == "login ********-d1"
+    assert result.results[-1].stdout == "login ********\n"  # its output masked as well
+    [registered] = rec.of("registered")
+    assert registered["value"] == "********-d1"  # the stand-in, upper-cased
+    # Resumed after "use" failed: the set is computed again, never taken from the journal.
+    seen.clear()
+    resume = Resume(
+        "run-0", frozenset({("derive", "d1")}), (Registered(**registered_args(registered)),)
+    )
+    run(plan, FakeContext(script), values=values(), resume=resume)
+    assert seen == ["login S3CRET-d1"]
+
+
+def registered_args(event: dict) -> dict:
+    return {k: event[k] for k in ("run_id", "step", "name", "hosts", "value", "is_set")}
