@@ -717,6 +717,7 @@ GOLDEN_CASES = [
         ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
     ),
     ("files", "files.yml", []),
+    ("values", "values.yml", []),  # set, assert, loop and templated settings
 ]
 
 
@@ -771,7 +772,9 @@ def test_golden_json_agrees_with_golden_text():
                             assert f"(skipped: {c['skipped']})" in text
                         else:
                             first_line = c["cmd"].rstrip("\n").split("\n")[0]
-                            prompt = "" if "transfer" in c else "$ "  # a copy/fetch: no shell
+                            # A copy/fetch, a set or an assert: no shell command.
+                            shell = not {"transfer", "set", "assert"} & set(c)
+                            prompt = "$ " if shell else ""
                             assert f"{prompt}{first_line}" in text
 
 
