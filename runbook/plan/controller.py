@@ -94,8 +94,10 @@ class ControllerPlanner:
     def _reads(self, step: Step) -> frozenset[str]:
         names: set[str] = set()
         if step.set_values is not None:
-            for _, template in step.set_values.templates:
-                names |= value_names(template)
+            earlier: set[str] = set()  # a name sees the ones before it in the same set
+            for name, template in step.set_values.templates:
+                names |= value_names(template) - earlier
+                earlier.add(name)
         if step.assertion is not None:
             for expression in step.assertion.that:
                 names |= expression_names(expression)

@@ -479,7 +479,7 @@ class _Planner:
             registers=registers,
             positions={k: p for k, p in parts.positions.items() if _template_field(k)},
         )
-        cmd, env = _shown(parts, ctx, set(registers))
+        cmd, env = _shown(parts, ctx, set(registers) | item)
         return replace(_command(step, host, cmd, env, until_vars, None), templates=templates)
 
     def until_vars(self, step: Step, ctx: Context, loop: Loop | None = None) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from runbook.templating.native import native
 
 
 def computed(values: SetValues, ctx: Mapping[str, Any], pos: Mapping[str, Position]) -> SetValues:
-    """``values`` with each name computed. Raises ``TemplateError`` at its position."""
-    done = {
-        name: native(template, ctx, pos.get(f"set.{name}")) for name, template in values.templates
-    }
+    """``values`` with each name computed, in order: a name sees the ones before it.
+    Raises ``TemplateError`` at its position."""
+    seen = dict(ctx)
+    done: dict[str, Any] = {}
+    for name, template in values.templates:
+        done[name] = seen[name] = native(template, seen, pos.get(f"set.{name}"))
     return replace(values, values=done)
 
 
