@@ -171,8 +171,7 @@ class PlainConsole(Console):
         if r.error and (status is not Status.OK or not r.attempts):
             detail += f" ({r.error})"
         label = status.value if status is Status.OK else status.value.upper()
-        host = r.host if r.item is None else f"{r.host} item {r.item + 1}"
-        lines = [f"  {label:<11} {host}  {detail.strip()}  {r.duration:.2f}s"]
+        lines = [f"  {label:<11} {r.where}  {detail.strip()}  {r.duration:.2f}s"]
         if status.is_failure and not self.verbose:
             if self._shown_failures >= self.FAILURES_WITH_OUTPUT:
                 self._hidden_failures += 1

@@ -207,6 +207,11 @@ class CommandResult:
     def duration(self) -> float:
         return max(0.0, self.finished - self.started)
 
+    @property
+    def where(self) -> str:
+        """The host, and a loop's item (1-based) when it is one: how surfaces name it."""
+        return self.host if self.item is None else f"{self.host} item {self.item + 1}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
