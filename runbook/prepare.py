@@ -99,6 +99,7 @@ def check_saved_syntax(plan: Plan) -> None:
     """A saved or journaled plan's templates and ``until`` parse (a hand-edited one may
     not): found before the first command, as planning from the runbook finds it."""
     from runbook.errors import TemplateError
+    from runbook.templating.controlled import check_controlled_syntax
     from runbook.templating.env import check_syntax
 
     for step in plan.leaf_steps():
@@ -113,6 +114,7 @@ def check_saved_syntax(plan: Plan) -> None:
                         check_syntax(t.when, t.positions.get("when"), expression=True)
                     for _, value in (*t.env, *t.step_env):
                         check_syntax(value, t.positions.get("env"))
+                    check_controlled_syntax(c.controlled, t.positions)
             except TemplateError as exc:
                 exc.step, exc.host = step.name, c.host.name
                 raise

@@ -18,9 +18,9 @@ from runbook.errors import TemplateError
 from runbook.model.command import Command, Templates
 from runbook.model.controller import Assertion, SetValues
 from runbook.model.runbook import Host, Runbook, Step
-from runbook.templating.controlled import checked, computed
-from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
-from runbook.templating.native import single_expression, value_names
+from runbook.templating.controlled import check_controlled_syntax, checked, computed
+from runbook.templating.env import evaluate, expression_names, template_names
+from runbook.templating.native import value_names
 from runbook.templating.render import undefined
 
 
@@ -38,32 +38,9 @@ class ControllerPlanning(Protocol):
 
 
 def check_controller_syntax(step: Step) -> None:
-    """Templates and expressions of a ``set`` or ``assert`` parse (``{{ }}`` inside
-    ``that`` says so). Raises ``TemplateError`` at the field."""
-    pos = step.field_positions
-    if step.set_values is not None:
-        for name, template in step.set_values.templates:
-            for source in _strings(template):
-                where = pos.get(f"set.{name}")
-                check_syntax(source, where)
-                expression = single_expression(source)
-                if expression is not None:
-                    check_syntax(expression, where, expression=True)
-    if step.assertion is not None:
-        for expression in step.assertion.that:
-            check_syntax(expression, pos.get("assert.that"), expression=True)
-        if step.assertion.message is not None:
-            check_syntax(step.assertion.message, pos.get("assert.message"))
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []
+    """Templates and expressions of a ``set`` or ``assert`` parse. Raises
+    ``TemplateError`` at the field."""
+    check_controlled_syntax(step.set_values or step.assertion, step.field_positions)
 
 
 class ControllerPlanner:

@@ -31,7 +31,7 @@ from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
-from runbook.templating.native import value_names
+from runbook.templating.native import strings, value_names
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
@@ -351,7 +351,7 @@ class _Planner:
     def check_syntax(self, step: Step) -> None:
         pos = step.field_positions
         checks = [("run", step.run, False), ("until", step.spec.until, True)]
-        checks += [("loop", s, False) for s in _strings(step.loop)]
+        checks += [("loop", s, False) for s in strings(step.loop)]
         checks.append(("when", step.when, True))
         if step.transfer is not None:
             kind = step.transfer.kind
@@ -638,14 +638,3 @@ def batches(commands: list[Command], serial: Any) -> tuple[tuple[Command, ...], 
         out.append(tuple(c for cs in hosts[i : i + n] for c in cs))
         i += n
     return tuple(out)
-
-
-def _strings(value: Any) -> list[str]:
-    """The strings inside a value written in the runbook (a loop's list)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []

@@ -275,17 +275,6 @@ class Runner:
         with contextlib.suppress(ConnectError):
             self.context.connect(host)
 
-    def _confirm_text(self, item: PlannedStep | PlannedGroup, host: str | None) -> str | None:
-        """The confirm text, rendered now when it reads a registered value (``host``'s:
-        the step's or the batch's first), shown as the journal may show it."""
-        t = item.confirm_templates
-        if t is None or host is None:
-            return item.confirm
-        target = next((c.host for c in item.commands if c.host.name == host), None)
-        if target is None:
-            return item.confirm
-        return self.values.shown(Command(item.name, target, t.run, templates=t))
-
     def _confirmed(self, name: str, message: str | None) -> bool:
         """Ask, unless halted already or there is nothing to ask; a no halts the run."""
         self._act_on_interrupts()
@@ -301,7 +290,7 @@ class Runner:
         started = time.time()
         counts: Counter[Status] = Counter()
         first = step.commands[0].host.name if step.commands else None
-        if not self._confirmed(step.name, self._confirm_text(step, first)):
+        if not self._confirmed(step.name, self.values.confirm_text(step, first)):
             self._not_run(index, step, started)
             return
         self._step_started(index, step, [c.host.name for c in step.commands], len(step.batches))
@@ -341,7 +330,7 @@ class Runner:
         for batch in group.batches:
             first = batch.hosts[0] if batch.hosts else None
             if self._halt.is_set() or not self._confirmed(
-                group.name, self._confirm_text(group, first)
+                group.name, self.values.confirm_text(group, first)
             ):
                 for step in batch.steps:
                     counts.update(self._cancel(step, step.commands))

@@ -19,7 +19,7 @@ from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import detokenize, tokenize
 from runbook.model.command import Command, CommandResult, Status, Templates
 from runbook.model.controller import LoopItem
-from runbook.model.plan import Plan, PlannedStep
+from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.templating.native import native
 from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
 
@@ -77,7 +77,8 @@ def output_value(stdout: str, stderr: str) -> Value:
 
 class NotRun(dict[str, Any]):
     """The registered value of a host on which the step did not run (skipped, cancelled):
-    ``status`` and ``skip_reason`` only. Reading its ``stdout``, ``stderr`` or ``rc`` is
+    ``status`` and ``skip_reason`` (a copy's or fetch's ``changed``: false, ``dest`` and
+    ``sha256`` too). Reading its ``stdout``, ``stderr`` or ``rc`` is
     an error that names the host and the step — ``lsn={{ lsn.stdout }}`` rendered
     ``lsn=`` silently — while ``is defined`` and ``default()`` work as in Ansible."""
 
@@ -98,8 +99,10 @@ def register_value(result: CommandResult) -> Value:
     ``stdout_lines``/``stderr_lines`` (``output_value``); a copy's or fetch's also
     changed, dest and sha256 (SPEC §8). A host that did not run the step gets a
     ``NotRun`` value."""
-    if result.status in NOT_RUN:
-        reason = {"status": result.status.value, "skip_reason": result.error or ""}
+    if result.status in NOT_RUN:  # a copy or fetch that did not run changed nothing
+        reason: Value = {"status": result.status.value, "skip_reason": result.error or ""}
+        if result.changed is not None:
+            reason.update(result.transfer_fields())
         return NotRun(reason, result.host, result.step)
     value: Value = {"status": result.status.value, "rc": result.rc}
     value.update(output_value(result.stdout, result.stderr))
@@ -254,6 +257,15 @@ class RunValues:
             )
             for i, value in enumerate(items)
         ]
+
+    def confirm_text(self, item: PlannedStep | PlannedGroup, host: str | None) -> str | None:
+        """A step's or group's confirm text, rendered now when it reads a registered
+        value (``host``'s: the step's or the batch's first), as it may be shown."""
+        t = item.confirm_templates
+        target = next((c.host for c in item.commands if c.host.name == host), None)
+        if t is None or target is None:
+            return item.confirm
+        return self.shown(Command(item.name, target, t.run, templates=t))
 
     def _context(self, command: Command, t: Templates, real: bool) -> dict[str, Any]:
         host = command.host.name

@@ -9,9 +9,9 @@ from typing import Any
 
 from runbook.errors import Position
 from runbook.model.controller import Assertion, SetValues
-from runbook.templating.env import evaluate
+from runbook.templating.env import check_syntax, evaluate
 from runbook.templating.env import render as render_template
-from runbook.templating.native import native
+from runbook.templating.native import native, single_expression, strings
 
 
 def computed(values: SetValues, ctx: Mapping[str, Any], pos: Mapping[str, Position]) -> SetValues:
@@ -35,3 +35,23 @@ def checked(assertion: Assertion, ctx: Mapping[str, Any], pos: Mapping[str, Posi
     else:
         failure = render_template(assertion.message, ctx, pos.get("assert.message"))
     return replace(assertion, held=False, failure=failure)
+
+
+def check_controlled_syntax(
+    controlled: SetValues | Assertion | None, pos: Mapping[str, Position]
+) -> None:
+    """A ``set``'s templates and an ``assert``'s expressions and message parse (``{{ }}``
+    inside ``that`` says so). Raises ``TemplateError`` at the field."""
+    if isinstance(controlled, SetValues):
+        for name, template in controlled.templates:
+            for source in strings(template):
+                where = pos.get(f"set.{name}")
+                check_syntax(source, where)
+                expression = single_expression(source)
+                if expression is not None:
+                    check_syntax(expression, where, expression=True)
+    elif isinstance(controlled, Assertion):
+        for expression in controlled.that:
+            check_syntax(expression, pos.get("assert.that"), expression=True)
+        if controlled.message is not None:
+            check_syntax(controlled.message, pos.get("assert.message"))

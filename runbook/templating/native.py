@@ -31,15 +31,20 @@ def single_expression(source: str) -> str | None:
     return m.group(1).strip()
 
 
+def strings(value: Any) -> list[str]:
+    """The strings inside a value as written (a template, or a list or mapping of them)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
 def value_names(value: Any) -> frozenset[str]:
     """Every name the templates inside ``value`` read."""
-    if isinstance(value, str):
-        return template_names(value)
-    if isinstance(value, Mapping):
-        return frozenset().union(*(value_names(v) for v in value.values()))
-    if isinstance(value, list | tuple):
-        return frozenset().union(*(value_names(v) for v in value))
-    return frozenset()
+    return frozenset().union(*(template_names(s) for s in strings(value)))
 
 
 def native(value: Any, context: Mapping[str, Any], position: Position | None = None) -> Any:
