@@ -549,7 +549,7 @@ def _details(o: CommandView, n: CommandView) -> tuple[Change, ...]:
             out.append(Change(name, list(old), list(new)))
     for name in ("controlled", "loop"):
         old, new = getattr(o, name), getattr(n, name)
-        if old != new and (name == "loop" or o.cmd == n.cmd):  # not shown by the summary
+        if old != new and o.cmd == n.cmd:  # not shown by the command or summary
             out.append(_absent(name, old, new))
     if not out:  # cannot happen: every field is covered above; never hide a difference
         out.append(Change("command", o.to_dict(), n.to_dict()))

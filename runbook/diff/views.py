@@ -163,8 +163,9 @@ def _body(cd: CommandDiff) -> list[tuple[str, str]]:
 
 
 def _prompt(view: CommandView) -> str:
-    """``$ `` before a shell command; none before a copy's or fetch's summary (as the plan)."""
-    return "" if view.transfer else "$ "
+    """``$ `` before a shell command; none before a copy's, fetch's, set's or assert's summary
+    (as the plan)."""
+    return "" if view.transfer or view.controlled is not None else "$ "
 
 
 def _cmd(mark: str, lead: str, text: str) -> list[tuple[str, str]]:

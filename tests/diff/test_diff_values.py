@@ -40,6 +40,7 @@ def test_a_set_and_an_assert_compare_as_what_they_compute_and_check(tmp_path):
     assert (c.old.cmd, c.new.cmd) == ('set winner = "web01"', 'set winner = "web04"')
     [a] = check.commands
     details = {x.name: (x.old, x.new) for x in a.details}
+    assert "cmd" not in details  # the summary is the same: the check's fields say more
     # The summary does not show the message: the check's own fields say what changed.
     assert details["controlled"][0]["assert"]["message"] == "no winner"
     assert details["controlled"][1]["assert"]["message"] == "nobody won"
@@ -58,3 +59,11 @@ STEPS = """
 def test_a_saved_plan_with_loops_sets_and_asserts_is_no_difference(tmp_path):
     p = plan(tmp_path, STEPS + LOOP)
     assert not diff_plans(p, round_trip(p)).changed
+
+
+def test_the_diff_text_shows_sets_and_asserts_without_a_shell_prompt(tmp_path):
+    from runbook.diff.views import render
+
+    d = diff(tmp_path, "- {name: s, hosts: db, set: {w: 1}}", "- {name: s, hosts: db, set: {w: 2}}")
+    text = render(d, "text")
+    assert "- set w = 1\n" in text and "+ set w = 2\n" in text and "$ set" not in text
