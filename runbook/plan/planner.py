@@ -281,7 +281,8 @@ class _Planner:
             name=group.name,
             position=group.position,
             batches=tuple(batches),
-            spec=group.spec,
+            # Templated settings as the first host has them (what its inner steps inherit).
+            spec=self.settings.for_host(group, hosts[0]).spec if hosts else group.spec,
             hosts=group.hosts or "all",
             max_failures=count(group.spec.max_failures, len(hosts)),
             confirm=confirm,

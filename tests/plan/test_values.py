@@ -399,3 +399,27 @@ def test_a_saved_plan_keeps_loops_sets_and_asserts(tmp_path):
     again = plan_from_dict(data, str(tmp_path / "plan.json"))
     assert plan_to_dict(again) == data
     assert again.commands == plan.commands
+
+
+def test_a_groups_templated_settings_shape_its_batches_and_reach_its_inner_steps(tmp_path):
+    plan = plan_steps(
+        tmp_path,
+        """
+        - name: rolling
+          hosts: db
+          serial: "{{ size }}"
+          max_failures: "{{ size - 1 }}"
+          timeout: "{{ 5 * size }}"
+          steps:
+            - {name: inherits, run: a}
+            - {name: own, run: b, timeout: 9}
+        """,
+        extra={"size": 2},
+    )
+    group = plan.steps[0]
+    assert [b.hosts for b in group.batches] == [("d1", "d2"), ("d3",)]
+    assert group.max_failures == 1 and group.spec.timeout == 10.0
+    timeouts = {
+        (s.name, c.host.name): c.spec.timeout for s in plan.leaf_steps() for c in s.commands
+    }
+    assert timeouts[("inherits", "d3")] == 10.0 and timeouts[("own", "d3")] == 9.0
