@@ -109,6 +109,7 @@ def check_saved_syntax(plan: Plan) -> None:
     """A saved or journaled plan's templates and ``until`` parse (a hand-edited one may
     not): found before the first command, as planning from the runbook finds it."""
     from runbook.errors import TemplateError
+    from runbook.templating.controlled import check_controlled_syntax
     from runbook.templating.env import check_syntax
 
     for step in plan.leaf_steps():
@@ -123,6 +124,7 @@ def check_saved_syntax(plan: Plan) -> None:
                         check_syntax(t.when, t.positions.get("when"), expression=True)
                     for _, value in (*t.env, *t.step_env):
                         check_syntax(value, t.positions.get("env"))
+                    check_controlled_syntax(c.controlled, t.positions)
             except TemplateError as exc:
                 exc.step, exc.host = step.name, c.host.name
                 raise
@@ -154,7 +156,13 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
     _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
     keyring = read_keyring(opts.plan.vault_ids)
     plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"), keyring)
-    resume = Resume(run_id, run.ok_commands(), tuple(run.registrations()), run.rescued_commands())
+    resume = Resume(
+        run_id,
+        run.ok_commands(),
+        tuple(run.registrations()),
+        rescued=run.rescued_commands(),
+        done_items=run.ok_items(),
+    )
     return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
 
 

@@ -123,7 +123,7 @@ class PlainConsole(Console):
         self.run_id = e.run_id
         self._index = {n: i for i, n in enumerate(e.steps, 1)}
         self.write(
-            f"run {e.run_id}: {e.runbook} ({counted(len(e.steps), 'step')}, "
+            f"run {e.run_id}: {e.runbook} ({counted(e.step_count or len(e.steps), 'step')}, "
             f"{counted(e.hosts, 'host')}, {counted(e.commands, 'command')}, forks {e.forks})"
         )
 
@@ -171,7 +171,7 @@ class PlainConsole(Console):
         if r.error and (status is not Status.OK or not r.attempts):
             detail += f" ({r.error})"
         label = status.value if status is Status.OK else status.value.upper()
-        lines = [f"  {label:<11} {r.host}  {detail.strip()}  {r.duration:.2f}s"]
+        lines = [f"  {label:<11} {r.where}  {detail.strip()}  {r.duration:.2f}s"]
         if status.is_failure and not self.verbose:
             if self._shown_failures >= self.FAILURES_WITH_OUTPUT:
                 self._hidden_failures += 1

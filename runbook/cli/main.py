@@ -243,7 +243,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan = prepare_plan(plan_options(args)).plan
     hosts = plan.host_names
     print(
-        f"{args.file}: ok ({counted(len(plan.steps), 'step')}, {counted(len(hosts), 'host')}, "
+        f"{args.file}: ok ({counted(plan.step_count, 'step')}, {counted(len(hosts), 'host')}, "
         f"{counted(len(plan.commands), 'command')})"
     )
     return 0

@@ -31,11 +31,11 @@ class _Recap:
 
 def _recap(result: RunResult, journal: str | None) -> _Recap:
     per_host: dict[str, Counter[str]] = {}
-    changed: dict[str, None] = {}  # in the order hosts first changed something
+    changed: set[str] = set()
     for r in result.results:
         per_host.setdefault(r.host, Counter())[r.status.value] += 1
         if r.changed:
-            changed[r.host] = None
+            changed.add(r.host)
     hosts = sorted(per_host, key=natural)
     fine = [h for h in hosts if not any(per_host[h][s.value] for s in _NOT_FINE)]
     fine_counts: Counter[str] = Counter()
@@ -43,7 +43,8 @@ def _recap(result: RunResult, journal: str | None) -> _Recap:
         fine_counts.update(per_host[h])
     others = {h: per_host[h] for h in hosts if h not in fine}
     title = f"RECAP · run {result.run_id} · {result.status.value}"
-    return _Recap(title, fine, fine_counts, others, list(changed), _footer(result, journal))
+    changed_hosts = sorted(changed, key=natural)  # as every other list here: not run order
+    return _Recap(title, fine, fine_counts, others, changed_hosts, _footer(result, journal))
 
 
 def natural(name: str) -> list[object]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from runbook.load.steps import INNER_FORBIDDEN
 from runbook.model.command import Command
+from runbook.model.controller import controlled_to_dict
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.model.spec import ExecSpec
 from runbook.plan.flow import shown_delegate
@@ -85,6 +86,9 @@ class CommandView:
     transfer: bool = False  # a copy or fetch: ``cmd`` is its summary, no shell runs it
     wait: bool = False  # a wait_for or reboot: ``cmd`` is its summary (limits included)
     delegate: str | None = None  # delegate_to: where it runs (``controller``, a host)
+    # A set or an assert (``cmd`` is its summary) as planned; a loop's item or its source.
+    controlled: dict[str, Any] | None = None
+    loop: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"cmd": self.cmd, "env": self.env}
@@ -94,6 +98,10 @@ class CommandView:
             d["wait"] = True
         if self.delegate is not None:
             d["delegate"] = self.delegate
+        if self.controlled is not None:
+            d.update(self.controlled)
+        if self.loop is not None:
+            d["loop"] = self.loop
         if self.skipped is not None:
             d["skipped"] = self.skipped
         if self.deferred:
@@ -315,7 +323,7 @@ def _step_view(copies: list[PlannedStep], index: str, group: str | None) -> _Vie
     shown: dict[str, tuple[str, CommandView]] = {}
     for step in copies:
         for c in step.commands:
-            label = c.host.name
+            label = c.host.name if c.item is None else f"{c.host.name} item {c.item.index + 1}"
             # A local inner step runs on the controller once per batch.
             if label in shown or (group is not None and step.local):
                 label = f"{label} (batch {step.batch})"
@@ -379,7 +387,20 @@ def _command_view(c: Command, settings: Mapping[str, Any]) -> CommandView:
         transfer=c.transfer is not None,
         wait=c.wait is not None,
         delegate=None if c.delegate is None else shown_delegate(c.delegate),
+        controlled=plain(controlled_to_dict(c.controlled)) if c.controlled is not None else None,
+        loop=_loop_view(c),
     )
+
+
+def _loop_view(c: Command) -> dict[str, Any] | None:
+    """A loop's item as compared (its value, as the command shows it rendered), or the
+    source of a loop expanded at run time."""
+    view: dict[str, Any] | None = None
+    if c.item is not None:
+        view = plain({"item": c.item.value, "var": c.item.var})
+    elif c.loop is not None:
+        view = plain({"source": c.loop.source, "var": c.loop.var})
+    return view
 
 
 # -- comparing ----------------------------------------------------------------------------
@@ -539,6 +560,10 @@ def _details(o: CommandView, n: CommandView) -> tuple[Change, ...]:
         old, new = getattr(o, name), getattr(n, name)
         if old != new:
             out.append(Change(name, list(old), list(new)))
+    for name in ("controlled", "loop"):
+        old, new = getattr(o, name), getattr(n, name)
+        if old != new and o.cmd == n.cmd:  # not shown by the command or summary
+            out.append(_absent(name, old, new))
     if not out:  # cannot happen: every field is covered above; never hide a difference
         out.append(Change("command", o.to_dict(), n.to_dict()))
     return tuple(out)

@@ -163,10 +163,11 @@ def _body(cd: CommandDiff) -> list[tuple[str, str]]:
 
 
 def _prompt(view: CommandView, where: bool = True) -> str:
-    """``$ `` before a shell command; none before a copy's, fetch's, wait's or reboot's
-    summary; ``→ DELEGATE`` first for a delegated command (as the plan), unless ``where``
-    is false (the delegate changed: a detail line says so)."""
-    prompt = "" if view.transfer or view.wait else "$ "
+    """``$ `` before a shell command; none before a copy's, fetch's, wait's, reboot's,
+    set's or assert's summary; ``→ DELEGATE`` first for a delegated command (as the plan),
+    unless ``where`` is false (the delegate changed: a detail line says so)."""
+    shell = not (view.transfer or view.wait or view.controlled is not None)
+    prompt = "$ " if shell else ""
     return prompt if view.delegate is None or not where else f"→ {view.delegate}  {prompt}"
 
 

@@ -41,7 +41,7 @@ def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str
     for r in chosen:
         changed = "" if r.changed is None else f" changed={str(r.changed).lower()}"
         lines.append(
-            f"== {r.step} @ {r.host}: {r.status.value} rc={r.rc} "
+            f"== {r.step} @ {r.where}: {r.status.value} rc={r.rc} "
             f"attempts={r.attempts}{changed} {r.duration:.2f}s"
         )
         if r.dest is not None:
@@ -84,7 +84,7 @@ def story_lines(run: RunRecord) -> list[str]:
         lines.append(f"  {name}: {summary}")
         for r in rs:
             if r.status not in (Status.OK, Status.SKIPPED, Status.CANCELLED):
-                lines.append(f"      {r.host}: {r.status.value} {r.error or ''}".rstrip())
+                lines.append(f"      {r.where}: {r.status.value} {r.error or ''}".rstrip())
     f = run.finished
     if f:
         if f.steps_not_run:

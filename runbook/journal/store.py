@@ -218,11 +218,12 @@ class RunRecord:
     def unknown_outcomes(self) -> list[tuple[str, str]]:
         """Commands that started and have no result (the controller died), or lost their
         connection after they were sent: either may have run, wholly or in part."""
-        finished = {(r.step, r.host) for r in self.results()}
+        # A loop's items each start and end (``item``): keyed by it as well.
+        finished = {(r.step, r.host, r.item) for r in self.results()}
         started = [
             (e.step, e.host)
             for e in self.events
-            if isinstance(e, CommandStarted) and (e.step, e.host) not in finished
+            if isinstance(e, CommandStarted) and (e.step, e.host, e.item) not in finished
         ]
         lost = [(r.step, r.host) for r in self.results() if r.maybe_ran and not r.ok]
         return list(dict.fromkeys(started + lost))
@@ -232,7 +233,19 @@ class RunRecord:
         return [e for e in self.events if isinstance(e, Registered)]
 
     def ok_commands(self) -> frozenset[tuple[str, str]]:
-        return frozenset((r.step, r.host) for r in self.results() if r.status is Status.OK)
+        """``(step, host)`` of every command that ended ok (a loop's items: ``ok_items``)."""
+        return frozenset(
+            (r.step, r.host) for r in self.results() if r.status is Status.OK and r.item is None
+        )
+
+    def ok_items(self) -> frozenset[tuple[str, str, int]]:
+        """``(step, host, item)`` of every loop item that ended ok: a resumed loop goes on
+        at a host's first item not ok (SPEC §11)."""
+        return frozenset(
+            (r.step, r.host, r.item)
+            for r in self.results()
+            if r.status is Status.OK and r.item is not None
+        )
 
     def plan(self) -> dict[str, Any]:
         with open(self.path / "plan.json", encoding="utf-8") as f:

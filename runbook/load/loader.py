@@ -15,6 +15,7 @@ from runbook.load.yamlpos import load_yaml
 from runbook.model.runbook import Runbook, SecretSpec
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+TEMPLATE_PATTERN = "\\{[{%]"  # schemas/runbook.schema.json's $defs/template
 
 
 @cache
@@ -100,7 +101,9 @@ def _step_name(data: Any, doc_path: tuple) -> str | None:
     return None
 
 
-def _describe(err: Any, data: Any, positions: dict, path: str) -> list[SchemaError]:
+def _describe(
+    err: Any, data: Any, positions: dict, path: str, template_ok: bool = False
+) -> list[SchemaError]:
     doc_path = tuple(err.absolute_path)
     step = _step_name(data, doc_path)
     shown = doc_path[2:] if step is not None else doc_path  # the step is named already
@@ -120,12 +123,20 @@ def _describe(err: Any, data: Any, positions: dict, path: str) -> list[SchemaErr
         # Report the alternative that got furthest, not jsonschema's generic summary.
         from jsonschema.exceptions import best_match
 
-        near = [e for e in err.context if not _type_miss(e)] or list(err.context)
-        return _describe(best_match(near), data, positions, path)
+        # A setting that may be a template: when the value is no template, what it is
+        # not is the setting's own rule (say the template only as an alternative).
+        other = [e for e in err.context if not _template_miss(e)]
+        templated = len(other) < len(err.context)
+        near = [e for e in other if not _type_miss(e)] or other or list(err.context)
+        return _describe(best_match(near), data, positions, path, template_ok or templated)
     if err.validator == "required":
         msg = f"{where}: {err.message.replace('is a required property', 'is required')}"
     elif err.validator == "type":
-        msg = f"{where}: expected {_types(err.validator_value)}, got {_show(err.instance)}"
+        alternative = " or a template ({{ }})" if template_ok else ""
+        msg = (
+            f"{where}: expected {_types(err.validator_value)}{alternative}, "
+            f"got {_show(err.instance)}"
+        )
     elif err.validator == "enum":
         choices = ", ".join(map(str, err.validator_value))
         msg = f"{where}: {_show(err.instance)} is not one of: {choices}"
@@ -143,6 +154,11 @@ def _type_miss(err: Any) -> bool:
     if err.validator in ("oneOf", "anyOf") and err.context:
         return all(_type_miss(e) for e in err.context)
     return err.validator == "type" and not err.relative_path
+
+
+def _template_miss(err: Any) -> bool:
+    """The template alternative of a setting, failed (the value is no template)."""
+    return bool(err.schema.get("pattern") == TEMPLATE_PATTERN)
 
 
 def _types(t: Any) -> str:

@@ -9,6 +9,7 @@ quote values), and a multi-line value also line by line.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -83,6 +84,7 @@ class Masker:
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         values = list(values)
+        self.values = tuple(values)
         forms = {form for v in values if v for form in _forms(v)}
         for v in values:
             if "\n" in v:
@@ -93,6 +95,11 @@ class Masker:
 
     def __bool__(self) -> bool:
         return self.pattern is not None
+
+    def with_values(self, more: Iterable[str]) -> Masker:
+        """A masker for these values too: what a ``set`` computed from a secret (a filter
+        may have transformed it beyond what the secret's own forms match)."""
+        return Masker([*self.values, *more])
 
     def __call__(self, text: str) -> str:
         if self.pattern is None or not text:
@@ -149,7 +156,13 @@ def each_string(value: Any, change: Callable[[str], str]) -> Any:
     if isinstance(value, list):
         return [each_string(v, change) for v in value]
     if isinstance(value, dict):
-        return {k: each_string(v, change) for k, v in value.items()}
+        changed = {k: each_string(v, change) for k, v in value.items()}
+        if type(value) is dict:
+            return changed
+        clone = copy.copy(value)  # a subclass keeps what it knows (a skipped register's host)
+        clone.clear()
+        clone.update(changed)
+        return clone
     return value
 
 

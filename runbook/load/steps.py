@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.errors import LoadError, Position, SchemaError
+from runbook.load.controller import check_loop, controller_parts
+from runbook.load.settings import split_templated
 from runbook.model.files import KINDS, FileAction
 from runbook.model.runbook import Step
 from runbook.model.spec import ExecSpec
@@ -25,7 +27,7 @@ from runbook.templating.lazy import mark_all
 DocPath = tuple[Any, ...]
 Positions = Mapping[DocPath, Position]
 
-ACTIONS = ("run", "copy", "fetch", "steps", "include", "wait_for", "reboot")
+ACTIONS = ("run", "copy", "fetch", "steps", "include", "wait_for", "reboot", "set", "assert")
 # A copy or fetch runs no shell command: what only a command has is refused on it.
 NOT_FOR_FILES = ("until", "env", "shell")
 # A wait polls from the controller; a reboot runs its own commands, once each.
@@ -139,8 +141,8 @@ class StepReader:
         actions = [a for a in ACTIONS if a in raw]
         if not actions:
             raise SchemaError(
-                "'run' is required (or copy:, fetch:, wait_for:, reboot:, steps: for a "
-                "group, or include:)",
+                "'run' is required (or copy:, fetch:, wait_for:, reboot:, set:, assert:, steps: "
+                "for a group, or include:)",
                 pos,
                 step=name,
             )
@@ -205,6 +207,7 @@ class StepReader:
     ) -> Step:
         _only(raw, GROUP_KEYS, "a group", file, doc_path)
         where = _positions(raw, file, doc_path, inherited)
+        layers, templated = split_templated((*inherited.spec_layers, raw))
         own_when = raw.get("when")
         inner = replace(
             inherited,
@@ -225,10 +228,11 @@ class StepReader:
         return Step(
             name=name,
             position=file.at(doc_path),
-            spec=ExecSpec.build(*inherited.spec_layers, raw),
+            spec=ExecSpec.build(*layers),
             steps=tuple(steps),
             hosts=raw.get("hosts"),
-            serial=raw.get("serial"),
+            serial=None if "serial" in templated else raw.get("serial"),
+            templated=templated,
             tags=_union(inherited.tags, raw.get("tags", ())),
             confirm=raw.get("confirm"),
             when=_combined(inherited.when, own_when),
@@ -288,22 +292,30 @@ def _leaf(
     where: dict[str, Position],
     inherited: Inherited,
 ) -> Step:
+    layers, templated = split_templated((*inherited.spec_layers, raw))
+    set_values, assertion = controller_parts(raw, name, where)
+    check_loop(raw, name, where)
     return Step(
         name=name,
         position=pos,
-        spec=ExecSpec.build(*inherited.spec_layers, raw),
+        spec=ExecSpec.build(*layers),
         run=raw.get("run"),
         transfer=_transfer(raw, name, where),
         hosts=raw.get("hosts"),
         local=raw.get("local", False),
         env={**inherited.env, **_env(raw)},
-        serial=raw.get("serial"),
+        serial=None if "serial" in templated else raw.get("serial"),
         when=_combined(inherited.when, raw.get("when")),
         run_once=raw.get("run_once", False),
         tags=_union(inherited.tags, raw.get("tags", ())),
         confirm=raw.get("confirm"),
         register=raw.get("register"),
         vars=dict(inherited.vars),
+        set_values=set_values,
+        assertion=assertion,
+        loop=raw.get("loop"),
+        loop_var=raw.get("loop_var", "item"),
+        templated=templated,
         field_positions=where,
         delegate_to=None if raw.get("delegate_to") is None else str(raw["delegate_to"]),
         wait=_wait(raw, name, where),
@@ -367,7 +379,7 @@ def _positions(
 ) -> dict[str, Position]:
     """Where each field of the step (and each env value, inherited ones included) is."""
     out = {k: file.positions.get((*doc_path, k, "<text>")) or file.at((*doc_path, k)) for k in raw}
-    for kind in (*KINDS, *WaitKind):  # copy.src, wait_for.port...: errors point inside
+    for kind in (*KINDS, *WaitKind, "set", "assert"):  # copy.src, set.NAME: errors point inside
         if isinstance(raw.get(kind), dict):
             out.update({f"{kind}.{k}": file.at((*doc_path, kind, k)) for k in raw[kind]})
     env = {**inherited.env_positions, **_env_positions(raw, file, doc_path)}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
+from runbook.model.controller import Controlled, Loop, LoopItem, controlled_to_dict
 from runbook.model.files import Transfer
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
@@ -122,6 +123,12 @@ class Command:
     delegate: Host | None = None
     # A wait_for or reboot instead of a shell command; ``cmd`` is then its summary.
     wait: WaitAction | None = None
+    # One item of a ``loop`` (the host's items run in order); a loop whose list is known
+    # only at run time (expanded into items then); a ``set`` or ``assert``, evaluated on
+    # the controller (``cmd`` is then its summary).
+    item: LoopItem | None = None
+    loop: Loop | None = None
+    controlled: Controlled | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -134,8 +141,13 @@ class Command:
 
     @property
     def is_shell(self) -> bool:
-        """A shell command (not a copy, fetch, wait or reboot, whose ``cmd`` is a summary)."""
-        return self.transfer is None and self.wait is None
+        """A shell command (not a copy, fetch, wait, reboot, set or assert, whose ``cmd`` is
+        a summary)."""
+        return self.transfer is None and self.wait is None and self.controlled is None
+
+    @property
+    def item_index(self) -> int | None:
+        return None if self.item is None else self.item.index
 
     @property
     def timeout(self) -> float:
@@ -162,6 +174,12 @@ class Command:
             d["delegate"] = self.delegate.name
         if self.wait is not None:
             d["wait"] = self.wait.to_dict()
+        if self.item is not None:
+            d["item"] = self.item.to_dict()
+        if self.loop is not None:
+            d["loop"] = self.loop.to_dict()
+        if self.controlled is not None:
+            d.update(controlled_to_dict(self.controlled))
         return d
 
 
@@ -200,6 +218,7 @@ class CommandResult:
     changed: bool | None = None
     dest: str | None = None
     sha256: str | None = None
+    item: int | None = None  # a loop's item (0-based): each item has its own result
 
     @property
     def ok(self) -> bool:
@@ -212,6 +231,11 @@ class CommandResult:
     @property
     def duration(self) -> float:
         return max(0.0, self.finished - self.started)
+
+    @property
+    def where(self) -> str:
+        """The host, and a loop's item (1-based) when it is one: how surfaces name it."""
+        return self.host if self.item is None else f"{self.host} item {self.item + 1}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +252,7 @@ class CommandResult:
             "error": self.error,
             **({"maybe_ran": True} if self.maybe_ran else {}),
             **{k: v for k, v in self.transfer_fields().items() if v is not None},
+            **({"item": self.item} if self.item is not None else {}),
         }
 
     def transfer_fields(self) -> dict[str, Any]:
@@ -252,6 +277,7 @@ class CommandResult:
             changed=d.get("changed"),
             dest=d.get("dest"),
             sha256=d.get("sha256"),
+            item=d.get("item"),
         )
 
     @classmethod
@@ -260,7 +286,13 @@ class CommandResult:
         copy or fetch that did not run changed nothing."""
         now = time.time()
         result = cls(
-            command.step, command.host.name, status, started=now, finished=now, error=error
+            command.step,
+            command.host.name,
+            status,
+            started=now,
+            finished=now,
+            error=error,
+            item=command.item_index,
         )
         return result.transferred(command)
 

@@ -78,6 +78,7 @@ class RunStarted(Event):
     hosts: int
     commands: int
     forks: int
+    step_count: int | None = None  # groups and inner steps each counted (Plan.step_count)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,7 @@ class CommandStarted(Event):
     group: str | None = None
     batch: int | None = None
     cmd: str | None = None  # a command rendered at apply time, as shown (SPEC §8)
+    item: int | None = None  # a loop's item (0-based)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,14 +131,16 @@ class CommandOutput(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Registered(Event):
-    """A step's result stored under its ``register`` name for these hosts; secrets are
-    ``((secret:NAME))`` tokens, so ``--resume`` can restore the value."""
+    """A step's result stored under its ``register`` name for these hosts, or a value of
+    a ``set`` step (``is_set``: any JSON value); secrets are ``((secret:NAME))`` tokens,
+    so ``--resume`` can restore the value."""
 
     kind: ClassVar[str] = "registered"
     step: str
     name: str
     hosts: list[str]
-    value: dict[str, Any]
+    value: Any
+    is_set: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

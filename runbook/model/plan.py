@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
-from runbook.model.command import Command
+from runbook.model.command import Command, Templates
 from runbook.model.spec import ExecSpec
 
 Serial = int | str | list[int | str] | None
@@ -53,6 +53,8 @@ class PlannedStep:
     # A command run once (run_once, local) for these hosts: if it fails, each of them
     # fails (inside a group; SPEC section 10).
     once_for: tuple[str, ...] = ()
+    # A confirm text that reads a registered value: rendered when it is asked.
+    confirm_templates: Templates | None = None
 
     @property
     def commands(self) -> list[Command]:
@@ -92,6 +94,7 @@ class PlannedGroup:
     rescue: tuple[str, ...] = ()  # rescue step names, in order
     always: tuple[str, ...] = ()  # always step names, in order
     section: Section = Section.MAIN
+    confirm_templates: Templates | None = None  # see PlannedStep
 
     @property
     def commands(self) -> list[Command]:
@@ -139,6 +142,12 @@ class Plan:
                     yield from batch.steps
             else:
                 yield item
+
+    @property
+    def step_count(self) -> int:
+        """How many steps the plan has, groups and their inner steps each counted once:
+        the one count ``validate``, ``plan`` and the console show."""
+        return len(self.step_names)
 
     @property
     def step_names(self) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from runbook.errors import Position
+from runbook.model.controller import DEFAULT_LOOP_VAR, Assertion, SetValues
 from runbook.model.files import FileAction
 from runbook.model.spec import ExecSpec
 from runbook.model.waits import WaitAction
@@ -86,10 +87,12 @@ class Step:
     group's settings in ``spec``, its group's and includes' env, tags, ``when`` and vars.
 
     A step runs a command (``run``), moves a file (``transfer``: ``copy`` or ``fetch``),
-    waits or reboots (``wait``: ``wait_for`` or ``reboot``) or is a group (``steps``: inner
-    steps that run on each batch of the group's hosts in turn, then its ``rescue`` steps
-    on the hosts that failed one, then its ``always`` steps on every host of the batch).
-    Includes are expanded by the loader.
+    A step runs a command (``run``; ``loop`` runs it once per item), moves a file
+    (``transfer``: ``copy`` or ``fetch``), waits or reboots (``wait``: ``wait_for`` or
+    ``reboot``), computes values or checks them on the controller (``set_values``,
+    ``assertion``) or is a group (``steps``: inner steps that run on each batch of the
+    group's hosts in turn, then its ``rescue`` steps on the hosts that failed one, then its
+    ``always`` steps on every host of the batch). Includes are expanded by the loader.
     """
 
     name: str
@@ -112,6 +115,13 @@ class Step:
     wait: WaitAction | None = None
     rescue: tuple[Step, ...] = ()  # a group's, SPEC section 10
     always: tuple[Step, ...] = ()
+    set_values: SetValues | None = None
+    assertion: Assertion | None = None
+    loop: Any = None  # a template, or a list (its strings may be templates)
+    loop_var: str = DEFAULT_LOOP_VAR
+    # Settings written as templates (timeout, retries, delay, serial, max_failures),
+    # rendered at plan time; ``spec``/``serial`` hold the defaults meanwhile.
+    templated: dict[str, str] = field(default_factory=dict)
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)
 

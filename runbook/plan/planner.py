@@ -13,7 +13,7 @@ and so is a lookup of a secret's source. Every name they read is still checked n
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
 from runbook.load.vault import Keyring
 from runbook.model.command import Command, Templates
+from runbook.model.controller import Loop
 from runbook.model.plan import (
     Plan,
     PlannedBatch,
@@ -31,8 +32,12 @@ from runbook.model.plan import (
     Selection,
 )
 from runbook.model.runbook import Host, Runbook, Step
+from runbook.model.spec import ExecSpec
+from runbook.plan.controller import ControllerPlanner, check_controller_syntax
 from runbook.plan.flow import FLOW_NAMES, RESCUE_NAMES, Flow, batch_facts, controller
+from runbook.plan.loops import LoopPlanner
 from runbook.plan.select import Selected, select
+from runbook.plan.settings import SettingsPlanner
 from runbook.plan.transfers import TransferPlanner
 from runbook.plan.vaulted import NONE as NO_VAULT
 from runbook.plan.vaulted import VaultReads, split_vaulted, vaulted_names
@@ -40,10 +45,11 @@ from runbook.templating.env import check_syntax, evaluate, expression_names, tem
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
 from runbook.templating.lookups import recording
+from runbook.templating.native import strings, value_names
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
-RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
+RESULT_NAMES = frozenset({"rc", "stdout", "stderr", "stdout_lines", "stderr_lines"})
 RESERVED = (
     frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES | FLOW_NAMES
 )
@@ -110,10 +116,15 @@ class _Planner:
         self._parts: dict[str, Parts] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._batch: dict[str, Any] | None = None  # what templates see as ``batch``, if any
+        # ``set`` values computed at plan time: host → name → value (SPEC §11).
+        self.set_values: dict[str, dict[str, Any]] = {}
         self._check_names()
         self.keyring = keyring  # opens vaulted values as commands read them
         self.files = TransferPlanner(self)
         self.flow = Flow(self)
+        self.controller = ControllerPlanner(self)
+        self.loops = LoopPlanner(self)
+        self.settings = SettingsPlanner(self)
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -135,6 +146,13 @@ class _Planner:
                     step.field_positions.get("register", step.position),
                     step=step.name,
                 )
+            for name in step.set_values.names if step.set_values is not None else ():
+                if name in taken_here:
+                    raise InputError(
+                        f"set {name!r} has the same name as a variable; choose another name",
+                        step.field_positions.get(f"set.{name}", step.position),
+                        step=step.name,
+                    )
 
     def base(self, host: Host) -> dict[str, Any]:
         ctx = self._base.get(host.name)
@@ -154,6 +172,7 @@ class _Planner:
         ctx = {**self.base(host), **self._step_facts(step)}
         if self._batch is not None:
             ctx["batch"] = self._batch
+        ctx.update(self.set_values.get(host.name, ()))
         if step.vars:  # include vars: over host vars, under -e and secrets
             ctx.update(step.vars)
             ctx.update(self.extra)
@@ -163,6 +182,14 @@ class _Planner:
             templated |= {k for k, v in step.vars.items() if has_templates(v)}
         if reads & templated:
             self._resolve_inventory_templates(ctx, reads & templated, host, bool(step.vars))
+        return ctx
+
+    def step_context(self, step: Step) -> dict[str, Any]:
+        """What a step's own settings (``serial``, ``max_failures``) are rendered with:
+        what every host shares — the runbook's vars, -e, groups, runbook and step."""
+        rb = self.runbook
+        ctx = {**rb.vars, **step.vars, **self.extra, **self._step_facts(step)}
+        ctx.update(groups=self._groups, runbook={"name": rb.name, "path": rb.path})
         return ctx
 
     def _step_facts(self, step: Step) -> dict[str, Any]:
@@ -213,14 +240,16 @@ class _Planner:
                 )
 
     def runbook_env(
-        self, step: Step, host: Host, ctx: Context, parts: Parts
+        self, step: Step, host: Host, ctx: Context, parts: Parts, per_command: frozenset[str]
     ) -> dict[str, str] | None:
-        """The runbook's env rendered once per host, unless it reads the step or include
-        vars (then per command)."""
+        """The runbook's env rendered once per host, unless it reads the step, its batch or
+        delegate, include vars, a loop's item or a lookup (then per command: a lookup may
+        read a secret)."""
+        names = per_command | _STEP_NAMES
         if step.vars or any(
-            _STEP_NAMES & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
+            names & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
         ):
-            return None  # per command (a lookup may read a secret)
+            return None
         env = self._runbook_env.get(host.name)
         if env is None:
             env = self._runbook_env[host.name] = render_env(parts.env, ctx, parts.positions)
@@ -250,22 +279,34 @@ class _Planner:
         if step.is_group:
             return self.group(chosen)
         self.check_syntax(step)
+        step = self.with_step_settings(step)
         hosts = self.hosts(step, None)
         planned = self.step(step, hosts, step.serial)
         return planned
 
+    def with_step_settings(self, step: Step) -> Step:
+        """The step with its templated ``serial``/``max_failures`` rendered."""
+        rendered = self.settings.for_step(step)
+        if "serial" in rendered:
+            step = replace(step, serial=rendered["serial"])
+        if "max_failures" in rendered:
+            step = replace(step, spec=replace(step.spec, max_failures=rendered["max_failures"]))
+        return step
+
     def group(self, chosen: Selected) -> PlannedGroup:
-        group = chosen.step
+        group = self.with_step_settings(chosen.step)
         hosts = self.hosts(group, None)
         rescue = [s for s in group.rescue if not _skipped(s, self.selection)]
         always = [s for s in group.always if not _skipped(s, self.selection)]
         for inner in (*chosen.inner, *rescue, *always):
             self.check_syntax(inner)
+        confirm, confirm_templates = self.settings.confirm(group, hosts[0] if hosts else None)
         sizes = batch_sizes(len(hosts), group.serial)
         batches = []
         start = 0
         registered = set(self.registered)
         inner_registers = {s.register for s in chosen.inner if s.register}
+        after = set(registered)  # what the inner steps register or set, over every batch
         for number, size in enumerate(sizes, 1):
             members = hosts[start : start + size]
             start += size
@@ -277,22 +318,27 @@ class _Planner:
             steps = []
             for s, section in parts:
                 if section is Section.RESCUE:  # what failed, known when the rescue runs
-                    self.registered = registered | inner_registers | RESCUE_NAMES
+                    self.registered |= inner_registers | RESCUE_NAMES
                 elif section is Section.ALWAYS:
-                    self.registered = registered | inner_registers | _registers(rescue)
+                    self.registered = (self.registered - RESCUE_NAMES) | inner_registers
+                    self.registered |= _registers(rescue)
                 planned = self.step(s, self.hosts(s, members), None, members)
                 steps.append(replace(planned, group=group.name, batch=number, section=section))
             batches.append(PlannedBatch(number, tuple(h.name for h in members), tuple(steps)))
+            after |= self.registered
         self._batch = None
-        self.registered = registered | inner_registers | _registers(rescue) | _registers(always)
+        self.registered = (after - RESCUE_NAMES) | inner_registers
+        self.registered |= _registers(rescue) | _registers(always)
         return PlannedGroup(
             name=group.name,
             position=group.position,
             batches=tuple(batches),
-            spec=group.spec,
+            # Templated settings as the first host has them (what its inner steps inherit).
+            spec=self.settings.for_host(group, hosts[0]).spec if hosts else group.spec,
             hosts=group.hosts or "all",
             max_failures=count(group.spec.max_failures, len(hosts)),
-            confirm=group.confirm,
+            confirm=confirm,
+            confirm_templates=confirm_templates,
             tags=group.tags,
             serial=group.serial,
             inner=tuple(s.name for s in chosen.inner),
@@ -335,43 +381,52 @@ class _Planner:
             targeted = within
         elif step.run_once:
             hosts = hosts[:1]
-        commands = self.commands(step, hosts, serial)
+        # Asked before the step runs: it cannot read what the step registers.
+        confirm, confirm_templates = self.settings.confirm(step, hosts[0] if hosts else None)
+        commands = self.batched_commands(step, hosts, serial)
         once = step.local or step.run_once
         if step.register is not None:
             self.registered.add(step.register)
+        gets_values = step.register is not None or step.set_values is not None
+        if step.set_values is not None:
+            self.controller.after(step, commands, [h.name for h in targeted])
         return PlannedStep(
             name=step.name,
             position=step.position,
             batches=batches(commands, serial),
-            spec=step.spec,
+            spec=_rendered_spec(step, commands),
             hosts=(step.hosts or "all") if not step.local else "localhost",
-            max_failures=count(step.spec.max_failures, len(commands)),
-            confirm=step.confirm,
+            max_failures=count(step.spec.max_failures, len({c.host.name for c in commands})),
+            confirm=confirm,
+            confirm_templates=confirm_templates,
             tags=step.tags,
             run_once=step.run_once,
             local=step.local,
             serial=serial,
             register=step.register,
-            register_hosts=tuple(h.name for h in targeted) if step.register else (),
+            register_hosts=tuple(h.name for h in targeted) if gets_values else (),
             once_for=tuple(h.name for h in targeted) if once and within is not None else (),
         )
 
-    def commands(self, step: Step, hosts: list[Host], serial: Any) -> list[Command]:
+    def batched_commands(self, step: Step, hosts: list[Host], serial: Any) -> list[Command]:
         """The step's commands; with ``serial``, each host sees its rolling ``batch``."""
         if serial is None:
-            return [self.command(step, host) for host in hosts]
+            return [c for host in hosts for c in self.commands(step, host)]
         sizes = batch_sizes(len(hosts), serial)
         out: list[Command] = []
+        done = 0
         for number, size in enumerate(sizes, 1):
-            members = hosts[len(out) : len(out) + size]
+            members = hosts[done : done + size]
+            done += size
             self._batch = batch_facts([h.name for h in members], number, len(sizes))
-            out += [self.command(step, host) for host in members]
+            out += [c for host in members for c in self.commands(step, host)]
         self._batch = None
         return out
 
     def check_syntax(self, step: Step) -> None:
         pos = step.field_positions
         checks = [("run", step.run, False), ("until", step.spec.until, True)]
+        checks += [("loop", s, False) for s in strings(step.loop)]
         checks.append(("when", step.when, True))
         checks.append(("delegate_to", step.delegate_to, False))
         if step.wait is not None:
@@ -385,14 +440,37 @@ class _Planner:
             for name, source, expression in checks:
                 if source is not None:
                     check_syntax(source, pos.get(name), expression)
+            check_controller_syntax(step)
         except TemplateError as exc:
             exc.step = step.name
             raise
 
     # -- commands ------------------------------------------------------------------------
 
-    def command(self, step: Step, host: Host) -> Command:
-        """Render one step for one host; every error names the step and the host."""
+    def commands(self, step: Step, host: Host) -> list[Command]:
+        """One step's commands for one host: its command, a loop's items, or the
+        controller's ``set``/``assert``, with its templated settings rendered."""
+        try:
+            step = self.settings.for_host(step, host)
+            if step.set_values is not None or step.assertion is not None:
+                return [self.controller.command(step, host)]
+            if step.loop is not None:
+                return self.loops.commands(step, host)
+        except InputError as exc:
+            exc.step, exc.host = exc.step or step.name, exc.host or host.name
+            raise
+        return [self.command(step, host)]
+
+    def command(
+        self,
+        step: Step,
+        host: Host,
+        extra: Mapping[str, Any] | None = None,
+        loop: Loop | None = None,
+    ) -> Command:
+        """Render one step for one host; every error names the step and the host.
+        ``extra``: a loop's item; ``loop``: a loop whose items are known at run time
+        only (the command is kept as templates, its item unbound)."""
         parts = self.parts(step)
         try:
             if step.wait is not None:
@@ -405,6 +483,8 @@ class _Planner:
             # reads are bound when the command is rendered: it must be rendered then.
             reads_all = reads | (expression_names(until) if until else frozenset())
             ctx = self.context(step, host, reads_all)
+            if extra:
+                ctx.update(extra)
             vault = split_vaulted(ctx, reads_all, self.keyring)  # stand-ins in ctx
             host = self.host(host)
             delegate = self.flow.delegate(step, ctx)
@@ -412,18 +492,33 @@ class _Planner:
                 ctx["delegate"] = delegate.facts()
             step = _with_host_become(step, delegate or host)
             secrets = tuple(sorted(reads_all & self.secrets | vault.secrets))
-            registers = tuple(sorted(reads_all & (self.registered | {"hostvars"})))
-            until_vars = self.until_vars(step, ctx)
+            registers = reads_all & (self.registered | {"hostvars"})
+            if loop is not None:
+                registers |= value_names(loop.source) & (self.registered | {"hostvars"})
+            until_vars = self.until_vars(step, ctx, loop)
             command: Command | None = None
-            if not secrets and not registers:
-                env = None if delegate else self.runbook_env(step, host, ctx, parts)
+            if not secrets and not registers and loop is None:
+                per_command = frozenset(extra or ())
+                env = None if delegate else self.runbook_env(step, host, ctx, parts, per_command)
                 with recording() as touched:  # secrets read through lookups
                     done = render_parts(parts, ctx, env)
                 if not touched:
                     command = _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
                 secrets = tuple(sorted(touched))
             if command is None:
-                command = self.later(step, host, parts, ctx, until_vars, secrets, registers, vault)
+                command = self.later(
+                    step,
+                    host,
+                    parts,
+                    ctx,
+                    until_vars,
+                    secrets,
+                    tuple(sorted(registers)),
+                    vault,
+                    loop,
+                )
+                if loop is not None:
+                    command = replace(command, loop=loop)
             return command if delegate is None else replace(command, delegate=delegate)
         except InputError as exc:
             exc.step, exc.host = step.name, host.name
@@ -456,13 +551,16 @@ class _Planner:
         secrets: tuple[str, ...],
         registers: tuple[str, ...],
         vault: VaultReads = NO_VAULT,
+        loop: Loop | None = None,
     ) -> Command:
         """A command rendered at apply time: checked now, kept as templates (a vaulted
-        value as a token of its secret: ``plan.vaulted``)."""
+        value as a token of its secret: ``plan.vaulted``). A loop's item is unbound while
+        its list is known only at run time."""
         self.reads_hostvars |= "hostvars" in registers
-        known = set(ctx) | self.registered | {"hostvars", "env"}
+        item = {loop.var} if loop is not None else set()
+        known = set(ctx) | self.registered | {"hostvars", "env"} | item
         _check_defined(parts, known)
-        tainted = set(secrets) | set(registers) | vault.names
+        tainted = set(secrets) | set(registers) | vault.names | item
         when = parts.when
         if when is not None and not expression_names(when) & tainted:
             if not evaluate(when, ctx, parts.positions.get("when")):
@@ -484,21 +582,22 @@ class _Planner:
             registers=registers,
             positions={k: p for k, p in parts.positions.items() if _template_field(k)},
         )
-        cmd, env = _shown(parts, ctx, set(registers))
+        cmd, env = _shown(parts, ctx, set(registers) | item)
         return replace(_command(step, host, cmd, env, until_vars, None), templates=templates)
 
-    def until_vars(self, step: Step, ctx: Context) -> dict[str, Any]:
+    def until_vars(self, step: Step, ctx: Context, loop: Loop | None = None) -> dict[str, Any]:
         """Bind the vars ``until`` reads now; an unknown name is an error now, not after
-        the command ran. Secrets and registered values are bound at run time."""
+        the command ran. Secrets, registered values and an item known only at run time
+        are bound at run time."""
         until = step.spec.until
         if until is None:
             return {}
         names = expression_names(until) - RESULT_NAMES
-        later = self.secrets | self.registered | {"hostvars"}
+        later = self.secrets | self.registered | {"hostvars"} | ({loop.var} if loop else set())
         for name in undefined(frozenset(names - later), ctx):
             raise TemplateError(
                 f"'{name}' is undefined in until (it sees vars, registered values, rc, stdout, "
-                "stderr)",
+                "stderr, stdout_lines, stderr_lines)",
                 step.field_positions.get("until"),
             )
         return {n: ctx[n] for n in sorted(names) if n in ctx and n not in later}
@@ -523,6 +622,16 @@ def _command(
     )
 
 
+def _rendered_spec(step: Step, commands: list[Command]) -> ExecSpec:
+    """The step's spec as its commands have it where a setting is a template (rendered
+    per host: the first host's stands for the step, as a saved plan reads it back)."""
+    keys = [k for k in step.templated if k in ("timeout", "retries", "delay")]
+    if not keys or not commands:
+        return step.spec
+    first = commands[0].spec
+    return replace(step.spec, **{k: getattr(first, k) for k in keys})
+
+
 def _with_host_become(step: Step, host: Host) -> Step:
     """``ansible_become``/``ansible_become_user`` on a host win over the step's ``become``,
     as Ansible's connection variables win over its keywords."""
@@ -535,7 +644,7 @@ def _with_host_become(step: Step, host: Host) -> Step:
 
 
 def _template_field(key: str) -> bool:
-    return key in ("run", "when", "env") or key.startswith(("env.", "runbook.env."))
+    return key in ("run", "when", "env", "loop") or key.startswith(("env.", "runbook.env."))
 
 
 def _check_defined(parts: Parts, known: set[str]) -> None:
@@ -635,9 +744,14 @@ def batch_sizes(total: int, serial: Any) -> list[int]:
 
 
 def batches(commands: list[Command], serial: Any) -> tuple[tuple[Command, ...], ...]:
-    """Split a step's commands into rolling batches (``batch_sizes``)."""
+    """Split a step's commands into rolling batches of hosts (``batch_sizes``): a host's
+    commands (a loop's items) stay in one batch, in order."""
+    per_host: dict[str, list[Command]] = {}
+    for c in commands:
+        per_host.setdefault(c.host.name, []).append(c)
+    hosts = list(per_host.values())
     out, i = [], 0
-    for n in batch_sizes(len(commands), serial):
-        out.append(tuple(commands[i : i + n]))
+    for n in batch_sizes(len(hosts), serial):
+        out.append(tuple(c for cs in hosts[i : i + n] for c in cs))
         i += n
     return tuple(out)

@@ -18,6 +18,7 @@ from typing import Any
 
 from runbook.errors import InputError, Position
 from runbook.model.command import Command, Templates
+from runbook.model.controller import Loop, LoopItem, controlled_from_dict
 from runbook.model.files import Transfer
 from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep, Section
 from runbook.model.runbook import Host
@@ -80,6 +81,7 @@ def _group_dict(item: PlannedGroup, source: str) -> dict[str, Any]:
         "serial": item.serial,
         "tags": list(item.tags),
         "confirm": item.confirm,
+        **_confirm_templates(item.confirm_templates),
         "inner": list(item.inner),
         "batches": [
             {"hosts": list(b.hosts), "steps": [_item_dict(s, source) for s in b.steps]}
@@ -101,6 +103,7 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
         "local": step.local,
         "tags": list(step.tags),
         "confirm": step.confirm,
+        **_confirm_templates(step.confirm_templates),
     }
     if step.position.file != source:  # a step from an included file
         d["file"] = step.position.file
@@ -111,6 +114,15 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
         d["once_for"] = list(step.once_for)
     d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
     return d
+
+
+def _confirm_templates(t: Templates | None) -> dict[str, Any]:
+    """A confirm text that reads a registered value: its template and what it reads."""
+    return {} if t is None else {"confirm_templates": t.to_dict()}
+
+
+def _templates(d: Mapping[str, Any] | None) -> Templates | None:
+    return None if d is None else Templates.from_dict(dict(d))
 
 
 def dumps(data: dict[str, Any]) -> str:
@@ -178,7 +190,7 @@ def _validate(data: Mapping[str, Any], path: str) -> None:
 
 
 # Vars bound into a plan are data: a runbook may hold ``.nan`` there on purpose.
-_DATA_KEYS = frozenset({"values", "until_vars", "hostvars"})
+_DATA_KEYS = frozenset({"values", "until_vars", "hostvars", "item", "loop", "set"})
 
 
 def _check_finite(data: Any, path: str) -> None:
@@ -244,6 +256,7 @@ def _item(s: Mapping[str, Any], hosts: Mapping[str, Host], source: str) -> PlanI
         rescue=tuple(s.get("rescue", ())),
         always=tuple(s.get("always", ())),
         section=Section(s.get("section", Section.MAIN)),
+        confirm_templates=_templates(s.get("confirm_templates")),
     )
 
 
@@ -278,6 +291,7 @@ def _step(
         batch=batch,
         section=Section(s.get("section", Section.MAIN)),
         once_for=tuple(s.get("once_for", ())),
+        confirm_templates=_templates(s.get("confirm_templates")),
     )
 
 
@@ -291,6 +305,7 @@ def _command(
     templates = c.get("templates")
     transfer = c.get("transfer")
     delegate, wait = c.get("delegate"), c.get("wait")
+    item, loop = c.get("item"), c.get("loop")
     return Command(
         step=step,
         host=hosts[c["host"]],
@@ -303,4 +318,7 @@ def _command(
         transfer=None if transfer is None else Transfer.from_dict(transfer, root),
         delegate=None if delegate is None else hosts[delegate],
         wait=None if wait is None else WaitAction.from_dict(wait),
+        item=None if item is None else LoopItem.from_dict(item),
+        loop=None if loop is None else Loop.from_dict(loop),
+        controlled=controlled_from_dict(c),
     )

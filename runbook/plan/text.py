@@ -5,7 +5,9 @@ compactly (``web[01:40]``); ``expand`` shows one line per host (SPEC §7). A com
 rendered at apply time is marked: ``deferred`` (it reads a registered value: shown as
 its template) or ``secret`` (shown rendered with stand-ins). A delegated command shows
 where it runs (``web03 → controller  $ lbctl drain web03``); a group's rescue and always
-steps, and the runbook's always steps, come under headers that say when they run.
+steps, and the runbook's always steps, come under headers that say when they run. A
+loop's commands are shown item by item; a ``set`` or an ``assert`` as what it computes or
+checks (SPEC §11).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from runbook.load.secrets import token
 from runbook.load.vault import ID_PREFIX as VAULT_ID
 from runbook.model.command import Command, Templates
+from runbook.model.controller import Assertion
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.plan.flow import RESCUE_NAMES
 from runbook.templating.render import STAND_IN
@@ -38,7 +41,7 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
     lines = [
         f"Plan: {plan.name}",
         f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
-        f"{counted(len(plan.step_names), 'step')}, {counted(len(plan.host_names), 'host')}, "
+        f"{counted(plan.step_count, 'step')}, {counted(len(plan.host_names), 'host')}, "
         f"{counted(len(plan.commands), 'command')}",
     ]
     for i, item in enumerate(plan.steps, 1):
@@ -131,7 +134,7 @@ def _step(
         if step.max_failures:
             policy += f", max_failures: {step.max_failures}"
         where = "controller (local)" if step.local else _hosts_label(step.hosts)
-        head += f"    hosts: {where} ({len(cmds)})    {policy}"
+        head += f"    hosts: {where} ({len({c.host.name for c in cmds})})    {policy}"
     elif step.local:
         head += "    on the controller"
     lines = [head]
@@ -156,7 +159,24 @@ def _step(
         if len(step.batches) > 1:
             lines.append(f"{inner}batch {b}/{len(step.batches)}")
             inner += "  "
-        lines += _commands(batch, _Shared(common, shared), mask, expand, inner)
+        lines += _items(batch, _Shared(common, shared), mask, expand, inner)
+    return lines
+
+
+def _items(
+    batch: Iterable[Command], shared: _Shared, mask: Mask, expand: bool, indent: str
+) -> list[str]:
+    """A loop's commands item by item (``item 2``, then each host's command for it, as
+    batches are shown); any other step's commands as they are."""
+    cmds = list(batch)
+    indices = sorted({c.item.index for c in cmds if c.item is not None})
+    if not indices:
+        return _commands(cmds, shared, mask, expand, indent)
+    lines = _commands([c for c in cmds if c.item is None], shared, mask, expand, indent)
+    for i in indices:
+        lines.append(f"{indent}item {i + 1}")
+        these = [c for c in cmds if c.item is not None and c.item.index == i]
+        lines += _commands(these, shared, mask, expand, indent + "  ")
     return lines
 
 
@@ -180,9 +200,14 @@ def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
     """The step's settings worth a reviewer's eye; an inner step's timeout only when it
     is not its group's."""
     spec = step.spec
-    extras = [f"timeout: {spec.timeout:g}s"] if step.commands else []
+    on_controller = any(c.controlled is not None for c in step.commands)
+    extras = [f"timeout: {spec.timeout:g}s"] if step.commands and not on_controller else []
     if inherited is not None and inherited.timeout == spec.timeout:
         extras = []
+    items = [c.item for c in step.commands if c.item is not None]
+    if items:
+        most = max(i.index for i in items) + 1
+        extras.append(f"loop: {counted(most, 'item')} as {items[0].var}")
     if step.serial is not None:
         extras.append(f"serial: {step.serial} → {len(step.batches)} batches")
     if spec.retries:
@@ -231,11 +256,13 @@ def _commands(
 
 
 def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: str) -> list[str]:
-    pad = indent + " " * len(label) + "    "
+    prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait, reboot, set or assert is not
+    # Continuation lines line up with the command's first line (a set's or an assert's
+    # lines are its own; a transfer's notes sit where a command's would).
+    pad = indent + " " * len(label) + ("  " if c.controlled is not None else "    ")
     if c.skip_reason:
         return [f"{indent}{label}  (skipped: {c.skip_reason})"]
     cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
-    prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait or reboot is no shell command
     lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
     lines += [f"{pad}{ln}" for ln in cmd_lines[1:]]
     own = {k: v for k, v in c.env.items() if k not in shared.env}
@@ -256,6 +283,10 @@ def _delegate(c: Command) -> str:
 
 def _mark(c: Command) -> str:
     t = c.templates
+    held = c.controlled.held if isinstance(c.controlled, Assertion) else None
+    if held is False:
+        assert isinstance(c.controlled, Assertion)
+        return f"does not hold: {c.controlled.failure}"
     if t is None:
         return ""
     marks = []
@@ -265,6 +296,8 @@ def _mark(c: Command) -> str:
         marks.append(f"secret: {', '.join(_secret_names(t))}")
     if t.when is not None:
         marks.append(f"when decided at apply: {t.when}")
+    if c.loop is not None:
+        marks.append(f"loop decided at apply: {c.loop.source} as {c.loop.var}")
     return "; ".join(marks)
 
 

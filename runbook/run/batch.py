@@ -138,10 +138,13 @@ class BatchRun:
             self.engine._step_started(self.index, step, [c.host.name for c in todo], 1)
             for result in self.engine._run_commands(step, tuple(todo)):
                 step_counts[self._record(step, result)] += 1
-        if step.section is Section.MAIN:  # the group's policy, as it stands now
-            failures, policy = len(self.failed), (self.group.on_failure, self.group.max_failures)
+        own = sum(n for s, n in step_counts.items() if s.is_failure)
+        if step.section is Section.MAIN:  # the group's policy, as it stands now; a step
+            # that failed nowhere is ok even after an earlier inner step failed
+            failures = len(self.failed) if own else 0
+            policy = (self.group.on_failure, self.group.max_failures)
         else:  # its own results: they count toward nothing
-            failures, policy = sum(n for s, n in step_counts.items() if s.is_failure), ("halt", 0)
+            failures, policy = own, ("halt", 0)
         status = step_status(*policy, failures, step_counts)
         self.engine._step_finished(self.index, step.name, status, step_counts, started, step=step)
         self.counts.update(step_counts)

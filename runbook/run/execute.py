@@ -11,6 +11,7 @@ from dataclasses import replace
 from runbook.errors import ConnectError, ConnectionLost, TemplateError
 from runbook.model.command import Command, CommandResult, Outcome, Status, decode
 from runbook.run.contexts.base import ExecutionContext, OutputCallback
+from runbook.run.values import output_value
 from runbook.templating.env import evaluate
 
 _NEVER = threading.Event()  # a halt that never comes, for callers without one
@@ -62,6 +63,7 @@ def run_command(
                 attempts=attempts,
                 error=mask(exc.message),
                 maybe_ran=isinstance(exc, ConnectionLost) or attempts > 1,
+                item=command.item_index,
             ).transferred(command)
         stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
         status, error = judge(command, outcome, stdout, stderr)
@@ -80,6 +82,7 @@ def run_command(
         finished=time.time(),
         attempts=attempts,
         error=error,
+        item=command.item_index,
     )
     return result.transferred(command, outcome)
 
@@ -98,7 +101,8 @@ def judge(
         return Status.FAILED, f"{command.transfer.kind} failed: {stderr.strip()}"
     until = command.spec.until
     if until:
-        context = {**command.until_vars, "rc": outcome.rc, "stdout": stdout, "stderr": stderr}
+        # The output as a registered value has it (one stdout everywhere, SPEC §11).
+        context = {**command.until_vars, "rc": outcome.rc, **output_value(stdout, stderr)}
         try:
             done = evaluate(until, context)
         except TemplateError as exc:  # at run time: this command fails, the run goes on

@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from runbook.errors import ConnectError, TemplateError
 from runbook.model.command import Command, CommandResult, Status, StepStatus
+from runbook.model.controller import NO_ITEMS
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
@@ -49,11 +50,13 @@ from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.runbook import Host
 from runbook.run.batch import BatchRun, step_status
 from runbook.run.contexts.base import ExecutionContext
+from runbook.run.controller_steps import derived_strings, evaluate_on_controller, recomputed
 from runbook.run.execute import run_command
+from runbook.run.loops import Chains, item_value
 from runbook.run.output import OutputRelay
 from runbook.run.pool import Completed, WorkerPool
 from runbook.run.reach import Reach
-from runbook.run.values import RunValues
+from runbook.run.values import RunValues, register_value, with_item
 
 EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 130
 POLL = 0.2  # seconds: how late an interrupt may be acted on
@@ -93,13 +96,15 @@ def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Resume:
-    """What an earlier run already did: ``(step, host)`` pairs that ended ok, and the
-    values it registered; ``rescued``: inner steps whose failure a rescue handled."""
+    """What an earlier run already did: ``(step, host)`` pairs that ended ok (a loop's
+    items: ``(step, host, item)``), and the values it registered; ``rescued``: inner
+    steps whose failure a rescue handled."""
 
     run_id: str
     done: frozenset[tuple[str, str]] = frozenset()
     registered: tuple[Registered, ...] = ()  # as journaled (secrets as tokens)
     rescued: frozenset[tuple[str, str]] = frozenset()
+    done_items: frozenset[tuple[str, str, int]] = frozenset()  # a loop's items ok
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,12 @@ class Runner:
         r = self.resume
         if r is None:
             return None
-        if command.key in r.done:
+        done = (
+            (*command.key, command.item.index) in r.done_items
+            if command.item is not None
+            else command.key in r.done
+        )
+        if done:
             return r.run_id, Status.OK
         if command.key in r.rescued:
             return r.run_id, Status.RESCUED
@@ -252,6 +262,7 @@ class Runner:
                 hosts=len(plan.host_names),
                 commands=len(plan.commands),
                 forks=self.forks,
+                step_count=plan.step_count,
             )
         )
         self._pool = WorkerPool(self.forks)
@@ -294,11 +305,16 @@ class Runner:
             self.halt(f"internal error: {self._bug!r}")
 
     def _restore(self) -> None:
-        """--resume: the values the earlier run registered, journaled again here."""
+        """--resume: the values the earlier run registered, journaled again here (but
+        what a ``set`` computed from a secret: it is computed again)."""
+        again = {c.step for c in self.plan.commands if recomputed(c)}
         for reg in self.resume.registered if self.resume else ():
-            value = self.values.restored(dict(reg.value))
-            self.values.set(reg.name, list(reg.hosts), value)
-            self._registered(reg.step, reg.name, list(reg.hosts), value)
+            if reg.step in again:
+                continue
+            hosts = list(reg.hosts)
+            value = self.values.restored(reg.value, hosts[0] if hosts else "", reg.step, reg.is_set)
+            self.values.set(reg.name, hosts, value)
+            self._registered(reg.step, reg.name, hosts, value, reg.is_set)
 
     def _next(self) -> Completed:
         """The next completed item, acting on interrupts while waiting."""
@@ -339,7 +355,8 @@ class Runner:
     def _run_step(self, index: int, step: PlannedStep) -> None:
         started = time.time()
         counts: Counter[Status] = Counter()
-        if not self._confirmed(step.name, step.confirm):
+        first = step.commands[0].host.name if step.commands else None
+        if not self._confirmed(step.name, self.values.confirm_text(step, first)):
             self._not_run(index, step, started)
             return
         self._step_started(index, step, [c.host.name for c in step.commands], len(step.batches))
@@ -378,7 +395,10 @@ class Runner:
         )
         failed: set[str] = set()
         for batch in group.batches:
-            if self._halt.is_set() or not self._confirmed(group.name, group.confirm):
+            first = batch.hosts[0] if batch.hosts else None
+            if self._halt.is_set() or not self._confirmed(
+                group.name, self.values.confirm_text(group, first)
+            ):
                 for step in batch.steps:
                     counts.update(self._cancel(step, step.commands))
                 continue
@@ -403,28 +423,105 @@ class Runner:
     def _run_commands(
         self, step: PlannedStep, commands: tuple[Command, ...]
     ) -> Iterator[CommandResult]:
-        """Submit commands and yield each (masked) result as it arrives."""
+        """Submit commands and yield each (masked) result as it arrives. A loop's items
+        run in order on each host (``Chains``): the next is started when the one before
+        it ended; a ``set`` or ``assert`` is evaluated here, on the controller."""
         assert self._pool is not None
+        chains = Chains(commands)
+        ready = deque(chains.first)
         expected = 0
-        for cmd in commands:
-            decided = self._decided_now(step, cmd)
-            if decided is not None:  # ok in the earlier run: its restored value stands
-                yield self._finish(step, decided, register=decided.status is Status.CANCELLED)
-                continue
+        while ready or expected:
+            if ready:
+                started = self._start(step, chains, ready.popleft())
+                if started is None:
+                    expected += 1
+                    continue
+                raw, fresh = started
+            else:
+                done = self._next()
+                self._running -= 1
+                expected -= 1
+                raw, fresh = self._collect(done), True
+                self.reach.note(done.item.command, raw)
+            yield from self._ended(step, chains, raw, fresh, ready)
+
+    def _start(
+        self, step: PlannedStep, chains: Chains, cmd: Command
+    ) -> tuple[CommandResult, bool] | None:
+        """Start ``cmd``: None when it went to the pool; else its result, decided now,
+        and whether this run decided it (not ``--resume``'s earlier run)."""
+        assert self._pool is not None
+        decided = self._decided_now(step, cmd)
+        if decided is not None:  # out of reach (registered), or ok in the earlier run
+            return decided, decided.status is Status.CANCELLED
+        if cmd.loop is not None:  # a list known only now: its items, the first started
             try:
-                job = _Job(step, self.values.executable(cmd), self._shown(cmd))
-            except TemplateError as exc:  # at run time: this command fails, never exit 2
-                yield self._finish(step, _decided(cmd, Status.FAILED, f"{exc}"))
-                continue
-            self._running += 1
-            expected += 1
-            self._pool.submit(self._execute, job)
-        for _ in range(expected):
-            done = self._next()
-            self._running -= 1
-            result = self._collect(done)
-            self.reach.note(done.item.command, result)
-            yield self._finish(done.item.step, result)
+                items = self.values.expanded(cmd)
+            except TemplateError as exc:
+                return _decided(cmd, Status.FAILED, f"{exc}"), True
+            if not items:
+                return _decided(cmd, Status.SKIPPED, NO_ITEMS), True
+            return self._start(step, chains, chains.expanded(items))
+        if cmd.controlled is not None:
+            if self._halt.is_set():
+                return self._cancelled(cmd), True
+            return self._on_controller(step, cmd), True
+        try:
+            job = _Job(step, self.values.executable(cmd), self._shown(cmd))
+        except TemplateError as exc:  # at run time: this command fails, never exit 2
+            return _decided(cmd, Status.FAILED, f"{exc}"), True
+        self._running += 1
+        self._pool.submit(self._execute, job)
+        return None
+
+    def _ended(
+        self,
+        step: PlannedStep,
+        chains: Chains,
+        raw: CommandResult,
+        fresh: bool,
+        ready: deque[Command],
+    ) -> Iterator[CommandResult]:
+        """Record a result; a loop's item starts the host's next one, or ends its loop."""
+        if raw.item is None:
+            yield self._finish(step, raw, register=fresh)
+            return
+        value = item_value(raw, step.register, self.values.value_of, fresh)
+        yield self._finish(step, raw, register=False)
+        following, rest = chains.after(raw, value, fresh)
+        if following is not None:
+            ready.append(following)
+        for result in rest:
+            chains.record(result, register_value(result))
+            yield self._finish(step, result, register=False)
+        if chains.done(raw.host) and step.register is not None:
+            registered = chains.registered(raw.host, with_item)
+            if registered is not None:
+                hosts = list(step.register_hosts) if step.run_once or step.local else [raw.host]
+                self.values.set(step.register, hosts, registered)
+                self._registered(step.name, step.register, hosts, registered)
+
+    def _on_controller(self, step: PlannedStep, cmd: Command) -> CommandResult:
+        """A ``set`` or ``assert``, evaluated now; a ``set``'s values given to its hosts
+        and journaled (what a secret made, as its stand-ins make it)."""
+        evaluated = evaluate_on_controller(cmd, self.values)
+        if evaluated.values is not None and evaluated.shown is not None:
+            hosts = list(step.register_hosts) if step.run_once or step.local else [cmd.host.name]
+            secret = recomputed(cmd)
+            if secret:
+                self._mask_also(derived_strings(evaluated.values))
+            for name, value in evaluated.values.items():
+                shown = evaluated.shown[name] if secret else None
+                self.values.set(name, hosts, value, shown)
+                self._registered(step.name, name, hosts, evaluated.shown[name], is_set=True)
+        return evaluated.result
+
+    def _mask_also(self, texts: list[str]) -> None:
+        """Mask what a ``set`` made of a secret from now on, as the secret itself."""
+        more = getattr(self.mask, "with_values", None)
+        if texts and callable(more):
+            self.mask = more(texts)
+            self.values.mask = self.mask
 
     def _decided_now(self, step: PlannedStep, cmd: Command) -> CommandResult | None:
         """A result without running: the host is out of reach, or (``--resume``) an earlier
@@ -432,7 +529,10 @@ class Runner:
         held = self.reach.held(cmd, step.section)
         if held is not None:
             return _decided(cmd, *held)
-        earlier = self.earlier(cmd) if step.section is Section.MAIN else None
+        if step.section is not Section.MAIN or recomputed(cmd):
+            # computed from a secret: journaled only as stand-ins, so computed again
+            return None
+        earlier = self.earlier(cmd)
         if earlier is None:
             return None
         run_id, status = earlier
@@ -454,6 +554,7 @@ class Runner:
                 group=step.group,
                 batch=step.batch,
                 cmd=job.shown,
+                item=cmd.item_index,
             )
         )
         relay = self._relay(cmd)
@@ -510,7 +611,9 @@ class Runner:
         self.emit(CommandFinished(run_id=self.run_id, result=result, group=group, batch=batch))
         return result
 
-    def _registered(self, step: str, name: str, hosts: list[str], value: dict[str, object]) -> None:
+    def _registered(
+        self, step: str, name: str, hosts: list[str], value: object, is_set: bool = False
+    ) -> None:
         self.emit(
             Registered(
                 run_id=self.run_id,
@@ -518,6 +621,7 @@ class Runner:
                 name=name,
                 hosts=hosts,
                 value=self.values.journaled(value),
+                is_set=is_set,
             )
         )
 

@@ -8,6 +8,7 @@ Variable *values* are data and are never rendered again, so a value that contain
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
@@ -23,6 +24,22 @@ from runbook.templating.lookups import GLOBALS as LOOKUP_GLOBALS
 from runbook.templating.lookups import rendering_at
 
 
+class Undefined(jinja2.StrictUndefined):
+    """StrictUndefined whose message may come from the object that lacks the name: a
+    registered value of a skipped host, ``hostvars[H]`` of a host with no value yet
+    (``missing_message(name)``). ``is defined`` and ``default()`` work as with any
+    undefined, as in Ansible."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        explain = getattr(self._undefined_obj, "missing_message", None)
+        if callable(explain) and isinstance(self._undefined_name, str):
+            return str(explain(self._undefined_name))
+        return str(jinja2.StrictUndefined._undefined_message.fget(self))  # type: ignore[attr-defined]
+
+
 def _quote(value: Any) -> str:
     """``shlex.quote`` of the value as text. A filter such as ``tojson`` returns
     ``Markup``, whose ``+`` and ``replace`` HTML-escape their arguments: quoting it as is
@@ -31,16 +48,32 @@ def _quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+@jinja2.pass_environment
+def _extract(env: jinja2.Environment, item: Any, container: Any, morekeys: Any = None) -> Any:
+    """Ansible's ``extract``: ``container[item]``, then each of ``morekeys`` —
+    ``groups.db | map('extract', hostvars, ['lsn', 'stdout'])`` reads every host's
+    registered output. A missing key is undefined (with its container's reason)."""
+    keys = [] if morekeys is None else morekeys if isinstance(morekeys, list) else [morekeys]
+    value = container
+    for key in [item, *keys]:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return env.undefined(obj=value, name=key)
+    return value
+
+
 def _env() -> jinja2.Environment:
     # Sandboxed: runbooks come from git, but vars come from -e and inventories too.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined,
+        undefined=Undefined,
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=True,  # as Ansible: a {% for %} line leaves no blank line behind
     )
     env.filters["quote"] = _quote
     env.globals.update(LOOKUP_GLOBALS)  # lookup('env'|'file'|'pipe', ...), query(...)
+    env.filters["extract"] = _extract
     return env
 
 
@@ -159,9 +192,12 @@ def _render(source: str, context: Mapping[str, Any]) -> str:
 
 
 def evaluate(source: str, context: Mapping[str, Any], position: Position | None = None) -> bool:
-    """A ``when``/``until`` expression → bool."""
+    """A ``when``/``until``/``that`` expression → bool."""
     # An expression is compiled inside a wrapper template: its line numbers mean nothing.
-    with _as_template_error("expression", position, lines=False), _where(source, position):
+    with (
+        _as_template_error("expression", position, lines=False, source=source),
+        _where(source, position),
+    ):
         return bool(compile_expression(source)(**context))
 
 
@@ -187,7 +223,7 @@ def expression_names(source: str) -> frozenset[str]:
 
 
 def check_syntax(source: str, position: Position | None = None, expression: bool = False) -> None:
-    with _as_template_error("template", position):
+    with _as_template_error("template", position, source=source if expression else None):
         if expression:
             compile_expression(source)
         else:
@@ -205,9 +241,27 @@ def _where(source: str, position: Position | None) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+_BRACES = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
+
+
+def braces_message(expression: str) -> str | None:
+    """What to say about ``{{ }}`` written inside an expression (``when``, ``until``,
+    ``that``): it is Jinja already, and Jinja's own message ("expected token ':', got
+    '}'") reads a dict literal there. ``None`` when the expression has no braces."""
+    if "{{" not in expression and "{%" not in expression:
+        return None
+    bare = _BRACES.sub(r"\1", expression)
+    return "an expression is Jinja already: write it without {{ }}" + (
+        f" ({bare!r})" if bare != expression and "{" not in bare else ""
+    )
+
+
 @contextlib.contextmanager
-def _as_template_error(kind: str, position: Position | None, lines: bool = True) -> Iterator[None]:
-    """Jinja's exceptions → one ``TemplateError``, at the template line Jinja knows."""
+def _as_template_error(
+    kind: str, position: Position | None, lines: bool = True, source: str | None = None
+) -> Iterator[None]:
+    """Jinja's exceptions → one ``TemplateError``, at the template line Jinja knows.
+    ``source``: the expression being compiled, for the message about braces in it."""
 
     def at(line: int | None) -> Position | None:
         return _at(position, line) if lines else position
@@ -215,6 +269,9 @@ def _as_template_error(kind: str, position: Position | None, lines: bool = True)
     try:
         yield
     except jinja2.TemplateSyntaxError as exc:
+        braces = braces_message(source) if source is not None else None
+        if braces is not None:
+            raise TemplateError(braces, position) from None
         raise TemplateError(f"{kind} syntax: {exc.message}", at(exc.lineno)) from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(str(exc.message), at(_template_line(exc))) from None

@@ -93,3 +93,29 @@ def test_a_rescued_result_replaces_the_failure_it_rescued(tmp_path: Path) -> Non
     assert [(r.step, r.status.value) for r in run.results()] == [("fix", "ok"), ("s", "rescued")]
     assert run.rescued_commands() == {("s", "a")}
     assert run.ok_commands() == {("fix", "a")}
+
+
+def test_loop_items_are_journaled_and_read_back_one_by_one(tmp_path: Path) -> None:
+    """A resumed loop goes on at a host's first item not ok; an item that started and
+    has no result is an unknown outcome even when an earlier item of it finished."""
+    j = _journal(tmp_path / "runs")
+    for item, status in ((0, Status.OK), (1, Status.FAILED), (2, Status.SKIPPED)):
+        j.handle(CommandStarted(run_id="r1", step="loop", host="a", item=item))
+        j.handle(CommandFinished(run_id="r1", result=_result("loop", "a", status, item=item)))
+    j.handle(CommandStarted(run_id="r1", step="loop", host="b", item=0))
+    j.handle(CommandFinished(run_id="r1", result=_result("loop", "b", Status.OK, item=0)))
+    j.handle(CommandStarted(run_id="r1", step="loop", host="b", item=1))  # killed there
+    value = {"status": "ok", "results": [{"status": "ok", "item": "x"}]}
+    j.handle(Registered(run_id="r1", step="loop", name="r", hosts=["a"], value=value))
+    j.handle(Registered(run_id="r1", step="s", name="w", hosts=["a"], value=[1], is_set=True))
+    j.close()
+    run = read_run(tmp_path / "runs", "r1")
+    assert [(r.host, r.item) for r in run.results()] == [("a", 0), ("a", 1), ("a", 2), ("b", 0)]
+    assert run.ok_commands() == frozenset()  # a loop's items are not whole commands
+    assert run.ok_items() == {("loop", "a", 0), ("loop", "b", 0)}
+    assert run.unknown_outcomes() == [("loop", "b")]
+    regs = run.registrations()
+    assert (regs[0].value, regs[0].is_set) == (value, False)
+    assert (regs[1].value, regs[1].is_set) == ([1], True)
+    events = (tmp_path / "runs" / "r1" / "events.jsonl").read_text().splitlines()
+    assert '"item": 2' in events[5] and '"is_set": true' in events[-1]

@@ -728,6 +728,7 @@ GOLDEN_CASES = [
             "prod@../inventories/ansible/vault/keys/prod-pass.txt",
         ],
     ),  # fmt: skip
+    ("values", "values.yml", []),  # set, assert, loop and templated settings
 ]
 
 
@@ -782,7 +783,7 @@ def test_golden_json_agrees_with_golden_text():
                             assert f"(skipped: {c['skipped']})" in text
                         else:
                             first_line = c["cmd"].rstrip("\n").split("\n")[0]
-                            shell = "transfer" not in c and "wait" not in c  # no shell
+                            shell = not {"transfer", "wait", "set", "assert"} & set(c)  # no shell
                             prompt = "$ " if shell else ""
                             assert f"{prompt}{first_line}" in text
 
