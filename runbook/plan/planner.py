@@ -26,6 +26,7 @@ from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
+from runbook.templating.partial import partial
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
@@ -467,14 +468,16 @@ def _check_defined(parts: Parts, known: set[str]) -> None:
 
 def _shown(parts: Parts, ctx: Context, registers: set[str]) -> tuple[str, dict[str, str]]:
     """What a reviewer sees of a command rendered at apply time: a template that reads a
-    registered value stays as written; one that reads only secrets is rendered with their
-    stand-ins (whatever a filter does to a stand-in, it cannot show the secret)."""
+    registered value is rendered partially (the parts that read one stay as written); one
+    that reads only secrets is rendered with their stand-ins (whatever a filter does to a
+    stand-in, it cannot show the secret)."""
     ctx = dict(ctx)
     pos = parts.positions
+    later = frozenset(registers)
 
     def show(source: str, where: str) -> str:
-        if template_names(source) & registers:
-            return source
+        if template_names(source) & later:
+            return partial(source, ctx, later)
         return render_template(source, ctx, pos.get(where))
 
     env: dict[str, str] = {}

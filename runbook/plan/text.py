@@ -2,8 +2,9 @@
 
 A command and env identical on several hosts is shown once with the hosts listed
 compactly (``web[01:40]``); ``expand`` shows one line per host (SPEC §7). A command
-rendered at apply time is marked: ``deferred`` (it reads a registered value: shown as
-its template) or ``secret`` (shown rendered with stand-ins).
+rendered at apply time is marked: ``deferred`` (it reads a registered value: shown
+rendered but for the parts that read one) or ``secret`` (shown rendered with stand-ins);
+a ``when`` decided at apply is shown per host, as the condition under which it runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from runbook.model.command import Command
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep
+from runbook.templating.partial import fold
 from runbook.templating.render import STAND_IN
 
 Mask = Callable[[str], str]
@@ -52,8 +54,8 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
 
 
 LEGEND = {
-    "deferred": "deferred: reads a value registered by an earlier step; rendered just before "
-    "it runs",
+    "deferred": "deferred: reads a value registered by an earlier step: those parts are "
+    "rendered just before it runs",
     "secret": "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
 }
 
@@ -194,7 +196,7 @@ def _commands(
     for c in batch:
         own = tuple((k, v) for k, v in c.env.items() if k not in shared.env)
         key: tuple[object, ...] = (
-            (c.host.name,) if expand else (c.cmd, own, c.skip_reason, _mark(c))
+            (c.host.name,) if expand else (c.cmd, own, c.skip_reason, _mark(c), when_shown(c))
         )
         shown.setdefault(key, []).append(c)
     labels = {key: compact([c.host.name for c in cs]) for key, cs in shown.items()}
@@ -216,6 +218,9 @@ def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: 
     own = {k: v for k, v in c.env.items() if k not in shared.env}
     if own:
         lines.append(f"{pad}env: {_env(own, mask)}")
+    when = when_shown(c)
+    if when:
+        lines.append(f"{pad}when: {mask(when)} (decided at apply)")
     mark = _mark(c)
     if mark and mark != shared.mark:
         lines.append(f"{pad}({mark})")
@@ -231,9 +236,17 @@ def _mark(c: Command) -> str:
         marks.append(f"deferred: reads {', '.join(t.registers)}")
     if t.secret:
         marks.append(f"secret: {', '.join(t.secrets)}")
-    if t.when is not None:
-        marks.append(f"when decided at apply: {t.when}")
     return "; ".join(marks)
+
+
+def when_shown(c: Command) -> str:
+    """A ``when`` decided at apply, as the condition under which this host runs: every
+    part known at plan time replaced by its value (``host.name != winner.stdout`` reads
+    ``'pg1' != winner.stdout`` on pg1); "" when the plan decided it."""
+    t = c.templates
+    if t is None or t.when is None or c.skip_reason:
+        return ""
+    return fold(t.when, t.values, frozenset((*t.registers, *t.secrets)))
 
 
 def _hosts_label(hosts: str | list[str]) -> str:

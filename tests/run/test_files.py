@@ -327,7 +327,7 @@ def test_a_copy_whose_when_reads_a_register_is_decided_at_apply(tmp_path: Path) 
         """,
     )
     plan = plan_of(rb)
-    assert "when decided at apply" in plan_text(plan)
+    assert "when: r.stdout.strip() == 'yes' (decided at apply)" in plan_text(plan)
     results = by_step(apply(plan))
     assert (tmp_path / "wanted.conf").read_text() == "role=primary\n"
     assert not (tmp_path / "unwanted.conf").exists()
