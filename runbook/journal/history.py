@@ -45,7 +45,8 @@ def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str
             f"attempts={r.attempts}{changed} {r.duration:.2f}s"
         )
         if r.dest is not None:
-            lines.append(f"dest: {r.dest}  sha256: {r.sha256 or '-'}")
+            kept = f"  backup: {r.backup or '-'}" if r.backup is not None else ""
+            lines.append(f"dest: {r.dest}  sha256: {r.sha256 or '-'}{kept}")
         if r.error:
             lines.append(f"error: {r.error}")
         lines += ["--- stdout", *_text_lines(r.stdout), "--- stderr", *_text_lines(r.stderr)]

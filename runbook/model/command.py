@@ -153,6 +153,7 @@ class Outcome:
     killed: bool = False
     changed: bool | None = None
     sha256: str | None = None
+    backup: str | None = None  # a copy with ``backup``: the file it kept ("" if none)
 
 
 @dataclass
@@ -176,6 +177,8 @@ class CommandResult:
     changed: bool | None = None
     dest: str | None = None
     sha256: str | None = None
+    # a copy with ``backup: true``: the replaced file's new path, "" when none was replaced
+    backup: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -207,8 +210,12 @@ class CommandResult:
         }
 
     def transfer_fields(self) -> dict[str, Any]:
-        """What a copy or fetch adds to its result (and to a registered value)."""
-        return {"changed": self.changed, "dest": self.dest, "sha256": self.sha256}
+        """What a copy or fetch adds to its result (and to a registered value); a copy
+        with ``backup`` adds its backup's path."""
+        fields = {"changed": self.changed, "dest": self.dest, "sha256": self.sha256}
+        if self.backup is not None:
+            fields["backup"] = self.backup
+        return fields
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CommandResult:
@@ -228,6 +235,7 @@ class CommandResult:
             changed=d.get("changed"),
             dest=d.get("dest"),
             sha256=d.get("sha256"),
+            backup=d.get("backup"),
         )
 
     @classmethod
@@ -248,6 +256,8 @@ class CommandResult:
             self.changed = bool(outcome and outcome.changed)
             self.dest = t.dest
             self.sha256 = outcome.sha256 if outcome is not None else None
+            if t.backup:
+                self.backup = (outcome.backup if outcome is not None else None) or ""
         return self
 
 

@@ -37,6 +37,7 @@ class PlannedStep:
     register_hosts: tuple[str, ...] = ()
     group: str | None = None  # inside a group: its name and the batch (1-based)
     batch: int | None = None
+    discover: bool = False  # read-only, run by `plan --check` (SPEC §12)
 
     @property
     def commands(self) -> list[Command]:

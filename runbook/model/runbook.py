@@ -102,6 +102,8 @@ class Step:
     confirm: str | None = None
     register: str | None = None
     vars: dict[str, Any] = field(default_factory=dict)  # from includes: over host vars
+    # Declared free of side effects by the author: `plan --check` runs it (SPEC §12).
+    discover: bool = False
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)
 

@@ -299,6 +299,7 @@ class _Planner:
             serial=serial,
             register=step.register,
             register_hosts=tuple(h.name for h in targeted) if step.register else (),
+            discover=step.discover,
         )
 
     def check_syntax(self, step: Step) -> None:

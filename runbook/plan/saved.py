@@ -89,6 +89,8 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
     if step.register is not None:
         d["register"] = step.register
         d["register_hosts"] = list(step.register_hosts)
+    if step.discover:
+        d["discover"] = True
     d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
     return d
 
@@ -253,6 +255,7 @@ def _step(
         register_hosts=tuple(s.get("register_hosts", ())),
         group=group,
         batch=batch,
+        discover=bool(s.get("discover", False)),
     )
 
 

@@ -132,6 +132,7 @@ class TransferPlanner:
             action.owner,
             action.group,
             action.template,
+            backup=action.backup,
             root=self.root,
         )
 
@@ -212,6 +213,7 @@ class TransferPlanner:
             size=source.size,
             sha256=source.sha256,
             src_sha256=source.sha256,
+            backup=action.backup,
             root=self.root,
         )
         if source.template is None:
