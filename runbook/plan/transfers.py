@@ -95,7 +95,9 @@ class TransferPlanner:
                 step, host, action, (src, dest), paths | when_reads
             )
             ctx = read_ctx if read_ctx is not None else ctx
-        if not names and not deferred_when:
+        if not names and not deferred_when and not transfer.template:
+            # A template is rendered at apply time from ``Templates.values``: one that
+            # reads no name still needs them (an apply of it crashed with exit 70).
             return self._command(step, host, transfer, None, None)
         read = names | (when_reads if deferred_when else frozenset())
         when_at = _at(step, "when") if deferred_when else None
