@@ -21,6 +21,7 @@ from runbook.inventory.hosts import resolve_host
 from runbook.model.command import Command, Templates
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
 from runbook.model.runbook import Host, Runbook, Step
+from runbook.plan.discover import check_discover_steps
 from runbook.plan.select import Selected, select
 from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
@@ -43,6 +44,7 @@ def make_plan(
     selection: Selection | None = None,
 ) -> Plan:
     """Render every step for every host. Raises ``InputError`` for any problem."""
+    check_discover_steps(runbook)
     planner = _Planner(runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection)
     items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
     return Plan(

@@ -109,13 +109,17 @@ def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> Non
         f.write(dumps(data))
 
 
-def read_saved_plan(path: str) -> dict[str, Any] | None:
-    """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook)."""
+def read_saved_plan(path: str, raw: bytes | None = None) -> dict[str, Any] | None:
+    """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook);
+    ``raw``: its bytes, already read (an approved plan is parsed from the bytes whose
+    signatures were verified, not read again)."""
     if not path.endswith(".json"):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        if raw is None:
+            with open(path, "rb") as f:
+                raw = f.read()
+        data = json.loads(raw)
     except OSError as exc:
         raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
     except ValueError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from runbook.model.command import Command
@@ -22,6 +22,20 @@ from runbook.templating.render import STAND_IN
 Mask = Callable[[str], str]
 
 
+@dataclass(frozen=True)
+class Note:
+    """What ``plan --check`` adds to one host's command (SPEC §12): a mark
+    (``discovered``) and lines shown under it (what a discover step found, a copy's
+    diff). Keyed by ``Command.key``."""
+
+    mark: str = ""
+    lines: tuple[str, ...] = ()
+
+
+Notes = Mapping[tuple[str, str], Note]
+_NO_NOTE = Note()
+
+
 def counted(n: int, noun: str) -> str:
     """``1 host``, ``2 hosts``, ``3 batches``."""
     if n == 1:
@@ -29,8 +43,12 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("es" if noun.endswith(("ch", "sh", "s", "x")) else "s")
 
 
-def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
-    """The reviewable plan: a header, then every step and group in order."""
+def plan_text(
+    plan: Plan, mask: Mask = str, expand: bool = False, notes: Notes | None = None
+) -> str:
+    """The reviewable plan: a header, then every step and group in order; ``notes``:
+    what ``plan --check`` found per command."""
+    notes = notes or {}
     lines = [
         f"Plan: {plan.name}",
         f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
@@ -40,13 +58,14 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
     for i, item in enumerate(plan.steps, 1):
         lines.append("")
         if isinstance(item, PlannedGroup):
-            lines += _group(f"[{i}]", item, mask, expand)
+            lines += _group(f"[{i}]", item, mask, expand, notes)
         else:
-            lines += _step(f"[{i}]", item, mask, expand, "")
+            lines += _step(f"[{i}]", item, mask, expand, "", notes=notes)
     templates = [c.templates for c in plan.commands if c.templates is not None]
     legend = [
         LEGEND["deferred"] if any(t.deferred for t in templates) else "",
         LEGEND["secret"] if any(t.secret for t in templates) else "",
+        LEGEND["discovered"] if any(n.mark == "discovered" for n in notes.values()) else "",
     ]
     if any(legend):
         lines += ["", *filter(None, legend)]
@@ -57,10 +76,12 @@ LEGEND = {
     "deferred": "deferred: reads a value registered by an earlier step: those parts are "
     "rendered just before it runs",
     "secret": "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
+    "discovered": "discovered: rendered with what the discover steps found on the hosts (plan "
+    "--check); apply of the saved plan finds it again first and refuses if it changed",
 }
 
 
-def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[str]:
+def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool, notes: Notes) -> list[str]:
     policy = f"on_failure: {group.on_failure}"
     if group.max_failures:
         policy += f", max_failures: {group.max_failures}"
@@ -87,7 +108,7 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[st
         for step in batch.steps:
             inner = f"  [{label[1:-1]}.{_inner_index(group, step.name)}]"
             lines += _step(
-                inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared)
+                inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared), notes
             )
     return lines
 
@@ -103,7 +124,9 @@ def _step(
     expand: bool,
     indent: str,
     inherited: _Inherited | None = None,
+    notes: Notes | None = None,
 ) -> list[str]:
+    notes = notes or {}
     cmds = step.commands
     head = f"{indent}{label} {step.name}"
     if step.group is None:
@@ -125,7 +148,7 @@ def _step(
     own_common = {k: v for k, v in common.items() if above.get(k) != v}
     if own_common:
         lines.append(f"{indent}    env: {_env(own_common, mask)}")
-    marks = {_mark(c) for c in cmds if not c.skip_reason}
+    marks = {_mark(c, notes.get(c.key, _NO_NOTE)) for c in cmds if not c.skip_reason}
     shared = marks.pop() if len(marks) == 1 else ""
     if shared:
         lines.append(f"{indent}    ({shared})")
@@ -136,7 +159,7 @@ def _step(
         if len(step.batches) > 1:
             lines.append(f"{inner}batch {b}/{len(step.batches)}")
             inner += "  "
-        lines += _commands(batch, _Shared(common, shared), mask, expand, inner)
+        lines += _commands(batch, _Shared(common, shared), mask, expand, inner, notes)
     return lines
 
 
@@ -175,6 +198,8 @@ def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
         extras.append(f"become: {spec.user}")
     if step.register:
         extras.append(f"register: {step.register}")
+    if step.discover:
+        extras.append("discover")
     if step.tags and step.group is None:
         extras.append("tags: " + ", ".join(step.tags))
     return extras
@@ -189,28 +214,45 @@ def _common_env(cmds: list[Command]) -> dict[str, str]:
 
 
 def _commands(
-    batch: Iterable[Command], shared: _Shared, mask: Mask, expand: bool, indent: str
+    batch: Iterable[Command],
+    shared: _Shared,
+    mask: Mask,
+    expand: bool,
+    indent: str,
+    notes: Notes,
 ) -> list[str]:
     """One line (and its continuation) per distinct command; its hosts listed compactly."""
     shown: dict[tuple[object, ...], list[Command]] = {}
     for c in batch:
-        own = tuple((k, v) for k, v in c.env.items() if k not in shared.env)
+        # A skipped command's env is never exported: hosts that skip alike are one line.
+        own = (
+            () if c.skip_reason else tuple((k, v) for k, v in c.env.items() if k not in shared.env)
+        )
+        note = notes.get(c.key, _NO_NOTE)
         key: tuple[object, ...] = (
-            (c.host.name,) if expand else (c.cmd, own, c.skip_reason, _mark(c), when_shown(c))
+            (c.host.name,)
+            if expand
+            else (c.cmd, own, c.skip_reason, _mark(c, note), when_shown(c), note)
         )
         shown.setdefault(key, []).append(c)
     labels = {key: compact([c.host.name for c in cs]) for key, cs in shown.items()}
     width = max(map(len, labels.values()), default=0)
     lines: list[str] = []
     for key, cs in shown.items():
-        lines += _command_lines(cs[0], labels[key].ljust(width), shared, mask, indent)
+        note = notes.get(cs[0].key, _NO_NOTE)
+        lines += _command_lines(cs[0], labels[key].ljust(width), shared, mask, indent, note)
     return lines
 
 
-def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: str) -> list[str]:
+def _command_lines(
+    c: Command, label: str, shared: _Shared, mask: Mask, indent: str, note: Note = _NO_NOTE
+) -> list[str]:
     pad = indent + " " * len(label) + "    "
+    below = [f"{pad}{mask(line)}" for line in note.lines]
     if c.skip_reason:
-        return [f"{indent}{label}  (skipped: {c.skip_reason})"]
+        mark = _mark(c, note)
+        tail = f"; {mark}" if mark and mark != shared.mark else ""
+        return [f"{indent}{label}  (skipped: {c.skip_reason}{tail})", *below]
     cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
     prompt = "" if c.transfer is not None else "$ "  # a copy/fetch is no shell command
     lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
@@ -221,21 +263,21 @@ def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: 
     when = when_shown(c)
     if when:
         lines.append(f"{pad}when: {mask(when)} (decided at apply)")
-    mark = _mark(c)
+    mark = _mark(c, note)
     if mark and mark != shared.mark:
         lines.append(f"{pad}({mark})")
-    return lines
+    return lines + below
 
 
-def _mark(c: Command) -> str:
+def _mark(c: Command, note: Note = _NO_NOTE) -> str:
     t = c.templates
-    if t is None:
-        return ""
     marks = []
-    if t.deferred:
+    if t is not None and t.deferred:
         marks.append(f"deferred: reads {', '.join(t.registers)}")
-    if t.secret:
+    if t is not None and t.secret:
         marks.append(f"secret: {', '.join(t.secrets)}")
+    if note.mark:
+        marks.append(note.mark)
     return "; ".join(marks)
 
 

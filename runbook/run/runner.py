@@ -115,6 +115,7 @@ class Runner:
         resume: Resume | None = None,
         notify: Callable[[str], None] = lambda message: None,
         values: RunValues | None = None,
+        opening: Iterable[Event] = (),
     ) -> None:
         self.plan = plan
         self.context = context
@@ -126,6 +127,7 @@ class Runner:
         self.resume = resume
         self.notify = notify
         self.values = values or RunValues(plan, {}, mask)
+        self.opening = tuple(opening)  # emitted right after run_started (plan_approved)
         self._halt = threading.Event()
         self._emit_lock = threading.Lock()
         self._interrupts = 0  # written by interrupt(); read by the loop
@@ -203,6 +205,8 @@ class Runner:
                 forks=self.forks,
             )
         )
+        for event in self.opening:
+            self.emit(event)
         self._pool = WorkerPool(self.forks)
         try:
             self._restore()

@@ -19,7 +19,7 @@ from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import detokenize, tokenize
 from runbook.model.command import Command, CommandResult, Status, Templates
 from runbook.model.plan import Plan, PlannedStep
-from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
+from runbook.templating.render import STAND_IN, Parts, Rendered, render_parts, withheld
 
 Value = dict[str, Any]
 
@@ -159,6 +159,14 @@ class RunValues:
             return render_parts(_parts(t), self._context(command, t, real=False)).cmd
         except (InputError, NotRegistered):
             return t.run
+
+    def preview(self, command: Command) -> Rendered:
+        """The command as it may be shown, its ``when`` decided, from the values known
+        now (``plan --check``: the discovered ones). Raises ``TemplateError`` or
+        ``NotRegistered`` when it reads a value not known yet."""
+        t = command.templates
+        assert t is not None
+        return render_parts(_parts(t), self._context(command, t, real=False))
 
     def _context(self, command: Command, t: Templates, real: bool) -> dict[str, Any]:
         host = command.host.name

@@ -200,6 +200,23 @@ def _close(source: str, start: int, closer: str, quotes: bool) -> int:
     return -1
 
 
+def attributes(source: str, expression: bool = False) -> frozenset[str]:
+    """Every attribute name (``x.NAME``) and constant key (``x['NAME']``) a template or
+    expression reads: what ``hostvars[h].NAME`` may reach. Nothing when it does not
+    parse (its syntax error is reported elsewhere)."""
+    try:
+        tree = ENV.parse("{{ " + source + " }}" if expression else source)
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+    found = {n.attr for n in tree.find_all(nodes.Getattr)}
+    found |= {
+        n.arg.value
+        for n in tree.find_all(nodes.Getitem)
+        if isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str)
+    }
+    return frozenset(found)
+
+
 # -- expressions -------------------------------------------------------------------------
 
 # Jinja's precedence, loosest first (jinja2/parser.py): a child looser than its parent
