@@ -11,6 +11,7 @@ running happens in ``runbook.review.discovery``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -130,12 +131,21 @@ def stored_discovery(saved: Mapping[str, Any]) -> tuple[Discovered, ...]:
 
 
 def merged(found: Iterable[Discovered]) -> list[Discovered]:
-    """One entry per step, its hosts together, in the order they came."""
+    """One entry per step, in the order they came, its hosts together in name order
+    (``pg2`` before ``pg10``): a saved plan's bytes do not depend on which host answered
+    first."""
     out: dict[str, Discovered] = {}
     for d in found:
         seen = out.get(d.step)
         out[d.step] = d if seen is None else replace(seen, values={**seen.values, **d.values})
-    return list(out.values())
+    return [
+        replace(d, values={h: d.values[h] for h in sorted(d.values, key=_natural)})
+        for d in out.values()
+    ]
+
+
+def _natural(name: str) -> list[object]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
 def stale(planned: Iterable[Discovered], found: Iterable[Discovered]) -> list[str]:

@@ -34,6 +34,7 @@ class Checked:
     view: Plan
     notes: dict[tuple[str, str], Note] = field(default_factory=dict)
     discovery: DiscoveryRun | None = None
+    copies: int = 0  # destinations read for copy diffs
 
     @property
     def failures(self) -> list[str]:
@@ -44,7 +45,7 @@ class Checked:
         return self.discovery.found if self.discovery is not None else []
 
     def text(self, mask: Callable[[str], str], expand: bool = False) -> str:
-        head = "checked: no discover steps; nothing ran"
+        head = "checked: no discover steps"
         if self.discovery is not None:
             ran = len(self.discovery.result.results)
             head = (
@@ -53,6 +54,8 @@ class Checked:
             )
             if self.failures:
                 head += f"; {len(self.failures)} failed: " + "; ".join(self.failures)
+        if self.copies:
+            head += f"; {self.copies} copy destination{'' if self.copies == 1 else 's'} read"
         lines = plan_text(self.view, mask, expand, self.notes).split("\n")
         return "\n".join([*lines[:3], mask(head), *lines[3:]])
 
@@ -100,7 +103,8 @@ def check(
     values = discovered_values(plan, secrets, found)
     view, notes = checked_view(plan, values, found, run.result.results if run else ())
     planned = {c.key: c for c in plan.commands}
-    for key, note in copy_notes(view, planned, values, settings, warn).items():
+    diffs = copy_notes(view, planned, values, settings, warn)
+    for key, note in diffs.items():
         seen = notes.get(key, Note())
         notes[key] = Note(seen.mark, seen.lines + note.lines)
-    return Checked(plan, view, notes, run)
+    return Checked(plan, view, notes, run, len(diffs))

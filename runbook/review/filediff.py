@@ -106,12 +106,13 @@ def _note(command: Command, values: RunValues, context: ExecutionContext) -> Not
     except _Unread as exc:
         return Note(lines=(f"diff: cannot read {tr.dest}: {exc}",))
     if isinstance(old, str):
-        return Note(lines=(_STATES[old].format(size=new.size, dest=tr.dest),))
+        size = "" if tr.secret else f" ({new.size} bytes to write)"  # its length is secret
+        return Note(lines=(_STATES[old].format(dest=tr.dest, size=size),))
     return Note(lines=tuple(diff_lines(old, new, tr.dest, tr.secret, tr.mode, command.host.name)))
 
 
 _STATES = {
-    "absent": "new: {dest} does not exist ({size} bytes to write)",
+    "absent": "new: {dest} does not exist{size}",
     "link": "{dest} is a symbolic link: the copy replaces the link with a file",
     "dir": "{dest} is a directory: the copy will fail",
     "other": "{dest} is not a regular file: the copy will fail",
@@ -128,8 +129,8 @@ def diff_lines(
         out.append(f"mode {show_mode(old.mode)} → {show_mode(mode)}")
     if old.sha256 == new.sha256:
         return [*out, "unchanged" if not out else "content unchanged"]
-    if secret:  # either side may hold a secret: no text, no digest of the real content
-        return [*out, f"content changed ({old.size} → {new.size} bytes; reads a secret)"]
+    if secret:  # either side may hold a secret: no text, no size, no digest of it
+        return [*out, "content changed (not shown: the template reads a secret)"]
     if old.data is None or new.data is None or _binary(old.data) or _binary(new.data):
         why = "binary" if old.data is not None and new.data is not None else "large"
         return [
