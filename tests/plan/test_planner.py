@@ -717,6 +717,7 @@ GOLDEN_CASES = [
         ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
     ),
     ("files", "files.yml", []),
+    ("failover", "failover.yml", []),  # discover steps; partial rendering; when per host
 ]
 
 
