@@ -109,6 +109,11 @@ def rediscover(
             ),
         ]
         raise first
+    compared = sum(len(d.values) for d in prepared.discovered)
+    notify(
+        f"discovery run {run.run_id}: the hosts still show what the plan was checked "
+        f"against ({compared} values)"
+    )
     done = frozenset((r.step, r.host) for r in run.result.results if r.ok)
     resume = Resume(run.run_id, done, tuple(run.registered))
     meta = {**settings.meta, "discovery_run": run.run_id}
