@@ -223,29 +223,39 @@ def _commands(
 ) -> list[str]:
     """One line (and its continuation) per distinct command; its hosts listed compactly."""
     shown: dict[tuple[object, ...], list[Command]] = {}
+    whens: dict[tuple[str, str], str] = {}
     for c in batch:
         # A skipped command's env is never exported: hosts that skip alike are one line.
         own = (
             () if c.skip_reason else tuple((k, v) for k, v in c.env.items() if k not in shared.env)
         )
         note = notes.get(c.key, _NO_NOTE)
+        whens[c.key] = when_shown(c)
         key: tuple[object, ...] = (
             (c.host.name,)
             if expand
-            else (c.cmd, own, c.skip_reason, _mark(c, note), when_shown(c), note)
+            else (c.cmd, own, c.skip_reason, _mark(c, note), whens[c.key], note)
         )
         shown.setdefault(key, []).append(c)
     labels = {key: compact([c.host.name for c in cs]) for key, cs in shown.items()}
     width = max(map(len, labels.values()), default=0)
     lines: list[str] = []
     for key, cs in shown.items():
-        note = notes.get(cs[0].key, _NO_NOTE)
-        lines += _command_lines(cs[0], labels[key].ljust(width), shared, mask, indent, note)
+        c = cs[0]
+        note = notes.get(c.key, _NO_NOTE)
+        label = labels[key].ljust(width)
+        lines += _command_lines(c, label, shared, mask, indent, note, whens[c.key])
     return lines
 
 
 def _command_lines(
-    c: Command, label: str, shared: _Shared, mask: Mask, indent: str, note: Note = _NO_NOTE
+    c: Command,
+    label: str,
+    shared: _Shared,
+    mask: Mask,
+    indent: str,
+    note: Note = _NO_NOTE,
+    when: str = "",
 ) -> list[str]:
     pad = indent + " " * len(label) + "    "
     below = [f"{pad}{mask(line)}" for line in note.lines]
@@ -260,7 +270,6 @@ def _command_lines(
     own = {k: v for k, v in c.env.items() if k not in shared.env}
     if own:
         lines.append(f"{pad}env: {_env(own, mask)}")
-    when = when_shown(c)
     if when:
         lines.append(f"{pad}when: {mask(when)} (decided at apply)")
     mark = _mark(c, note)
