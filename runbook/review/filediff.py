@@ -31,7 +31,7 @@ from runbook.run.contexts.base import ExecutionContext
 from runbook.run.launch import execution_context
 from runbook.run.transfer.content import Payload
 from runbook.run.transfer.control import TransferFailed
-from runbook.run.values import NotRegistered, RunValues
+from runbook.run.values import RunValues
 from runbook.text import printable
 
 MAX_DIFF = 1 << 20  # bytes of either side a diff is made of
@@ -72,14 +72,17 @@ def copy_notes(
     """A note per copy the checked ``view`` runs: what it changes on its host. The
     content comes from the ``planned`` command (the view's has its when decided and
     its template bindings dropped)."""
-    copies = [
-        planned[c.key]
+    shown = [
+        c
         for step in view.leaf_steps()
         for c in step.commands
         if c.transfer is not None and c.transfer.kind == "copy" and c.skip_reason is None
     ]
+    # A copy whose when reads a value no discover step found is decided at apply only.
+    notes = {c.key: _DEFERRED for c in shown if c.templates is not None and c.templates.registers}
+    copies = [planned[c.key] for c in shown if c.key not in notes]
     if not copies:
-        return {}
+        return notes
     runs: dict[str, int] = {}
     for c in copies:
         runs[c.host.name] = runs.get(c.host.name, 0) + 1
@@ -87,9 +90,13 @@ def copy_notes(
     try:
         with ThreadPoolExecutor(max_workers=settings.forks) as pool:
             done = pool.map(lambda c: _note(c, values, context), copies)
-            return {c.key: note for c, note in zip(copies, done, strict=True)}
+            notes.update({c.key: note for c, note in zip(copies, done, strict=True)})
     finally:
         context.close()
+    return notes
+
+
+_DEFERRED = Note(lines=("diff: not shown, the copy's when is decided at apply",))
 
 
 def _note(command: Command, values: RunValues, context: ExecutionContext) -> Note:
@@ -97,10 +104,8 @@ def _note(command: Command, values: RunValues, context: ExecutionContext) -> Not
     assert tr is not None
     try:
         new = _planned(command, values)
-    except (InputError, NotRegistered):  # its when reads a value only apply will have
-        return Note(lines=("diff: decided at apply (reads a registered value)",))
-    except (TransferFailed, OSError) as exc:
-        return Note(lines=(f"diff: cannot read what the copy writes: {exc}",))
+    except (InputError, TransferFailed, OSError) as exc:
+        return Note(lines=(f"diff: cannot make what the copy writes: {exc}",))
     try:
         old = _on_host(command, context)
     except _Unread as exc:
@@ -166,10 +171,8 @@ def _planned(command: Command, values: RunValues) -> _Side:
     """What the copy writes: the template rendered for real (in memory), or the src."""
     tr = command.transfer
     assert tr is not None
-    if command.templates is not None:
+    if command.templates is not None:  # rendered as apply renders it, in memory
         bound = values.executable(command)
-        if bound.skip_reason is not None:
-            raise NotRegistered("skipped")  # cannot happen: the view decided its when
         tr = bound.transfer
         assert tr is not None
     payload = Payload.of(tr)
