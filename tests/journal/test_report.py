@@ -515,3 +515,27 @@ def test_write_report_cannot_write_the_page(tmp_path: Path) -> None:
     write_journal(tmp_path / "run", simple().events)
     with pytest.raises(JournalError, match=re.escape("cannot write the report")):
         write_report(tmp_path / "run", tmp_path / "no-such-dir" / "out.html")
+
+
+def test_the_summary_says_who_approved_the_plan_and_its_discovery_run() -> None:
+    meta = {
+        "run_id": "20270115-080000-abc",
+        "runbook": "Demo",
+        "approvals": {
+            "plan": "failover.plan.json",
+            "sha256": "sha256:" + "ab" * 32,
+            "required": 2,
+            "approvers": [
+                {"principal": "alice@example.com", "key": "ED25519 SHA256:AAA"},
+                {"principal": "<b>bob</b>", "key": "ED25519 SHA256:BBB"},
+            ],
+        },
+        "discovery_run": "20270115-075959-def",
+    }
+    page = Page(simple().render(meta))
+    text = page.all_text
+    assert "Approved by" in text
+    assert "alice@example.com (ED25519 SHA256:AAA), <b>bob</b> (ED25519 SHA256:BBB)" in text
+    assert "2 required, plan failover.plan.json sha256:" in text
+    assert "discovery run 20270115-075959-def" in text
+    assert "<b>bob</b>" not in simple().render(meta).replace("&lt;b&gt;bob&lt;/b&gt;", "")
