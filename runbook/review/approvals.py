@@ -72,9 +72,14 @@ def approve(plan_file: str, key: str) -> str:
     blocks = list(_blocks(signature))
     if len(blocks) != 1:
         raise InputError(f"ssh-keygen gave no signature for {key}: {_why(done)}")
-    fd = os.open(signatures_file(plan_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    with os.fdopen(fd, "a", encoding="ascii") as f:
-        f.write(blocks[0] + "\n")
+    sig_file = signatures_file(plan_file)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW  # never through a link
+    try:
+        fd = os.open(sig_file, flags, 0o644)
+        with os.fdopen(fd, "a", encoding="ascii") as f:
+            f.write(blocks[0] + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write {sig_file}: {exc.strerror}", Position(sig_file)) from None
     return key_of(blocks[0])
 
 
