@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from runbook.errors import ConnectError, InputError
-from runbook.model.command import Command
+from runbook.model.command import Command, Outcome
 from runbook.model.files import SHOWN_DIGEST, show_mode
 from runbook.model.plan import Plan
 from runbook.options import RunSettings
@@ -188,16 +188,9 @@ def _planned(command: Command, values: RunValues) -> _Side:
     return _Side(data, payload.size, payload.sha256, tr.mode)
 
 
-class _Unread(Exception):
-    """The destination could not be read (unreachable, refused, timed out)."""
-
-
-def _on_host(command: Command, context: ExecutionContext) -> _Side | str:
-    """The destination as it is: its bytes (up to ``MAX_DIFF``), or its state."""
-    tr = command.transfer
-    assert tr is not None
-    path = tr.on_controller(tr.dest) if command.host.is_local else tr.dest
-    script = f"set -- {shlex.quote(path)} {MAX_DIFF}\n{READ}"
+def _read(command: Command, context: ExecutionContext, script: str) -> Outcome:
+    """``script`` run where the copy writes, as its user (``become``), within its
+    timeout, once (no retries, no ``until``)."""
     reader = replace(
         command,
         cmd=script,
@@ -207,9 +200,21 @@ def _on_host(command: Command, context: ExecutionContext) -> _Side | str:
         spec=replace(command.spec, retries=0, until=None),
     )
     try:
-        outcome = context.execute(reader)
+        return context.execute(reader)
     except ConnectError as exc:
         raise _Unread(exc.message) from None
+
+
+class _Unread(Exception):
+    """The destination could not be read (unreachable, refused, timed out)."""
+
+
+def _on_host(command: Command, context: ExecutionContext) -> _Side | str:
+    """The destination as it is: its bytes (up to ``MAX_DIFF``), or its state."""
+    tr = command.transfer
+    assert tr is not None
+    path = tr.on_controller(tr.dest) if command.host.is_local else tr.dest
+    outcome = _read(command, context, f"set -- {shlex.quote(path)} {MAX_DIFF}\n{READ}")
     if outcome.timed_out or outcome.killed or outcome.rc != 0:
         why = outcome.stderr.decode("utf-8", "replace").strip() or f"exit code {outcome.rc}"
         raise _Unread("timed out" if outcome.timed_out else why)
@@ -226,18 +231,7 @@ def _on_host(command: Command, context: ExecutionContext) -> _Side | str:
 
 
 def _digest(command: Command, context: ExecutionContext, path: str) -> str:
-    reader = replace(
-        command,
-        cmd=f"sha256sum -- {shlex.quote(path)}",
-        env={},
-        transfer=None,
-        templates=None,
-        spec=replace(command.spec, retries=0, until=None),
-    )
-    try:
-        outcome = context.execute(reader)
-    except ConnectError as exc:
-        raise _Unread(exc.message) from None
+    outcome = _read(command, context, f"sha256sum -- {shlex.quote(path)}")
     words = outcome.stdout.decode("utf-8", "replace").split()
     if outcome.rc != 0 or not words:
         raise _Unread("cannot compute its sha256")
