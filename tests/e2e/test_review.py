@@ -254,6 +254,19 @@ def test_the_recap_names_the_approvers(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "approved by carol@example.com (1 required)\n" in proc.stdout
+    approved_run = journal_dirs(tmp_path)[-1].name
+    unapproved = runbook("apply", "--yes", "p.json", cwd=tmp_path)
+    assert unapproved.returncode == 0, unapproved.stderr
+    plain_run = next(d.name for d in journal_dirs(tmp_path) if d.name != approved_run)
+    required = ["--require-approvals", "1", "--allowed-signers", str(allowed)]
+    # A resume under --require-approvals: only of a run started from this approved plan.
+    resumed = runbook("apply", "--yes", "p.json", "--resume", approved_run, *required,
+                      cwd=tmp_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    refused_resume = runbook("apply", "--yes", "p.json", "--resume", plain_run, *required,
+                             cwd=tmp_path)  # fmt: skip
+    assert refused_resume.returncode == 2
+    assert f"run {plain_run} was not started from this approved plan" in refused_resume.stderr
     # A runbook is not a saved plan: approvals are of saved plans only.
     refused = runbook(
         "apply", "--yes", "rb.yml", "--require-approvals", "1", "--allowed-signers",
