@@ -54,6 +54,8 @@ class RunSettings:
     journal: str | None = None  # the journal root; default: .runbook/ beside the runbook
     ssh: SshOptions = field(default_factory=SshOptions)
     resumes: str | None = None  # the run id this run resumes, recorded in its meta.json
+    # More of meta.json: a discovery run's purpose, the discovery run an apply follows.
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class ApplyOptions:
     force: bool = False
     rerun_unknown: bool = False
     ssh: SshOptions = field(default_factory=SshOptions)
+    # A saved plan runs only when this many principals of allowed_signers signed it.
+    require_approvals: int = 0
+    allowed_signers: str | None = None
 
     @property
     def settings(self) -> RunSettings:

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 from runbook.errors import InputError, Position, UsageError
 from runbook.load.secrets import Secrets, lookups_for
 from runbook.load.vault import Keyring, read_keyring
+from runbook.model.approval import Approvals
 from runbook.model.plan import Plan
 from runbook.model.runbook import Runbook
 from runbook.options import ApplyOptions, PlanOptions
+from runbook.plan.discover import stored_discovery
+from runbook.review.approvals import read_plan, verified
 from runbook.run.launch import PreparedRun
 from runbook.run.runner import Resume
 
@@ -87,12 +90,19 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     from runbook.plan.saved import read_saved_plan
 
     file = opts.plan.file
-    saved = read_saved_plan(file)
+    raw = read_plan(file) if opts.require_approvals else None
+    saved = read_saved_plan(file, raw)
+    approvals = _approved(opts, raw, saved)
     if opts.resume:
-        prepared = _resumed(opts, saved)
+        prepared = _resumed(opts, saved, approvals)
     elif saved is not None:
         plan, secrets = _from_json(saved, file, read_keyring(opts.plan.vault_ids))
-        prepared = PreparedRun(narrow(plan, opts.plan, f"saved plan {file}"), secrets)
+        prepared = PreparedRun(
+            narrow(plan, opts.plan, f"saved plan {file}"),
+            secrets,
+            discovered=stored_discovery(saved),
+            approvals=approvals,
+        )
     else:
         done = prepare_plan(opts.plan)
         prepared = PreparedRun(done.plan, done.secrets)
@@ -103,6 +113,25 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
         check_sources(prepared.plan)
         check_before_run(prepared)  # prepare_plan checked a plan made now
     return prepared
+
+
+def _approved(
+    opts: ApplyOptions, raw: bytes | None, saved: dict[str, Any] | None
+) -> Approvals | None:
+    """``--require-approvals N --allowed-signers F``: the approvals of the saved plan whose
+    bytes are ``raw`` (raises ``InputError`` unless there are N)."""
+    if opts.allowed_signers and not opts.require_approvals:
+        raise UsageError("--allowed-signers goes with --require-approvals N")
+    if raw is None:
+        return None
+    if not opts.allowed_signers:
+        raise UsageError("--require-approvals needs --allowed-signers FILE (who may approve)")
+    if saved is None:
+        raise UsageError(
+            f"--require-approvals: {opts.plan.file} is not a saved plan; approvals are of "
+            "saved plans (runbook plan --out PLAN.json, runbook approve PLAN.json)"
+        )
+    return verified(raw, opts.plan.file, opts.require_approvals, opts.allowed_signers)
 
 
 def check_saved_syntax(plan: Plan) -> None:
@@ -143,7 +172,9 @@ def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
     RunValues(plan, secrets.values, secrets.masker, secrets.sources).check_secret_commands(plan)
 
 
-def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
+def _resumed(
+    opts: ApplyOptions, saved: dict[str, Any] | None, approvals: Approvals | None
+) -> PreparedRun:
     from runbook.journal.store import read_run, runs_dir
     from runbook.plan.narrow import narrow
 
@@ -151,6 +182,12 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
     assert run_id is not None
     source = file if saved is None else _saved_source(saved, file)
     run = read_run(runs_dir(source, opts.journal), run_id)
+    started_with = (run.meta.get("approvals") or {}).get("sha256")
+    if approvals is not None and started_with != approvals.sha256:
+        raise InputError(
+            f"run {run_id} was not started from this approved plan ({file}, "
+            f"{approvals.sha256[:19]}): it cannot be resumed under --require-approvals"
+        )
     if saved is None:
         _check_unchanged(file, run.meta, run_id, opts.force)
     _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
@@ -163,7 +200,8 @@ def _resumed(opts: ApplyOptions, saved: dict[str, Any] | None) -> PreparedRun:
         rescued=run.rescued_commands(),
         done_items=run.ok_items(),
     )
-    return PreparedRun(narrow(plan, opts.plan, f"run {run_id}"), secrets, resume)
+    narrowed = narrow(plan, opts.plan, f"run {run_id}")
+    return PreparedRun(narrowed, secrets, resume, approvals=approvals)
 
 
 def _saved_source(saved: dict[str, Any], plan_file: str) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 
 from runbook.cli.console import Console, detach_stdout
 from runbook.errors import UsageError
-from runbook.model.plan import Plan
 from runbook.options import ApplyOptions
 from runbook.prepare import prepare_run
-from runbook.run.launch import Launch, launch, locked_journal
+from runbook.review.discovery import rediscover
+from runbook.run.launch import Launch, PreparedRun, launch, locked_journal
 from runbook.run.runner import Runner
 
 
@@ -32,7 +32,8 @@ def apply(opts: ApplyOptions) -> int:
     if not opts.yes and not tty:
         raise UsageError("apply needs --yes when not run from a terminal")
     with locked_journal(opts.settings, prepared) as slot:
-        if not opts.yes and not _ask(f"{_summary(prepared.plan)}\nProceed? [y/N] "):
+        prepared, settings = rediscover(prepared, opts.settings, slot, _notify)
+        if not opts.yes and not _ask(f"{_summary(prepared)}\nProceed? [y/N] "):
             print("aborted; nothing was run", file=sys.stderr)
             return 1
         console = _console(opts, tty)
@@ -43,10 +44,10 @@ def apply(opts: ApplyOptions) -> int:
             warn=lambda message: _notify(f"WARNING: {message}"),
         )
         result, journal = launch(
-            prepared, opts.settings, slot, how, lambda runner: _signals_recorded(runner, console)
+            prepared, settings, slot, how, lambda runner: _signals_recorded(runner, console)
         )
     if opts.output != "json":
-        _observe(lambda: recap(result, str(journal)))
+        _observe(lambda: recap(result, str(journal), approvals=prepared.approvals))
     return result.exit_code
 
 
@@ -101,16 +102,18 @@ def _signals_recorded(runner: Runner, console: Console) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _summary(plan: Plan) -> str:
+def _summary(prepared: PreparedRun) -> str:
     from runbook.plan.text import counted
 
+    plan = prepared.plan
     hosts = sorted(plan.host_names)
     shown = ", ".join(hosts[:8]) + (f", … ({len(hosts)} in all)" if len(hosts) > 8 else "")
     steps = "\n".join(
         f"  {i}. {s.name} ({counted(len({c.host.name for c in s.commands}), 'host')})"
         for i, s in enumerate(plan.steps, 1)
     )
-    return f"{plan.name}\n{steps}\nhosts: {shown}"
+    approved = f"\n{prepared.approvals.summary()}" if prepared.approvals else ""
+    return f"{plan.name}\n{steps}\nhosts: {shown}{approved}"
 
 
 def _ask(prompt: str) -> bool:

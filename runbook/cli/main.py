@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from runbook import __version__
-from runbook.options import ApplyOptions, PlanOptions
+from runbook.options import ApplyOptions, PlanOptions, SshOptions
 
 EXIT_INPUT = 2
 
@@ -28,6 +28,16 @@ def _parser() -> argparse.ArgumentParser:
     _planning_commands(sub, common)
     _apply_command(sub, common)
     _journal_commands(sub)
+    ap = sub.add_parser(
+        "approve",
+        help="sign a saved plan with an SSH key (appended to PLAN.json.sig)",
+        description="Sign PLAN.json's exact bytes with ssh-keygen -Y sign -n runbook-plan; "
+        "apply PLAN.json --require-approvals N --allowed-signers FILE checks them.",
+    )
+    ap.add_argument("file", metavar="PLAN.json")
+    ap.add_argument(
+        "--key", required=True, metavar="KEY", help="private key (or public key in ssh-agent)"
+    )
     return p
 
 
@@ -83,6 +93,13 @@ def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     pl.add_argument(
         "--expand", action="store_true", help="one line per host (no grouping of hosts)"
     )
+    pl.add_argument(
+        "--check",
+        action="store_true",
+        help="contact the hosts read-only: run the discover steps, show what depends on "
+        "them rendered and what each copy changes",
+    )
+    _run_options(pl)
 
     inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
     inv.add_argument("file", nargs="?")
@@ -94,10 +111,8 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
     a = sub.add_parser("apply", parents=[common], help="run a runbook or a saved plan")
     a.add_argument("file", metavar="FILE|PLAN.json")
     a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    a.add_argument("-f", "--forks", type=_positive, default=10, metavar="N")
     a.add_argument("--output", choices=("text", "json"), default="text")
     a.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
-    a.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
     a.add_argument("--resume", metavar="RUN_ID", help="re-run a journaled run's plan")
     a.add_argument("--force", action="store_true", help="resume even if the runbook changed")
     a.add_argument(
@@ -105,11 +120,30 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --resume: run again the commands whose outcome is unknown",
     )
-    a.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
-    a.add_argument("--known-hosts", metavar="FILE")
-    a.add_argument("--ssh-config", metavar="FILE")
-    a.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     a.add_argument(
+        "--require-approvals",
+        type=_positive,
+        metavar="N",
+        help="a saved plan runs only when N distinct principals of --allowed-signers "
+        "signed exactly its bytes (runbook approve)",
+    )
+    a.add_argument(
+        "--allowed-signers",
+        metavar="FILE",
+        help="who may approve: an OpenSSH allowed_signers file (as git uses)",
+    )
+    _run_options(a)
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """What running commands on hosts needs: apply's, and plan --check's."""
+    p.add_argument("-f", "--forks", type=_positive, default=10, metavar="N")
+    p.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
+    p.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
+    p.add_argument("--known-hosts", metavar="FILE")
+    p.add_argument("--ssh-config", metavar="FILE")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument(
         "--transport",
         choices=("auto", "session", "exec"),
         default="auto",
@@ -123,12 +157,17 @@ def _journal_commands(sub: Any) -> None:
     r.add_argument("file", nargs="?", help="runbook whose runs to list (default: here)")
     r.add_argument("--journal", metavar="DIR")
 
-    s = sub.add_parser("show", help="a run's recap, or one command's output")
-    s.add_argument("run_id")
+    s = sub.add_parser(
+        "show", help="a run's recap, or one command's output; a saved plan and who approved it"
+    )
+    s.add_argument("run_id", metavar="RUN_ID|PLAN.json")
     s.add_argument("file", nargs="?", help="the runbook (default: runs here)")
     s.add_argument("--journal", metavar="DIR")
     s.add_argument("--host")
     s.add_argument("--step", help="a step's name, or a unique start of it")
+    s.add_argument(
+        "--allowed-signers", metavar="FILE", help="a saved plan: name its approvers by FILE"
+    )
 
     rep = sub.add_parser("report", help="write a run's HTML report (one self-contained file)")
     rep.add_argument("run_id")
@@ -213,9 +252,19 @@ def _vault_ids(args: argparse.Namespace) -> tuple[str, ...]:
     return (*(f"default@{f}" for f in args.vault_password_file), *args.vault_id)
 
 
-def apply_options(args: argparse.Namespace) -> ApplyOptions:
+def ssh_options(args: argparse.Namespace) -> SshOptions:
     from runbook.options import SshOptions
 
+    return SshOptions(
+        host_key_policy=args.host_key_policy,
+        known_hosts=args.known_hosts,
+        ssh_config=args.ssh_config,
+        connect_timeout=args.connect_timeout,
+        transport=args.transport,
+    )
+
+
+def apply_options(args: argparse.Namespace) -> ApplyOptions:
     return ApplyOptions(
         plan=plan_options(args),
         yes=args.yes,
@@ -226,13 +275,9 @@ def apply_options(args: argparse.Namespace) -> ApplyOptions:
         resume=args.resume,
         force=args.force,
         rerun_unknown=args.rerun_unknown,
-        ssh=SshOptions(
-            host_key_policy=args.host_key_policy,
-            known_hosts=args.known_hosts,
-            ssh_config=args.ssh_config,
-            connect_timeout=args.connect_timeout,
-            transport=args.transport,
-        ),
+        ssh=ssh_options(args),
+        require_approvals=args.require_approvals or 0,
+        allowed_signers=args.allowed_signers,
     )
 
 
@@ -256,6 +301,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     prepared = prepare_plan(plan_options(args))
     plan, mask = prepared.plan, prepared.secrets.masker
+    if args.check:
+        return _checked_plan(args, prepared)
     if args.out:
         extra = {"secret_sources": prepared.secrets.sources}
         save_plan(plan, args.out, extra)
@@ -265,6 +312,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif not args.out:
         sys.stdout.write(plan_text(plan, mask, expand=args.expand))
     return 0
+
+
+def _checked_plan(args: argparse.Namespace, prepared: Any) -> int:
+    """``plan --check``: exit 0, or 1 when a discover step failed (the plan is then not
+    saved: apply would compare with values that were never found)."""
+    from runbook.options import RunSettings
+    from runbook.plan.saved import dumps, plan_to_dict, save_plan
+    from runbook.review.check import check
+
+    settings = RunSettings(args.forks, args.journal, ssh_options(args))
+    checked = check(prepared.plan, prepared.secrets, settings, _note, _warn)
+    if args.out and checked.failures:
+        print(f"plan NOT saved to {args.out}: a discover step failed", file=sys.stderr)
+    elif args.out:
+        extra = {"secret_sources": prepared.secrets.sources, "discovery": checked.stored()}
+        save_plan(checked.plan, args.out, extra)
+        print(f"plan saved to {args.out}", file=sys.stderr)
+    if args.format == "json":
+        data = plan_to_dict(checked.plan)
+        data.update(discovery=checked.stored(), check=checked.to_dict())
+        sys.stdout.write(dumps(data))
+    else:
+        sys.stdout.write(checked.text(prepared.secrets.masker, args.expand))
+    return 1 if checked.failures else 0
+
+
+def _note(message: str) -> None:
+    print(f"runbook: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"runbook: WARNING: {message}", file=sys.stderr)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -364,10 +443,23 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from runbook.review.approvals import approve, signatures_file
+
+    key = approve(args.file, args.key)
+    print(f"{args.file}: approved with {key}; signature appended to {signatures_file(args.file)}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from runbook.journal.history import result_lines, story_lines
     from runbook.journal.store import read_run, runs_dir
 
+    if args.run_id.endswith(".json") and os.path.isfile(args.run_id):
+        from runbook.review.saved_view import saved_plan_lines
+
+        _print_lines(saved_plan_lines(args.run_id, args.allowed_signers))
+        return 0
     run = read_run(runs_dir(args.file, args.journal), args.run_id)
     if args.host or args.step:
         _print_lines(result_lines(run, args.host, args.step))
@@ -404,4 +496,5 @@ COMMANDS = {
     "runs": cmd_runs,
     "show": cmd_show,
     "report": cmd_report,
+    "approve": cmd_approve,
 }

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import IO
 
+from runbook.model.approval import Approvals
 from runbook.model.command import Status
 from runbook.plan.text import compact, counted
 from runbook.run.runner import RunResult
@@ -72,10 +73,18 @@ def _footer(result: RunResult, journal: str | None) -> list[str]:
     return lines
 
 
-def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) -> None:
-    """The recap on ``out`` (stdout): a table on a terminal, plain text otherwise."""
+def recap(
+    result: RunResult,
+    journal: str | None,
+    out: IO[str] | None = None,
+    approvals: Approvals | None = None,
+) -> None:
+    """The recap on ``out`` (stdout): a table on a terminal, plain text otherwise;
+    ``approvals``: who approved the saved plan that ran."""
     stream = out or sys.stdout
     r = _recap(result, journal)
+    if approvals is not None:
+        r.footer.insert(0, approvals.summary())
     if not stream.isatty():
         stream.write(recap_text(r))
         stream.flush()

@@ -17,6 +17,8 @@ def runs_lines(runs: Iterable[RunRecord]) -> list[str]:
         counts = f.counts if f else _count(r.results())
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
         resumed = f"  (resumes {r.meta['resumes']})" if r.meta.get("resumes") else ""
+        if r.meta.get("kind") == "discovery":  # plan --check, or before apply PLAN.json
+            resumed += f"  (discovery for {r.meta.get('for', '?')})"
         lines.append(
             f"{r.run_id}  {r.meta.get('started', '?')}  {r.status:<11}  "
             f"{r.meta.get('runbook', '?')}  {summary}{resumed}"
@@ -45,7 +47,8 @@ def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str
             f"attempts={r.attempts}{changed} {r.duration:.2f}s"
         )
         if r.dest is not None:
-            lines.append(f"dest: {r.dest}  sha256: {r.sha256 or '-'}")
+            kept = f"  backup: {r.backup or '-'}" if r.backup is not None else ""
+            lines.append(f"dest: {r.dest}  sha256: {r.sha256 or '-'}{kept}")
         if r.error:
             lines.append(f"error: {r.error}")
         lines += ["--- stdout", *_text_lines(r.stdout), "--- stderr", *_text_lines(r.stderr)]
@@ -76,6 +79,17 @@ def story_lines(run: RunRecord) -> list[str]:
         f"started {meta.get('started')}, status {run.status}"
         + (f", resumes {meta['resumes']}" if meta.get("resumes") else ""),
     ]
+    if meta.get("kind") == "discovery":
+        lines.append(f"a discovery run (the discover steps alone) for {meta.get('for', '?')}")
+    if meta.get("discovery_run"):
+        lines.append(f"after discovery run {meta['discovery_run']}: the values matched the plan's")
+    approvals = meta.get("approvals")
+    if isinstance(approvals, dict):
+        who = ", ".join(str(a.get("principal")) for a in approvals.get("approvers", ()))
+        lines.append(
+            f"plan {approvals.get('plan')} ({str(approvals.get('sha256'))[:19]}) approved by "
+            f"{who} ({approvals.get('required')} required)"
+        )
     steps: dict[str, list[CommandResult]] = {}
     for r in run.results():
         steps.setdefault(r.step, []).append(r)

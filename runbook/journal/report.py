@@ -357,6 +357,7 @@ def _summary(run: _Run, meta: dict[str, Any]) -> str:
         rows.append(("Steps not run", _h(", ".join(map(_text, _names(f["steps_not_run"]))))))
     if meta.get("resumes"):
         rows.append(("Resumes", _h(meta["resumes"])))
+    rows += _review_rows(meta)
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     warning = ""
     if run.finished is None:
@@ -372,6 +373,35 @@ def _summary(run: _Run, meta: dict[str, Any]) -> str:
             + ".</p>"
         )
     return f'<section id="summary">{warning}<dl class="summary">{items}</dl></section>'
+
+
+def _review_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """Plan review (SPEC §12): who approved the saved plan, and the discovery run whose
+    values it was checked against (or that this run is one)."""
+    rows = []
+    approvals = meta.get("approvals")
+    if isinstance(approvals, dict):
+        listed = approvals.get("approvers")
+        approvers: list[Any] = listed if isinstance(listed, list) else []
+        who = ", ".join(
+            f"{_text(a.get('principal'))} ({_text(a.get('key'))})"
+            for a in approvers
+            if isinstance(a, dict)
+        )
+        rows.append(
+            (
+                "Approved by",
+                _h(
+                    f"{who or 'nobody'}: {_text(approvals.get('required'))} required, plan "
+                    f"{_text(approvals.get('plan'))} {_text(approvals.get('sha256'))}"
+                ),
+            )
+        )
+    if meta.get("discovery_run"):
+        rows.append(("Checked against", _h(f"discovery run {_text(meta['discovery_run'])}")))
+    if meta.get("kind") == "discovery":
+        rows.append(("Discovery", _h(f"the discover steps alone, for {_text(meta.get('for'))}")))
+    return rows
 
 
 def _count_cells(counts: Counter[str]) -> str:

@@ -319,6 +319,7 @@ def _leaf(
         field_positions=where,
         delegate_to=None if raw.get("delegate_to") is None else str(raw["delegate_to"]),
         wait=_wait(raw, name, where),
+        discover=_discover(raw, name, where),
     )
 
 
@@ -342,6 +343,22 @@ def _transfer(raw: dict[str, Any], name: str, where: dict[str, Position]) -> Fil
                 step=name,
             )
     return FileAction.read(kind, raw[kind], where, name)
+
+
+def _discover(raw: dict[str, Any], name: str, where: dict[str, Position]) -> bool:
+    """``discover: true`` declares a step free of side effects (``plan --check`` runs
+    it); a copy or fetch writes a file, so it cannot be one."""
+    if not raw.get("discover", False):
+        return False
+    kind = next((k for k in KINDS if k in raw), None)
+    if kind is not None:
+        raise SchemaError(
+            f"a {kind} step cannot be a discover step: discover steps are run by "
+            "`plan --check` and must not change anything",
+            where.get("discover"),
+            step=name,
+        )
+    return True
 
 
 def check_finite(

@@ -195,6 +195,7 @@ class Outcome:
     killed: bool = False
     changed: bool | None = None
     sha256: str | None = None
+    backup: str | None = None  # a copy with ``backup``: the file it kept ("" if none)
 
 
 @dataclass
@@ -219,6 +220,8 @@ class CommandResult:
     dest: str | None = None
     sha256: str | None = None
     item: int | None = None  # a loop's item (0-based): each item has its own result
+    # a copy with ``backup: true``: the replaced file's new path, "" when none was replaced
+    backup: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -256,8 +259,12 @@ class CommandResult:
         }
 
     def transfer_fields(self) -> dict[str, Any]:
-        """What a copy or fetch adds to its result (and to a registered value)."""
-        return {"changed": self.changed, "dest": self.dest, "sha256": self.sha256}
+        """What a copy or fetch adds to its result (and to a registered value); a copy
+        with ``backup`` adds its backup's path."""
+        fields = {"changed": self.changed, "dest": self.dest, "sha256": self.sha256}
+        if self.backup is not None:
+            fields["backup"] = self.backup
+        return fields
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CommandResult:
@@ -278,6 +285,7 @@ class CommandResult:
             dest=d.get("dest"),
             sha256=d.get("sha256"),
             item=d.get("item"),
+            backup=d.get("backup"),
         )
 
     @classmethod
@@ -304,6 +312,8 @@ class CommandResult:
             self.changed = bool(outcome and outcome.changed)
             self.dest = t.dest
             self.sha256 = outcome.sha256 if outcome is not None else None
+            if t.backup:
+                self.backup = (outcome.backup if outcome is not None else None) or ""
         return self
 
 

@@ -82,6 +82,19 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlanApproved(Event):
+    """The saved plan this run applies was approved (SPEC §12): right after
+    ``run_started``, who signed exactly these bytes (``sha256``) and how many were
+    required."""
+
+    kind: ClassVar[str] = "plan_approved"
+    plan: str
+    sha256: str
+    required: int
+    approvers: list[dict[str, str]]  # {"principal", "key"}
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepStarted(Event):
     """A step (or a group) starts; an inner step starts once per batch of its group."""
 
@@ -221,6 +234,7 @@ KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         RunStarted,
+        PlanApproved,
         StepStarted,
         BatchStarted,
         CommandStarted,

@@ -50,8 +50,8 @@ def show_mode(mode: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class FileAction:
-    """``copy: {src, dest, template, mode, owner, group}`` or ``fetch: {src, dest}``;
-    ``src`` and ``dest`` are templates."""
+    """``copy: {src, dest, template, mode, owner, group, backup}`` or ``fetch: {src,
+    dest}``; ``src`` and ``dest`` are templates."""
 
     kind: str
     src: str
@@ -60,6 +60,7 @@ class FileAction:
     mode: int | None = None
     owner: str | None = None
     group: str | None = None
+    backup: bool = False  # keep the replaced file as DEST.YYYYmmddTHHMMSS~ (copy)
 
     @classmethod
     def read(
@@ -81,6 +82,7 @@ class FileAction:
             mode=None if mode is None else parse_mode(mode, where.get(f"{kind}.mode"), step),
             owner=None if raw.get("owner") is None else str(raw["owner"]),
             group=None if raw.get("group") is None else str(raw["group"]),
+            backup=bool(raw.get("backup", False)),
         )
 
 
@@ -103,6 +105,7 @@ class Transfer:
     size: int | None = None
     sha256: str | None = None
     src_sha256: str | None = None
+    backup: bool = False  # a copy keeps the file it replaces (run/transfer/backup.py)
     root: str = field(default="", compare=False)
     render: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
 
@@ -126,6 +129,7 @@ class Transfer:
             return head
         details = ["template"] if self.template else []
         details += [f"{k} {v}" for k, v in self._owner_fields() if v is not None]
+        details += ["backup"] if self.backup else []
         digest = f"sha256:{self.sha256[:SHOWN_DIGEST]}"
         if self.secret:
             digest += " of the stand-in rendering (secret)"
@@ -142,6 +146,8 @@ class Transfer:
             d["template"] = True
         if self.secret:
             d["secret"] = True
+        if self.backup:
+            d["backup"] = True
         for key in ("size", "sha256", "src_sha256"):
             value = getattr(self, key)
             if value is not None:
@@ -163,6 +169,7 @@ class Transfer:
             size=d.get("size"),
             sha256=d.get("sha256"),
             src_sha256=d.get("src_sha256"),
+            backup=bool(d.get("backup", False)),
             root=root,
         )
 

@@ -55,6 +55,7 @@ class PlannedStep:
     once_for: tuple[str, ...] = ()
     # A confirm text that reads a registered value: rendered when it is asked.
     confirm_templates: Templates | None = None
+    discover: bool = False  # read-only, run by `plan --check` (SPEC §12)
 
     @property
     def commands(self) -> list[Command]:

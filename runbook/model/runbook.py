@@ -122,6 +122,8 @@ class Step:
     # Settings written as templates (timeout, retries, delay, serial, max_failures),
     # rendered at plan time; ``spec``/``serial`` hold the defaults meanwhile.
     templated: dict[str, str] = field(default_factory=dict)
+    # Declared free of side effects by the author: `plan --check` runs it (SPEC §12).
+    discover: bool = False
     # Positions of individual fields, for errors that point inside the step.
     field_positions: dict[str, Position] = field(default_factory=dict, compare=False)
 

@@ -34,6 +34,7 @@ from runbook.model.plan import (
 from runbook.model.runbook import Host, Runbook, Step
 from runbook.model.spec import ExecSpec
 from runbook.plan.controller import ControllerPlanner, check_controller_syntax
+from runbook.plan.discover import check_discover_steps
 from runbook.plan.flow import FLOW_NAMES, RESCUE_NAMES, Flow, batch_facts, controller
 from runbook.plan.loops import LoopPlanner
 from runbook.plan.select import Selected, select
@@ -46,6 +47,7 @@ from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
 from runbook.templating.lookups import recording
 from runbook.templating.native import strings, value_names
+from runbook.templating.partial import partial
 from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
@@ -66,6 +68,7 @@ def make_plan(
 ) -> Plan:
     """Render every step for every host. Raises ``InputError`` for any problem.
     ``vault`` opens the vaulted values commands read; it keeps what it revealed."""
+    check_discover_steps(runbook)
     keyring = vault if vault is not None else Keyring()
     planner = _Planner(
         runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection, keyring
@@ -406,6 +409,7 @@ class _Planner:
             register=step.register,
             register_hosts=tuple(h.name for h in targeted) if gets_values else (),
             once_for=tuple(h.name for h in targeted) if once and within is not None else (),
+            discover=step.discover,
         )
 
     def batched_commands(self, step: Step, hosts: list[Host], serial: Any) -> list[Command]:
@@ -665,14 +669,16 @@ def _check_defined(parts: Parts, known: set[str]) -> None:
 
 def _shown(parts: Parts, ctx: Context, registers: set[str]) -> tuple[str, dict[str, str]]:
     """What a reviewer sees of a command rendered at apply time: a template that reads a
-    registered value stays as written; one that reads only secrets is rendered with their
-    stand-ins (whatever a filter does to a stand-in, it cannot show the secret)."""
+    registered value is rendered partially (the parts that read one stay as written); one
+    that reads only secrets is rendered with their stand-ins (whatever a filter does to a
+    stand-in, it cannot show the secret)."""
     ctx = dict(ctx)
     pos = parts.positions
+    later = frozenset(registers)
 
     def show(source: str, where: str) -> str:
-        if template_names(source) & registers:
-            return source
+        if template_names(source) & later:
+            return partial(source, ctx, later)
         return render_template(source, ctx, pos.get(where))
 
     env: dict[str, str] = {}

@@ -112,6 +112,8 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
         d["register_hosts"] = list(step.register_hosts)
     if step.once_for:
         d["once_for"] = list(step.once_for)
+    if step.discover:
+        d["discover"] = True
     d["batches"] = [[c.to_dict() for c in batch] for batch in step.batches]
     return d
 
@@ -139,13 +141,17 @@ def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> Non
         f.write(dumps(data))
 
 
-def read_saved_plan(path: str) -> dict[str, Any] | None:
-    """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook)."""
+def read_saved_plan(path: str, raw: bytes | None = None) -> dict[str, Any] | None:
+    """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook);
+    ``raw``: its bytes, already read (an approved plan is parsed from the bytes whose
+    signatures were verified, not read again)."""
     if not path.endswith(".json"):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        if raw is None:
+            with open(path, "rb") as f:
+                raw = f.read()
+        data = json.loads(raw)
     except OSError as exc:
         raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
     except ValueError:
@@ -292,6 +298,7 @@ def _step(
         section=Section(s.get("section", Section.MAIN)),
         once_for=tuple(s.get("once_for", ())),
         confirm_templates=_templates(s.get("confirm_templates")),
+        discover=bool(s.get("discover", False)),
     )
 
 

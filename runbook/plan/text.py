@@ -2,12 +2,13 @@
 
 A command and env identical on several hosts is shown once with the hosts listed
 compactly (``web[01:40]``); ``expand`` shows one line per host (SPEC §7). A command
-rendered at apply time is marked: ``deferred`` (it reads a registered value: shown as
-its template) or ``secret`` (shown rendered with stand-ins). A delegated command shows
-where it runs (``web03 → controller  $ lbctl drain web03``); a group's rescue and always
-steps, and the runbook's always steps, come under headers that say when they run. A
-loop's commands are shown item by item; a ``set`` or an ``assert`` as what it computes or
-checks (SPEC §11).
+rendered at apply time is marked: ``deferred`` (it reads a registered value: shown
+rendered but for the parts that read one) or ``secret`` (shown rendered with stand-ins);
+a ``when`` decided at apply is shown per host, as the condition under which it runs. A
+delegated command shows where it runs (``web03 → controller  $ lbctl drain web03``); a
+group's rescue and always steps, and the runbook's always steps, come under headers that
+say when they run. A loop's commands are shown item by item; a ``set`` or an ``assert`` as
+what it computes or checks (SPEC §11).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from runbook.load.secrets import token
@@ -24,9 +25,24 @@ from runbook.model.command import Command, Templates
 from runbook.model.controller import Assertion
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.plan.flow import RESCUE_NAMES
+from runbook.templating.partial import fold
 from runbook.templating.render import STAND_IN
 
 Mask = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Note:
+    """What ``plan --check`` adds to one host's command (SPEC §12): a mark
+    (``discovered``) and lines shown under it (what a discover step found, a copy's
+    diff). Keyed by ``Command.key``."""
+
+    mark: str = ""
+    lines: tuple[str, ...] = ()
+
+
+Notes = Mapping[tuple[str, str], Note]
+_NO_NOTE = Note()
 
 
 def counted(n: int, noun: str) -> str:
@@ -36,8 +52,12 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("es" if noun.endswith(("ch", "sh", "s", "x")) else "s")
 
 
-def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
-    """The reviewable plan: a header, then every step and group in order."""
+def plan_text(
+    plan: Plan, mask: Mask = str, expand: bool = False, notes: Notes | None = None
+) -> str:
+    """The reviewable plan: a header, then every step and group in order; ``notes``:
+    what ``plan --check`` found per command."""
+    notes = notes or {}
     lines = [
         f"Plan: {plan.name}",
         f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
@@ -49,14 +69,15 @@ def plan_text(plan: Plan, mask: Mask = str, expand: bool = False) -> str:
         if item.section is Section.ALWAYS and (i == 1 or plan.steps[i - 2].section != item.section):
             lines += [RUNBOOK_ALWAYS, ""]
         if isinstance(item, PlannedGroup):
-            lines += _group(f"[{i}]", item, mask, expand)
+            lines += _group(f"[{i}]", item, mask, expand, notes)
         else:
-            lines += _step(f"[{i}]", item, mask, expand, "")
+            lines += _step(f"[{i}]", item, mask, expand, "", notes=notes)
     templates = [c.templates for c in plan.commands if c.templates is not None]
     legend = [
         LEGEND["deferred"] if any(t.deferred for t in templates) else "",
         LEGEND["secret"] if any(t.secret for t in templates) else "",
         LEGEND["rescue"] if any(set(t.registers) & RESCUE_NAMES for t in templates) else "",
+        LEGEND["discovered"] if any(n.mark == "discovered" for n in notes.values()) else "",
     ]
     if any(legend):
         lines += ["", *filter(None, legend)]
@@ -70,14 +91,16 @@ SECTION_HEADS = {
 }
 
 LEGEND = {
-    "deferred": "deferred: reads a value registered by an earlier step; rendered just before "
-    "it runs",
+    "deferred": "deferred: reads a value registered by an earlier step: those parts are "
+    "rendered just before it runs",
     "secret": "secret: reads a secret; shown with stand-ins, rendered with the real value at apply",
     "rescue": "failed_step, failed_result: what failed on the host, known when its rescue runs",
+    "discovered": "discovered: rendered with what the discover steps found on the hosts (plan "
+    "--check); apply of the saved plan finds it again first and refuses if it changed",
 }
 
 
-def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[str]:
+def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool, notes: Notes) -> list[str]:
     policy = f"on_failure: {group.on_failure}"
     if group.max_failures:
         policy += f", max_failures: {group.max_failures}"
@@ -108,7 +131,7 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool) -> list[st
                 lines.append(f"      {SECTION_HEADS[section]}")
             inner = f"  [{label[1:-1]}.{_inner_index(group, step.name)}]"
             lines += _step(
-                inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared)
+                inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared), notes
             )
     return lines
 
@@ -126,7 +149,9 @@ def _step(
     expand: bool,
     indent: str,
     inherited: _Inherited | None = None,
+    notes: Notes | None = None,
 ) -> list[str]:
+    notes = notes or {}
     cmds = step.commands
     head = f"{indent}{label} {step.name}"
     if step.group is None:
@@ -148,7 +173,7 @@ def _step(
     own_common = {k: v for k, v in common.items() if above.get(k) != v}
     if own_common:
         lines.append(f"{indent}    env: {_env(own_common, mask)}")
-    marks = {_mark(c) for c in cmds if not c.skip_reason}
+    marks = {_mark(c, notes.get(c.key, _NO_NOTE)) for c in cmds if not c.skip_reason}
     shared = marks.pop() if len(marks) == 1 else ""
     if shared:
         lines.append(f"{indent}    ({shared})")
@@ -159,24 +184,29 @@ def _step(
         if len(step.batches) > 1:
             lines.append(f"{inner}batch {b}/{len(step.batches)}")
             inner += "  "
-        lines += _items(batch, _Shared(common, shared), mask, expand, inner)
+        lines += _items(batch, _Shared(common, shared), mask, expand, inner, notes)
     return lines
 
 
 def _items(
-    batch: Iterable[Command], shared: _Shared, mask: Mask, expand: bool, indent: str
+    batch: Iterable[Command],
+    shared: _Shared,
+    mask: Mask,
+    expand: bool,
+    indent: str,
+    notes: Notes,
 ) -> list[str]:
     """A loop's commands item by item (``item 2``, then each host's command for it, as
     batches are shown); any other step's commands as they are."""
     cmds = list(batch)
     indices = sorted({c.item.index for c in cmds if c.item is not None})
     if not indices:
-        return _commands(cmds, shared, mask, expand, indent)
-    lines = _commands([c for c in cmds if c.item is None], shared, mask, expand, indent)
+        return _commands(cmds, shared, mask, expand, indent, notes)
+    lines = _commands([c for c in cmds if c.item is None], shared, mask, expand, indent, notes)
     for i in indices:
         lines.append(f"{indent}item {i + 1}")
         these = [c for c in cmds if c.item is not None and c.item.index == i]
-        lines += _commands(these, shared, mask, expand, indent + "  ")
+        lines += _commands(these, shared, mask, expand, indent + "  ", notes)
     return lines
 
 
@@ -220,6 +250,8 @@ def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
         extras.append(f"become: {spec.user}")
     if step.register:
         extras.append(f"register: {step.register}")
+    if step.discover:
+        extras.append("discover")
     if step.tags and step.group is None:
         extras.append("tags: " + ", ".join(step.tags))
     return extras
@@ -234,15 +266,27 @@ def _common_env(cmds: list[Command]) -> dict[str, str]:
 
 
 def _commands(
-    batch: Iterable[Command], shared: _Shared, mask: Mask, expand: bool, indent: str
+    batch: Iterable[Command],
+    shared: _Shared,
+    mask: Mask,
+    expand: bool,
+    indent: str,
+    notes: Notes,
 ) -> list[str]:
     """One line (and its continuation) per distinct command; its hosts listed compactly."""
     shown: dict[tuple[object, ...], list[Command]] = {}
+    whens: dict[tuple[str, str], str] = {}
     for c in batch:
-        own = tuple((k, v) for k, v in c.env.items() if k not in shared.env)
-        delegate = _delegate(c)
+        # A skipped command's env is never exported: hosts that skip alike are one line.
+        own = (
+            () if c.skip_reason else tuple((k, v) for k, v in c.env.items() if k not in shared.env)
+        )
+        note = notes.get(c.key, _NO_NOTE)
+        whens[c.key] = when_shown(c)
         key: tuple[object, ...] = (
-            (c.host.name,) if expand else (c.cmd, own, c.skip_reason, _mark(c), delegate)
+            (c.host.name,)
+            if expand
+            else (c.cmd, own, c.skip_reason, _mark(c, note), whens[c.key], note, _delegate(c))
         )
         shown.setdefault(key, []).append(c)
     labels = {
@@ -251,27 +295,43 @@ def _commands(
     width = max(map(len, labels.values()), default=0)
     lines: list[str] = []
     for key, cs in shown.items():
-        lines += _command_lines(cs[0], labels[key].ljust(width), shared, mask, indent)
+        c = cs[0]
+        note = notes.get(c.key, _NO_NOTE)
+        label = labels[key].ljust(width)
+        lines += _command_lines(c, label, shared, mask, indent, note, whens[c.key])
     return lines
 
 
-def _command_lines(c: Command, label: str, shared: _Shared, mask: Mask, indent: str) -> list[str]:
+def _command_lines(
+    c: Command,
+    label: str,
+    shared: _Shared,
+    mask: Mask,
+    indent: str,
+    note: Note = _NO_NOTE,
+    when: str = "",
+) -> list[str]:
     prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait, reboot, set or assert is not
     # Continuation lines line up with the command's first line (a set's or an assert's
     # lines are its own; a transfer's notes sit where a command's would).
     pad = indent + " " * len(label) + ("  " if c.controlled is not None else "    ")
+    below = [f"{pad}{mask(line)}" for line in note.lines]
     if c.skip_reason:
-        return [f"{indent}{label}  (skipped: {c.skip_reason})"]
+        mark = _mark(c, note)
+        tail = f"; {mark}" if mark and mark != shared.mark else ""
+        return [f"{indent}{label}  (skipped: {c.skip_reason}{tail})", *below]
     cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
     lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
     lines += [f"{pad}{ln}" for ln in cmd_lines[1:]]
     own = {k: v for k, v in c.env.items() if k not in shared.env}
     if own:
         lines.append(f"{pad}env: {_env(own, mask)}")
-    mark = _mark(c)
+    if when:
+        lines.append(f"{pad}when: {mask(when)} (decided at apply)")
+    mark = _mark(c, note)
     if mark and mark != shared.mark:
         lines.append(f"{pad}({mark})")
-    return lines
+    return lines + below
 
 
 def _delegate(c: Command) -> str:
@@ -281,23 +341,19 @@ def _delegate(c: Command) -> str:
     return " → " + ("controller" if c.delegate.is_local else c.delegate.name)
 
 
-def _mark(c: Command) -> str:
+def _mark(c: Command, note: Note = _NO_NOTE) -> str:
     t = c.templates
-    held = c.controlled.held if isinstance(c.controlled, Assertion) else None
-    if held is False:
-        assert isinstance(c.controlled, Assertion)
+    if isinstance(c.controlled, Assertion) and c.controlled.held is False:
         return f"does not hold: {c.controlled.failure}"
-    if t is None:
-        return ""
     marks = []
-    if t.deferred:
+    if t is not None and t.deferred:
         marks.append(f"deferred: reads {', '.join(t.registers)}")
-    if t.secret:
+    if t is not None and t.secret:
         marks.append(f"secret: {', '.join(_secret_names(t))}")
-    if t.when is not None:
-        marks.append(f"when decided at apply: {t.when}")
     if c.loop is not None:
         marks.append(f"loop decided at apply: {c.loop.source} as {c.loop.var}")
+    if note.mark:
+        marks.append(note.mark)
     return "; ".join(marks)
 
 
@@ -310,6 +366,16 @@ def _secret_names(t: Templates) -> list[str]:
     names = [n for n in t.secrets if not n.startswith(VAULT_ID)]
     vaulted = [k for k, v in t.values.items() if VAULT_TOKEN in json.dumps(v)]
     return sorted(names + [f"{k} (vaulted)" for k in vaulted])
+
+
+def when_shown(c: Command) -> str:
+    """A ``when`` decided at apply, as the condition under which this host runs: every
+    part known at plan time replaced by its value (``host.name != winner.stdout`` reads
+    ``'pg1' != winner.stdout`` on pg1); "" when the plan decided it."""
+    t = c.templates
+    if t is None or t.when is None or c.skip_reason:
+        return ""
+    return fold(t.when, t.values, frozenset((*t.registers, *t.secrets)))
 
 
 def _hosts_label(hosts: str | list[str]) -> str:

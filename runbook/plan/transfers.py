@@ -100,7 +100,9 @@ class TransferPlanner:
                 step, host, action, (src, dest), paths | when_reads
             )
             ctx = read_ctx if read_ctx is not None else ctx
-        if not names and not deferred_when:
+        if not names and not deferred_when and not transfer.template:
+            # A template is rendered at apply time from ``Templates.values``: one that
+            # reads no name still needs them (an apply of it crashed with exit 70).
             return self._command(step, host, transfer, None, None)
         read = names | (when_reads if deferred_when else frozenset())
         when_at = _at(step, "when") if deferred_when else None
@@ -140,6 +142,7 @@ class TransferPlanner:
             action.owner,
             action.group,
             action.template,
+            backup=action.backup,
             root=self.root,
         )
 
@@ -221,6 +224,7 @@ class TransferPlanner:
             size=source.size,
             sha256=source.sha256,
             src_sha256=source.sha256,
+            backup=action.backup,
             root=self.root,
         )
         if source.template is None:

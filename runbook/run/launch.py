@@ -18,9 +18,11 @@ from typing import Any
 
 from runbook.journal.store import Journal
 from runbook.load.secrets import Secrets
-from runbook.model.events import Listener
+from runbook.model.approval import Approvals
+from runbook.model.events import Event, Listener, PlanApproved
 from runbook.model.plan import Plan
 from runbook.options import RunSettings, SshOptions
+from runbook.plan.discover import Discovered
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.runner import Resume, Runner, RunResult
 
@@ -35,6 +37,9 @@ class PreparedRun:
     plan: Plan
     secrets: Secrets
     resume: Resume | None = None
+    # A saved plan of `plan --check --out`: what its discover steps found then (SPEC §12).
+    discovered: tuple[Discovered, ...] = ()
+    approvals: Approvals | None = None  # who signed the saved plan (--require-approvals)
 
 
 @dataclass
@@ -99,6 +104,7 @@ def launch(
         resume=prepared.resume,
         notify=how.notify,
         values=RunValues(prepared.plan, prepared.secrets.values, mask, prepared.secrets.sources),
+        opening=_opening(journal.path.name, prepared.approvals),
     )
     journal.on_error = runner.halt
     with wrap(runner) if wrap is not None else nullcontext(), small_thread_stacks():
@@ -108,6 +114,22 @@ def launch(
             context.close()
             journal.close()
     return result, journal.path
+
+
+def _opening(run_id: str, approvals: Approvals | None) -> tuple[Event, ...]:
+    """Events right after ``run_started``: who approved the plan, if anyone had to."""
+    if approvals is None:
+        return ()
+    approvers = [a.to_dict() for a in approvals.approvers]
+    return (
+        PlanApproved(
+            run_id=run_id,
+            plan=approvals.plan,
+            sha256=approvals.sha256,
+            required=approvals.required,
+            approvers=approvers,
+        ),
+    )
 
 
 @contextmanager
@@ -143,7 +165,10 @@ def journal_files(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumes": settings.resumes,
         "argv": [prepared.secrets.masker(a) for a in sys.argv[1:]],
+        **settings.meta,
     }
+    if prepared.approvals is not None:
+        meta["approvals"] = prepared.approvals.to_dict()
     return meta, plan_data
 
 

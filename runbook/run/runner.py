@@ -130,6 +130,7 @@ class Runner:
         resume: Resume | None = None,
         notify: Callable[[str], None] = lambda message: None,
         values: RunValues | None = None,
+        opening: Iterable[Event] = (),
     ) -> None:
         self.plan = plan
         self.context = context
@@ -141,6 +142,7 @@ class Runner:
         self.resume = resume
         self.notify = notify
         self.values = values or RunValues(plan, {}, mask)
+        self.opening = tuple(opening)  # emitted right after run_started (plan_approved)
         self._halt = threading.Event()
         self._kill = threading.Event()  # the second Ctrl-C: always steps stop too
         self.reach = Reach()
@@ -265,6 +267,8 @@ class Runner:
                 step_count=plan.step_count,
             )
         )
+        for event in self.opening:
+            self.emit(event)
         self._pool = WorkerPool(self.forks)
         try:
             self._restore()

@@ -25,7 +25,7 @@ from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.templating.env import evaluate
 from runbook.templating.lookups import planning
 from runbook.templating.native import native
-from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
+from runbook.templating.render import STAND_IN, Parts, Rendered, render_parts, withheld
 
 Value = dict[str, Any]
 
@@ -291,6 +291,14 @@ class RunValues:
         if t is None or target is None:
             return item.confirm
         return self.shown(Command(item.name, target, t.run, templates=t))
+
+    def preview(self, command: Command) -> Rendered:
+        """The command as it may be shown, its ``when`` decided, from the values known
+        now (``plan --check``: the discovered ones). Raises ``TemplateError`` when it reads
+        a value not known yet."""
+        t = command.templates
+        assert t is not None
+        return render_parts(_parts(t), self._context(command, t, real=False))
 
     def _context(self, command: Command, t: Templates, real: bool) -> dict[str, Any]:
         host = command.host.name

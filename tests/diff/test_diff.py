@@ -411,18 +411,28 @@ def test_deferred_template_change(tmp_path):
     new = DEFERRED.replace("role.stdout }}", "role.stdout | trim }}")
     step = only_step(diff(tmp_path, DEFERRED, new, head))
     (cd,) = step.commands
+    # The shown command is rendered but for what reads the register (SPEC §12).
     assert [(c.name, c.old, c.new) for c in cd.details] == [
-        ("cmd", "echo {{ role.stdout }} {{ port }}", "echo {{ role.stdout | trim }} {{ port }}")
+        ("cmd", "echo {{ role.stdout }} 1", "echo {{ role.stdout | trim }} 1"),
+        (
+            "template.run",
+            "echo {{ role.stdout }} {{ port }}",
+            "echo {{ role.stdout | trim }} {{ port }}",
+        ),
     ]
     assert cd.new.deferred == ("role",)
 
 
 def test_deferred_value_change_shows_in_its_bound_values(tmp_path):
-    """The shown template is the same; what it will render to is not."""
+    """The template is the same; what it will render to is not (and the shown command,
+    rendered but for what reads the register, says so too)."""
     a = plan(tmp_path, DEFERRED, HOSTS + "vars: {port: 1}\n", "a.yml")
     b = plan(tmp_path, DEFERRED, HOSTS + "vars: {port: 2}\n", "b.yml")
     (cd,) = only_step(diff_plans(a, b)).commands
-    assert [(c.name, c.old, c.new) for c in cd.details] == [("values.port", 1, 2)]
+    assert [(c.name, c.old, c.new) for c in cd.details] == [
+        ("cmd", "echo {{ role.stdout }} 1", "echo {{ role.stdout }} 2"),
+        ("values.port", 1, 2),
+    ]
     assert "values port: 1 → 2" in diff_text(diff_plans(a, b))
 
 

@@ -74,7 +74,8 @@ def test_the_plan_shows_what_is_decided_at_run_time(cluster) -> None:
     text = runbook("plan", str(playbook), cwd=playbook.parent).stdout
     assert "(deferred: reads hostvars)\n    db1  set nodes = {{ groups.db" in text
     assert "db[1:4]  assert role.stdout in ['primary', 'replica']" in text
-    assert "(deferred: reads winner; when decided at apply: host.name == winner)" in text
+    assert "(deferred: reads winner)" in text
+    assert "when: 'db3' == winner (decided at apply)" in text  # per host, host.name filled in
     assert "loop decided at apply: {{ databases.stdout_lines }} as database" in text
     assert "timeout: 120s" in text  # promote_timeout, rendered at plan time
 

@@ -533,3 +533,27 @@ def test_a_rescued_result_replaces_the_failure_it_rescued() -> None:
     assert statuses == ["ok", "ok", "rescued"]  # the failure is gone, replaced
     assert not [a for a in page.named("details") if "failure" in (a.get("class") or "")]
     assert "1 rescued" in page.all_text
+
+
+def test_the_summary_says_who_approved_the_plan_and_its_discovery_run() -> None:
+    meta = {
+        "run_id": "20270115-080000-abc",
+        "runbook": "Demo",
+        "approvals": {
+            "plan": "failover.plan.json",
+            "sha256": "sha256:" + "ab" * 32,
+            "required": 2,
+            "approvers": [
+                {"principal": "alice@example.com", "key": "ED25519 SHA256:AAA"},
+                {"principal": "<b>bob</b>", "key": "ED25519 SHA256:BBB"},
+            ],
+        },
+        "discovery_run": "20270115-075959-def",
+    }
+    page = Page(simple().render(meta))
+    text = page.all_text
+    assert "Approved by" in text
+    assert "alice@example.com (ED25519 SHA256:AAA), <b>bob</b> (ED25519 SHA256:BBB)" in text
+    assert "2 required, plan failover.plan.json sha256:" in text
+    assert "discovery run 20270115-075959-def" in text
+    assert "<b>bob</b>" not in simple().render(meta).replace("&lt;b&gt;bob&lt;/b&gt;", "")

@@ -153,7 +153,8 @@ def test_a_set_that_reads_a_register_is_deferred_and_so_are_its_readers(tmp_path
     assert promote.templates.deferred and set(promote.templates.registers) == {"best", "winner"}
     text = runbook_cli("plan", str(tmp_path / "rb.yml")).stdout
     assert "(deferred: reads hostvars)" in text
-    assert "(deferred: reads best, winner; when decided at apply: host.name == best)" in text
+    assert "(deferred: reads best, winner)" in text
+    assert "when: 'd1' == best (decided at apply)" in text  # per host, what is known filled in
 
 
 @pytest.mark.parametrize(

@@ -327,7 +327,7 @@ def test_a_copy_whose_when_reads_a_register_is_decided_at_apply(tmp_path: Path) 
         """,
     )
     plan = plan_of(rb)
-    assert "when decided at apply" in plan_text(plan)
+    assert "when: r.stdout.strip() == 'yes' (decided at apply)" in plan_text(plan)
     results = by_step(apply(plan))
     assert (tmp_path / "wanted.conf").read_text() == "role=primary\n"
     assert not (tmp_path / "unwanted.conf").exists()
@@ -668,3 +668,21 @@ def test_the_upload_script_never_writes_through_a_planted_file_or_symlink(
     link.symlink_to(tmp_path / "target")
     assert upload(link).returncode == NOT_CREATED
     assert not (tmp_path / "target").exists()
+
+
+def test_a_template_that_reads_no_name_is_still_rendered_at_apply(tmp_path: Path) -> None:
+    """It used to reach the transfer unrendered: an internal error (exit 70)."""
+    write(tmp_path / "files" / "static.j2", "static\n")
+    rb = write(
+        tmp_path / "rb.yml",
+        """
+        name: x
+        steps:
+          - name: ship
+            hosts: localhost
+            copy: {src: files/static.j2, dest: out.conf, template: true}
+        """,
+    )
+    (result,) = apply(plan_of(rb))
+    assert result.status is Status.OK, result.error
+    assert (tmp_path / "out.conf").read_text() == "static\n"

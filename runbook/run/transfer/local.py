@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from runbook.model.command import Command, Outcome
-from runbook.model.files import Transfer
 from runbook.run.fdio import write_all
+from runbook.run.transfer.backup import keep_backup
 from runbook.run.transfer.compare import Decision, Found, decide
 from runbook.run.transfer.content import READ_CHUNK, Payload
 from runbook.run.transfer.control import TransferFailed, Watch, describe_os_error, stderr_text
@@ -33,21 +33,25 @@ def transfer(command: Command, watch: Watch) -> Outcome:
     tr = command.transfer
     assert tr is not None
     if tr.kind == "copy":
-        return _copy_become(command, watch) if command.spec.become else _copy(tr, watch)
+        return _copy_become(command, watch) if command.spec.become else _copy(command, watch)
     return _fetch(command, watch)
 
 
 # -- copy ------------------------------------------------------------------------------
 
 
-def _copy(tr: Transfer, watch: Watch) -> Outcome:
+def _copy(command: Command, watch: Watch) -> Outcome:
+    tr = command.transfer
+    assert tr is not None
     dest = tr.on_controller(tr.dest)
     payload = Payload.of(tr)
     found = found_at(dest, payload.size, tr.owner, tr.group, watch)
     decision = decide(found, payload.size, payload.sha256, tr)
+    backup = None
     if decision.write:
+        backup = keep_backup(command, dest, found, lambda argv: run(argv, watch))
         atomic_write(dest, payload.chunks(watch), decision)
-    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256)
+    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256, backup=backup)
 
 
 def _copy_become(command: Command, watch: Watch) -> Outcome:
@@ -57,13 +61,15 @@ def _copy_become(command: Command, watch: Watch) -> Outcome:
     payload = Payload.of(tr)
     found = probed(command, dest, *run(probe_argv(command, dest, payload.size), watch))
     decision = decide(found, payload.size, payload.sha256, tr)
+    backup = None
     if decision.write:
+        backup = keep_backup(command, dest, found, lambda argv: run(argv, watch))
         argv = install_argv(command, dest, payload.size, payload.sha256, decision)
         with _stdin(payload) as stdin:
             rc, out, err = run(argv, watch, stdin=stdin)
         if rc != 0:
             raise TransferFailed(f"cannot write {dest} as {command.spec.user}: {stderr_text(err)}")
-    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256)
+    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256, backup=backup)
 
 
 @contextlib.contextmanager

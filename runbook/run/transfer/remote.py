@@ -28,6 +28,7 @@ import paramiko
 from runbook.errors import ConnectError, ConnectionLost
 from runbook.model.command import Command, Outcome
 from runbook.run.shell import sudo_prefix
+from runbook.run.transfer.backup import keep_backup
 from runbook.run.transfer.compare import Decision, Found, decide
 from runbook.run.transfer.content import READ_CHUNK, Payload
 from runbook.run.transfer.control import TransferFailed, Watch, stderr_text
@@ -74,13 +75,17 @@ def _copy(link: Link, command: Command, watch: Watch) -> Outcome:
     payload = Payload.of(tr)
     found = _probe(link, command, tr.dest, payload.size, watch)
     decision = decide(found, payload.size, payload.sha256, tr)
+    backup = None
     if decision.write:
+        backup = keep_backup(
+            command, tr.dest, found, lambda argv: run_remote(link, wire(argv), watch)
+        )
         with _sftp(link, watch) as sftp:
             if command.spec.become:
                 _install_as(link, sftp, command, payload, decision, watch)
             else:
                 _upload_beside(link, sftp, tr.dest, payload, decision, watch)
-    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256)
+    return Outcome(rc=0, changed=decision.write, sha256=tr.sha256, backup=backup)
 
 
 def _upload_beside(
