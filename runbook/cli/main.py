@@ -150,15 +150,16 @@ def _positive(s: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from runbook.errors import InputError, JournalError
+    from runbook.text import printable
 
     try:
         return COMMANDS[args.command](args)
-    except InputError as exc:
+    except InputError as exc:  # messages quote runbook and host text: one line, escaped
         for err in (exc, *exc.others):
-            print(str(err), file=sys.stderr)
+            print(printable(str(err), multiline=False), file=sys.stderr)
         return EXIT_INPUT
     except JournalError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(printable(f"runbook: {exc}", multiline=False), file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # `runbook plan | head`: the reader has what it wanted
         from runbook.cli.console import detach_stdout
@@ -230,7 +231,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from runbook.prepare import prepare_plan
 
     prepared = prepare_plan(plan_options(args))
-    plan, mask = prepared.plan, prepared.secrets.masker
+    plan = prepared.plan
     if args.out:
         extra = {"secret_sources": prepared.secrets.sources}
         save_plan(plan, args.out, extra)
@@ -238,7 +239,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(dumps(plan_to_dict(plan)))
     elif not args.out:
-        sys.stdout.write(plan_text(plan, mask, expand=args.expand))
+        sys.stdout.write(plan_text(plan, expand=args.expand))
     return 0
 
 
@@ -358,7 +359,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _print_lines(lines: list[str]) -> None:
     from runbook.text import printable
 
-    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
+    sys.stdout.write("".join(printable(line, multiline=False) + "\n" for line in lines))
 
 
 COMMANDS = {

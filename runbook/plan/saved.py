@@ -22,6 +22,7 @@ from runbook.model.files import Transfer
 from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
+from runbook.text import printable_json
 
 FORMAT = "runbook-plan"
 VERSION = 2
@@ -94,7 +95,9 @@ def _step_dict(step: PlannedStep, source: str) -> dict[str, Any]:
 
 
 def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """A plan as JSON, controls and invisible characters as JSON escapes (the same data):
+    a reviewer may read the file itself."""
+    return printable_json(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
 
 
 def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> None:

@@ -717,6 +717,7 @@ GOLDEN_CASES = [
         ["--start-at", "Wait until in sync", "--skip-tags", "notify"],
     ),
     ("files", "files.yml", []),
+    ("per_host", "per_host.yml", []),
 ]
 
 
