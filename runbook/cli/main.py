@@ -281,8 +281,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
         return 0
-    for g, members in data["groups"].items():
-        print(f"{g} ({len(members)}): {', '.join(members)}")
+    lines = [f"{g} ({len(members)}): {', '.join(members)}" for g, members in data["groups"].items()]
     for name, h in data["hosts"].items():
         where = (
             "local"
@@ -292,9 +291,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
                 f"{':' + str(h['port']) if h.get('port') else ''}"
             )
         )
-        print(f"\n{name}  {where}  groups: {', '.join(h.get('groups', [])) or '-'}")
-        for k, v in sorted(h["vars"].items()):
-            print(f"    {k} = {v!r}")
+        lines += ["", f"{name}  {where}  groups: {', '.join(h.get('groups', [])) or '-'}"]
+        lines += [f"    {k} = {v!r}" for k, v in sorted(h["vars"].items())]
+    _print_lines(lines)
     return 0
 
 
