@@ -80,7 +80,7 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
     a = sub.add_parser("apply", parents=[common], help="run a runbook or a saved plan")
     a.add_argument("file", metavar="FILE|PLAN.json")
     a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    a.add_argument("-f", "--forks", type=_positive, default=10, metavar="N")
+    a.add_argument("-f", "--forks", type=int, default=10, metavar="N")
     a.add_argument("--output", choices=("text", "json"), default="text")
     a.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
     a.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
@@ -135,16 +135,6 @@ def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
     d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
     d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-
-
-def _positive(s: str) -> int:
-    try:
-        n = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
 
 
 def main(argv: list[str] | None = None) -> int:
