@@ -339,4 +339,5 @@ def _command(
         skip_reason=c.get("skipped"),
         templates=None if templates is None else Templates.from_dict(templates),
         transfer=None if transfer is None else Transfer.from_dict(transfer, root),
+        until_at=Position.parse(c["until_at"]) if "until_at" in c else None,
     )
