@@ -181,9 +181,13 @@ class Runner:
     def _listener_failed(self, listener: Listener, exc: Exception) -> None:
         self.listeners.remove(listener)
         what = type(listener).__name__
-        if getattr(listener, "essential", False):
+        if getattr(listener, "essential", False):  # what it says must be true: it halts
             self.halt(f"{what} failed: {exc!r}")
-        if not isinstance(exc, BrokenPipeError):
+            self.notify(
+                f"{what} stopped ({exc!r}); the run halts: nothing new starts, running "
+                "commands finish; results from now on are not journaled"
+            )
+        elif not isinstance(exc, BrokenPipeError):
             self.notify(f"{what} stopped ({exc!r}); the run goes on, the journal has it all")
 
     # -- the run ------------------------------------------------------------------------------
