@@ -84,12 +84,14 @@ def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Resume:
-    """What an earlier run already did: ``(step, host)`` pairs that ended ok, and the
-    values it registered."""
+    """What earlier runs already did: ``(step, host)`` pairs that ended ok, and the
+    values they registered; ``left_out``: commands of the resumed run that are not done
+    and that ``--limit``/``--tags``/``--start-at`` leave out of this one."""
 
     run_id: str
     done: frozenset[tuple[str, str]] = frozenset()
     registered: tuple[Registered, ...] = ()  # as journaled (secrets as tokens)
+    left_out: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ class Runner:
                     self._run_step(index, item)
                 if self._bug is not None:
                     self.halt(f"internal error: {self._bug!r}")
+            self._left_out()
         finally:
             self._pool.halt()
             self._pool.shutdown(timeout=5)
@@ -236,6 +239,20 @@ class Runner:
         if self._bug is not None:
             raise self._bug
         return res
+
+    def _left_out(self) -> None:
+        """A narrowed resume finishes its part, not the run it resumes: while what it left
+        out is not done, it does not report "completed" (exit 1, saying what is left)."""
+        left = self.resume.left_out if self.resume is not None else ()
+        if not left or self.result.halted:
+            return
+        shown = ", ".join(f"{step!r} on {host}" for step, host in left[:3])
+        more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+        assert self.resume is not None
+        self.result.halted = (
+            f"run {self.resume.run_id} is not finished: {shown}{more} not done, left out by "
+            f"--limit/--tags/--start-at; resume {self.resume.run_id} again to finish it"
+        )
 
     def _restore(self) -> None:
         """--resume: the values the earlier run registered, journaled again here."""
