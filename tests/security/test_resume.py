@@ -84,13 +84,15 @@ def test_resuming_twice_never_reruns_what_the_first_resume_finished(tmp_path: Pa
 def test_a_resume_of_the_resume_sees_the_whole_family(tmp_path: Path) -> None:
     """R → R2 (resumes R) → R3 (resumes R again): resuming R2 reads R3's work too."""
     run = halted_run(tmp_path)
-    (tmp_path / "fail-three-h1").touch()
-    assert apply(tmp_path, "--resume", run)[0] == 1
+    for host in ("h1", "h2"):
+        (tmp_path / f"fail-three-{host}").touch()
+    assert apply(tmp_path, "--resume", run)[0] == 1  # R2: `three` fails on both hosts
     second = next(r.name for r in journal_dirs(tmp_path) if r.name != run)
-    assert apply(tmp_path, "--resume", run)[0] == 1  # R3: three-h1 fails again
-    log(tmp_path)
+    (tmp_path / "fail-three-h2").unlink()
+    assert apply(tmp_path, "--resume", run)[0] == 1  # R3: h2's `three` ok, h1's fails
+    assert log(tmp_path) == Counter(["two-h2", "three-h1", "three-h2", "three-h1", "three-h2"])
     (tmp_path / "fail-three-h1").unlink()
-    rc, out = apply(tmp_path, "--resume", second)
+    rc, out = apply(tmp_path, "--resume", second)  # R2's journal has h2's `three` failed
     assert rc == 0, out
     assert log(tmp_path) == Counter(["three-h1"])
 
