@@ -17,6 +17,7 @@ escape sequence or a bidi control in a command cannot make it look like another.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -167,6 +168,7 @@ class _Inherited:
     env: dict[str, str]
 
 
+@functools.lru_cache(maxsize=256)  # a step's commands share one spec
 def _settings(spec: ExecSpec) -> dict[str, str]:
     """A command's settings as the plan shows them, by name (absent: the default)."""
     shown = {"timeout": f"timeout: {spec.timeout:g}s"}
@@ -186,13 +188,15 @@ def _common_settings(step: PlannedStep) -> dict[str, str]:
     gives one host's commands settings of their own); the step's own with no command."""
     cmds = [c for c in step.commands if not c.skip_reason] or list(step.commands)
     if not cmds:
-        return _settings(step.spec)
+        return dict(_settings(step.spec))
     first, *rest = (_settings(c.spec) for c in cmds)
     return {k: v for k, v in first.items() if all(other.get(k) == v for other in rest)}
 
 
 def _varies(cmds: list[Command]) -> bool:
     """Whether the values ``until`` reads (bound per host at plan time) differ."""
+    if not any(c.until_vars for c in cmds):
+        return False
     return len({_bound(c.until_vars) for c in cmds if not c.skip_reason}) > 1
 
 
