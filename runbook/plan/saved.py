@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import InputError, Position
+from runbook.inventory.text import DuplicateKey, unique_keys
 from runbook.model.command import Command, Templates
 from runbook.model.files import Transfer
 from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, PlannedStep
@@ -138,13 +139,13 @@ def read_saved_plan(path: str) -> dict[str, Any] | None:
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f, object_pairs_hook=_unique_keys)
+            data = json.load(f, object_pairs_hook=unique_keys)
     except OSError as exc:
         raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
-    except _DuplicateKey as exc:
+    except DuplicateKey as exc:
         raise InputError(
-            f"key {exc.args[0]!r} appears twice in one object: a reader of the file and "
-            "runbook would see different plans",
+            f"key {exc.key!r} appears twice in one JSON object: a reader of the file "
+            "would see the first value, runbook the last",
             Position(path),
         ) from None
     except ValueError:
@@ -155,19 +156,6 @@ def read_saved_plan(path: str) -> dict[str, Any] | None:
         return None  # a runbook written as JSON (YAML's subset)
     _check_digest(data, path)
     return data
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 def _check_digest(data: Mapping[str, Any], path: str) -> None:
