@@ -15,6 +15,8 @@ import time
 import traceback
 from pathlib import Path
 
+from runbook.text import printable
+
 EXIT_CRASH = 70
 
 _journal: Path | None = None
@@ -40,8 +42,6 @@ def report(exc: BaseException) -> int:
     except OSError:
         saved = ""
     with contextlib.suppress(OSError):
-        print(
-            f"runbook: internal error ({type(exc).__name__}: {exc}){saved}; please report it",
-            file=sys.stderr,
-        )
+        message = f"runbook: internal error ({type(exc).__name__}: {exc}){saved}; please report it"
+        print(printable(message, multiline=False), file=sys.stderr)
     return EXIT_CRASH

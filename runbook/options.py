@@ -3,12 +3,36 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.errors import UsageError
 from runbook.model.plan import Selection
+from runbook.model.spec import MAX_TIMEOUT
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a command is killed
+# One worker thread per fork: a million ended the run in "can't start new thread" (exit
+# 70) after it had started; a thousand is more than any fleet runs at once.
+MAX_FORKS = 1000
+
+
+def check_forks(forks: object) -> None:
+    """``--forks`` is a whole number 1..MAX_FORKS, checked as a runbook's values are:
+    exit 2 before anything runs (SPEC §6). Raises ``UsageError``."""
+    if isinstance(forks, bool) or not isinstance(forks, int) or not 1 <= forks <= MAX_FORKS:
+        raise UsageError(f"--forks {forks!r}: must be a whole number from 1 to {MAX_FORKS}")
+
+
+def check_seconds(option: str, value: object) -> None:
+    """A duration option is a finite number of seconds above 0 and up to 30 days, as a
+    step's ``timeout`` is (``nan`` passed every comparison). Raises ``UsageError``."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not 0 < number <= MAX_TIMEOUT:
+        raise UsageError(
+            f"{option} {value!r}: must be a finite number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT:.0f} (30 days)"
+        )
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,9 @@ class SshOptions:
     # auto: a session where the host can run one, exec elsewhere.
     transport: str = "auto"
 
+    def __post_init__(self) -> None:
+        check_seconds("--connect-timeout", self.connect_timeout)
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -56,6 +83,9 @@ class RunSettings:
     resumes: str | None = None  # the run id this run resumes, recorded in its meta.json
     # More of meta.json: a discovery run's purpose, the discovery run an apply follows.
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_forks(self.forks)
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,9 @@ class ApplyOptions:
     # A saved plan runs only when this many principals of allowed_signers signed it.
     require_approvals: int = 0
     allowed_signers: str | None = None
+
+    def __post_init__(self) -> None:
+        check_forks(self.forks)
 
     @property
     def settings(self) -> RunSettings:

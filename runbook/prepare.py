@@ -23,8 +23,9 @@ from runbook.review.approvals import read_plan, verified
 from runbook.run.launch import PreparedRun
 from runbook.run.runner import Resume
 
-if TYPE_CHECKING:  # the inventory package is imported only where a runbook is planned
+if TYPE_CHECKING:  # imported only where a runbook is planned or a run resumed
     from runbook.inventory.build import Inventory
+    from runbook.journal.store import RunRecord
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,17 @@ def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
 def _resumed(
     opts: ApplyOptions, saved: dict[str, Any] | None, approvals: Approvals | None
 ) -> PreparedRun:
+    """The journaled run's plan, narrowed, with what its family of runs (itself, what it
+    resumed, and every resume of those: ``journal.resumes``) already did."""
+    from runbook.journal.resumes import story
     from runbook.journal.store import read_run, runs_dir
     from runbook.plan.narrow import narrow
 
     file, run_id = opts.plan.file, opts.resume
     assert run_id is not None
     source = file if saved is None else _saved_source(saved, file)
-    run = read_run(runs_dir(source, opts.journal), run_id)
+    root = runs_dir(source, opts.journal)
+    run = read_run(root, run_id)
     started_with = (run.meta.get("approvals") or {}).get("sha256")
     if approvals is not None and started_with != approvals.sha256:
         raise InputError(
@@ -190,18 +195,35 @@ def _resumed(
         )
     if saved is None:
         _check_unchanged(file, run.meta, run_id, opts.force)
-    _check_known_outcomes(run.unknown_outcomes(), run_id, opts.rerun_unknown)
+    told = story(root, run)
+    _check_known_outcomes(told.unknown, opts.rerun_unknown)
     keyring = read_keyring(opts.plan.vault_ids)
     plan, secrets = _from_json(run.plan(), str(run.path / "plan.json"), keyring)
+    narrowed = narrow(plan, opts.plan, f"run {run_id}")
+    whole = plan if told.root is run else _first_plan(told.root)
+    selected = {c.key for c in narrowed.commands}
+    left_out = tuple(k for k in _keys(whole) if k not in told.finished and k not in selected)
     resume = Resume(
         run_id,
-        run.ok_commands(),
-        tuple(run.registrations()),
-        rescued=run.rescued_commands(),
-        done_items=run.ok_items(),
+        told.done,
+        told.registered,
+        rescued=told.rescued,
+        done_items=told.done_items,
+        left_out=left_out,
     )
-    narrowed = narrow(plan, opts.plan, f"run {run_id}")
     return PreparedRun(narrowed, secrets, resume, approvals=approvals)
+
+
+def _first_plan(run: RunRecord) -> Plan:
+    """The first run's plan: the whole procedure its resumes narrowed."""
+    from runbook.plan.saved import plan_from_dict
+
+    return plan_from_dict(run.plan(), str(run.path / "plan.json"))
+
+
+def _keys(plan: Plan) -> list[tuple[str, str]]:
+    """(step, host) of every command the plan would run (not skipped at plan time)."""
+    return [c.key for c in plan.commands if c.skip_reason is None]
 
 
 def _saved_source(saved: dict[str, Any], plan_file: str) -> str:
@@ -225,7 +247,8 @@ def _check_unchanged(file: str, meta: dict[str, Any], run_id: str, force: bool) 
         )
 
 
-def _check_known_outcomes(unknown: list[tuple[str, str]], run_id: str, rerun: bool) -> None:
+def _check_known_outcomes(unknown: tuple[tuple[str, str, str], ...], rerun: bool) -> None:
+    """(step, host, run id) that started and has no result: refused unless ``rerun``."""
     if not unknown or rerun:
         return
     first, *rest = (
@@ -234,7 +257,7 @@ def _check_known_outcomes(unknown: list[tuple[str, str]], run_id: str, rerun: bo
             "its outcome is unknown (it may have run); check the host, then resume with "
             "--rerun-unknown to run it again"
         )
-        for step, host in unknown
+        for step, host, run_id in unknown
     )
     first.others = rest
     raise first

@@ -21,6 +21,7 @@ from runbook.prepare import prepare_run
 from runbook.review.discovery import rediscover
 from runbook.run.launch import Launch, PreparedRun, launch, locked_journal
 from runbook.run.runner import Runner
+from runbook.text import printable
 
 
 def apply(opts: ApplyOptions) -> int:
@@ -39,7 +40,7 @@ def apply(opts: ApplyOptions) -> int:
         console = _console(opts, tty)
         how = Launch(
             listeners=[console],
-            confirm=None if opts.yes else _confirmer(console, prepared.secrets.masker),
+            confirm=None if opts.yes else _confirmer(console),
             notify=_notify,
             warn=lambda message: _notify(f"WARNING: {message}"),
         )
@@ -51,16 +52,23 @@ def apply(opts: ApplyOptions) -> int:
     return result.exit_code
 
 
-def _confirmer(console: Console, mask: Callable[[str], str]) -> Callable[[str, str | None], bool]:
+def _confirmer(console: Console) -> Callable[[str, str | None], bool]:
+    """A ``confirm`` message is runbook text: shown as written (escaped), never masked —
+    masking replaces rendered secret values, not literal text (SPEC §6)."""
+
     def confirm(name: str, message: str | None) -> bool:
         with console.suspended():
-            return _ask(f"{mask(message or '')}\nContinue with {name!r}? [y/N] ")
+            return _ask(f"{printable(message or '')}\nContinue with '{_one_line(name)}'? [y/N] ")
 
     return confirm
 
 
 def _notify(message: str) -> None:
-    _observe(lambda: print(f"runbook: {message}", file=sys.stderr))
+    _observe(lambda: print(_one_line(f"runbook: {message}"), file=sys.stderr))
+
+
+def _one_line(text: str) -> str:
+    return printable(text, multiline=False)
 
 
 def _observe(show: Callable[[], None]) -> None:
@@ -106,14 +114,14 @@ def _summary(prepared: PreparedRun) -> str:
     from runbook.plan.text import counted
 
     plan = prepared.plan
-    hosts = sorted(plan.host_names)
+    hosts = [_one_line(h) for h in sorted(plan.host_names)]
     shown = ", ".join(hosts[:8]) + (f", … ({len(hosts)} in all)" if len(hosts) > 8 else "")
     steps = "\n".join(
-        f"  {i}. {s.name} ({counted(len({c.host.name for c in s.commands}), 'host')})"
+        f"  {i}. {_one_line(s.name)} ({counted(len({c.host.name for c in s.commands}), 'host')})"
         for i, s in enumerate(plan.steps, 1)
     )
-    approved = f"\n{prepared.approvals.summary()}" if prepared.approvals else ""
-    return f"{plan.name}\n{steps}\nhosts: {shown}{approved}"
+    approved = f"\n{_one_line(prepared.approvals.summary())}" if prepared.approvals else ""
+    return f"{_one_line(plan.name)}\n{steps}\nhosts: {shown}{approved}"
 
 
 def _ask(prompt: str) -> bool:

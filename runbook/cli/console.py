@@ -27,7 +27,7 @@ from runbook.model.events import (
     StepStarted,
 )
 from runbook.plan.text import compact, counted
-from runbook.text import printable
+from runbook.text import printable, printable_json
 
 FAILED_OUTPUT_LINES = 40
 FAILED_OUTPUT_CHARS = 8192
@@ -75,7 +75,7 @@ class JsonLines(Console):
     def handle(self, event: Event) -> None:
         if self.detached:
             return
-        sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.write(printable_json(json.dumps(event.to_dict(), ensure_ascii=False)) + "\n")
         sys.stdout.flush()
 
 
@@ -100,7 +100,7 @@ class PlainConsole(Console):
     def write(self, *lines: str) -> None:
         if self.detached:
             return
-        self.out.write("".join(printable(ln) + "\n" for ln in lines))
+        self.out.write("".join(printable(ln, multiline=False) + "\n" for ln in lines))
         self.out.flush()
 
     def handle(self, e: Event) -> None:
@@ -211,7 +211,7 @@ class LiveConsole(PlainConsole):
                 self.live.stop()
             return
         for ln in lines:
-            self.console.print(printable(ln), markup=False, highlight=False)
+            self.console.print(printable(ln, multiline=False), markup=False, highlight=False)
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
@@ -235,8 +235,9 @@ class LiveConsole(PlainConsole):
         done = sum(self._counts.values())
         parts = [f"{n} {k}" for k, n in sorted(self._counts.items()) if n]
         elapsed = time.monotonic() - s["t0"]
+        name = printable(s["name"], multiline=False)
         return Text(
-            f"  {s['name']}: {done}/{s['total']} hosts done, {self._running} running"
+            f"  {name}: {done}/{s['total']} hosts done, {self._running} running"
             f"{' · ' + ', '.join(parts) if parts else ''} · {elapsed:.1f}s",
             style="bold",
         )

@@ -137,7 +137,7 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     """What running commands on hosts needs: apply's, and plan --check's."""
-    p.add_argument("-f", "--forks", type=_positive, default=10, metavar="N")
+    p.add_argument("-f", "--forks", type=int, default=10, metavar="N")  # checked by RunSettings
     p.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
     p.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
     p.add_argument("--known-hosts", metavar="FILE")
@@ -208,15 +208,16 @@ def _positive(s: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from runbook.errors import InputError, JournalError
+    from runbook.text import printable
 
     try:
         return COMMANDS[args.command](args)
-    except InputError as exc:
+    except InputError as exc:  # messages quote runbook and host text: one line, escaped
         for err in (exc, *exc.others):
-            print(str(err), file=sys.stderr)
+            print(printable(str(err), multiline=False), file=sys.stderr)
         return EXIT_INPUT
     except JournalError as exc:
-        print(f"runbook: {exc}", file=sys.stderr)
+        print(printable(f"runbook: {exc}", multiline=False), file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # `runbook plan | head`: the reader has what it wanted
         from runbook.cli.console import detach_stdout
@@ -300,7 +301,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from runbook.prepare import prepare_plan
 
     prepared = prepare_plan(plan_options(args))
-    plan, mask = prepared.plan, prepared.secrets.masker
+    plan = prepared.plan
     if args.check:
         return _checked_plan(args, prepared)
     if args.out:
@@ -310,7 +311,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(dumps(plan_to_dict(plan)))
     elif not args.out:
-        sys.stdout.write(plan_text(plan, mask, expand=args.expand))
+        sys.stdout.write(plan_text(plan, expand=args.expand))
     return 0
 
 
@@ -393,8 +394,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         print(json.dumps(listed, indent=2, sort_keys=True, default=str))
         return 0
     data = replace_vaulted(data, lambda v: "!vault (encrypted)" if v.plain is None else str(v))
-    for g, members in data["groups"].items():
-        print(f"{g} ({len(members)}): {', '.join(members)}")
+    lines = [f"{g} ({len(members)}): {', '.join(members)}" for g, members in data["groups"].items()]
     for name, h in data["hosts"].items():
         where = (
             "local"
@@ -404,9 +404,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
                 f"{':' + str(h['port']) if h.get('port') else ''}"
             )
         )
-        print(f"\n{name}  {where}  groups: {', '.join(h.get('groups', [])) or '-'}")
-        for k, v in sorted(h["vars"].items()):
-            print(f"    {k} = {v!r}")
+        lines += ["", f"{name}  {where}  groups: {', '.join(h.get('groups', [])) or '-'}"]
+        lines += [f"    {k} = {v!r}" for k, v in sorted(h["vars"].items())]
+    _print_lines(lines)
     return 0
 
 
@@ -484,7 +484,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _print_lines(lines: list[str]) -> None:
     from runbook.text import printable
 
-    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
+    sys.stdout.write("".join(printable(line, multiline=False) + "\n" for line in lines))
 
 
 COMMANDS = {

@@ -14,6 +14,7 @@ from runbook.model.approval import Approvals
 from runbook.model.command import Status
 from runbook.plan.text import compact, counted
 from runbook.run.runner import RunResult
+from runbook.text import printable
 
 # A host is "fine" when none of its results is one of these: it folds into one line (a
 # rescued host is listed: something failed on it, and its rescue steps ran).
@@ -93,22 +94,30 @@ def recap(
     from rich.table import Table
 
     console = Console(file=stream, highlight=False, width=120)
-    console.print(r.title, markup=False)
+    console.print(_shown(r.title), markup=False)
     fold = _fold_line(r)
     if fold:
-        console.print(fold, markup=False, style="green")
+        console.print(_shown(fold), markup=False, style="green")
     if r.changed:
-        console.print(f"changed: {compact(r.changed)}", markup=False)
+        console.print(_shown(f"changed: {compact(r.changed)}"), markup=False)
     if r.others:
+        from rich.text import Text
+
         table = Table()
         table.add_column("host")
         for s in _columns(r):
             table.add_column(s.value, justify="right")
         for host, c in r.others.items():
-            table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in _columns(r)])
+            table.add_row(Text(_shown(host)), *[_cell(c.get(s.value, 0), s) for s in _columns(r)])
         console.print(table)
     for line in r.footer:
-        console.print(line, markup=False)
+        console.print(_shown(line), markup=False)
+
+
+def _shown(line: str) -> str:
+    """Host and step names and the halt reason come from the runbook, its inventory and
+    the hosts: shown escaped, as on every surface."""
+    return printable(line, multiline=False)
 
 
 def _columns(r: _Recap) -> list[Status]:
@@ -129,12 +138,12 @@ def recap_text(r: _Recap) -> str:
     """The recap for logs, CI and files: the table drawn with ``|``, no rich (rich lays a
     ``Table`` out in O(hosts) Python work, 1.1 s for 1,000 hosts; this is padding)."""
     names = [s.value for s in _columns(r)]
-    width = max([4, *map(len, r.others)])
+    width = max([4, *(len(_shown(h)) for h in r.others)])
 
     def row(first: str, cells: list[str]) -> str:
         return (
             "| "
-            + first.ljust(width)
+            + _shown(first).ljust(width)
             + "".join(f" | {c:>{len(n)}}" for c, n in zip(cells, names, strict=True))
             + " |"
         )
@@ -149,4 +158,4 @@ def recap_text(r: _Recap) -> str:
         lines.append(row("host", names))
         lines += [row(h, [str(c.get(n, 0) or ".") for n in names]) for h, c in r.others.items()]
     lines += r.footer
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(_shown, lines)) + "\n"

@@ -1,9 +1,10 @@
 """A ``PlanDiff`` for people and tools: text (a terminal, coloured or not), JSON, and
 markdown for a pull-request comment. Deterministic: same diff, same bytes.
 
-A diff shows text a pull request's author wrote. Control characters and bidirectional
-overrides are shown escaped in text and markdown, so a change cannot rewrite the lines
-around it on a reviewer's terminal or hide inside a comment (JSON escapes them itself).
+A diff shows text a pull request's author wrote. Control, bidi and zero-width characters
+are shown escaped (``runbook.text``) in every format — as visible escapes in text and
+markdown, as JSON's own escapes in JSON — so a change cannot rewrite the lines around it on
+a reviewer's terminal, hide inside a comment, or pass for text it is not.
 """
 
 from __future__ import annotations
@@ -29,17 +30,11 @@ from runbook.diff.compare import (
 )
 from runbook.plan.text import compact, counted
 from runbook.templating.render import STAND_IN
-from runbook.text import printable
+from runbook.text import printable, printable_json
 
 NONE = "(none)"
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
 _MARK = {ADDED: "+", REMOVED: "-", CHANGED: "~", MOVED: "~"}
 _ANSI = {"+": "32", "-": "31", "~": "33", "h": "1"}
-
-
-def safe(text: str) -> str:
-    """Control characters and bidi overrides as visible escapes (newlines kept)."""
-    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", printable(text))
 
 
 def summary(diff: PlanDiff) -> str:
@@ -65,7 +60,7 @@ def render(diff: PlanDiff, fmt: str, color: bool = False) -> str:
 
 
 def diff_json(diff: PlanDiff) -> str:
-    return json.dumps(diff.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return printable_json(json.dumps(diff.to_dict(), indent=2, ensure_ascii=False)) + "\n"
 
 
 # -- values as shown ----------------------------------------------------------------------
@@ -284,7 +279,7 @@ def diff_text(diff: PlanDiff, color: bool = False) -> str:
         lines.append(("", ""))
         lines += _step_lines(step, "")
     paint: Callable[[str, str], str] = _paint if color else (lambda style, text: text)
-    return "".join(paint(style, safe(text)) + "\n" for style, text in lines)
+    return "".join(paint(style, printable(text, multiline=False)) + "\n" for style, text in lines)
 
 
 def _paint(style: str, text: str) -> str:
@@ -299,12 +294,12 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
 
 def _md(text: str) -> str:
     """Text safe in a markdown heading or paragraph (no markup, no HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", safe(text).replace("&", "&amp;"))
+    return _MD_SPECIAL.sub(r"\\\1", printable(text, multiline=False).replace("&", "&amp;"))
 
 
 def _code(text: str, table: bool = False) -> str:
     """An inline code span that ``text`` cannot break out of (nor out of a table cell)."""
-    text = safe(text).replace("\n", "⏎")
+    text = printable(text).replace("\n", "⏎")
     if table:
         text = text.replace("|", "\\|")
     ticks = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
@@ -313,7 +308,7 @@ def _code(text: str, table: bool = False) -> str:
 
 
 def _fence(lines: list[str], lang: str) -> list[str]:
-    body = [safe(ln) for ln in lines]
+    body = [printable(ln, multiline=False) for ln in lines]
     longest = max((len(m) for ln in body for m in re.findall("`+", ln)), default=0)
     ticks = "`" * max(3, longest + 1)
     return [f"{ticks}{lang}", *body, ticks]

@@ -25,6 +25,7 @@ from typing import Any
 
 from runbook.errors import InventoryError, Position
 from runbook.inventory.hosts import CONNECTION_VARS
+from runbook.inventory.words import check_word
 from runbook.load.vault import Keyring, vault_all
 
 PRIORITY = "ansible_group_priority"
@@ -191,6 +192,9 @@ class GraphBuilder:
     def add_host(
         self, group: str, name: str, values: dict[str, Any], position: Position | None
     ) -> None:
+        """``name`` into ``group``; every source adds its hosts here, so here a name that
+        is not a safe word is refused (``words``), whichever source wrote it."""
+        check_word("host name", name, position)
         self.inv.hosts.setdefault(name, {}).update(self._secret(values, "host", name))
         if position is not None:
             self.inv.host_positions.setdefault(name, position)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import InventoryError, Position
+from runbook.inventory.words import check_word
 from runbook.load.vault import has_vaulted, vaulted_in
 from runbook.model.runbook import LOCAL_NAMES, Host
 from runbook.templating.lazy import Render, TemplatedValue, has_templates, resolve_templates
@@ -148,6 +149,7 @@ def make_host(
         e.host = name
         raise
     fields.update({k: v for k, v in inline.items() if v is not None})
+    check_words(name, fields, position)
     connection = fields.pop("connection", None)
     if connection in _DEFAULT_CONNECTIONS:
         connection = "local" if name in LOCAL_NAMES and not fields.get("address") else "ssh"
@@ -174,12 +176,27 @@ def resolve_host(host: Host, context: Mapping[str, Any], render: Render) -> Host
         **{n: resolve_templates(v, context, render) for n, v in templated.items()},
     }
     fields = host_fields(host.name, rendered, _position(templated))
+    check_words(host.name, fields, _position(templated))
     changes = {
         field: fields[field]
         for field, var_names in {**FIELD_VARS, "proxy_jump": SSH_ARGS}.items()
         if field in fields and any(n in templated for n in var_names) and _unset(host, field)
     }
     return dataclasses.replace(host, **changes)
+
+
+def check_words(name: str, fields: Mapping[str, Any], position: Position | None) -> None:
+    """A host's address, user and ProxyJump hosts are safe words, as its name is
+    (``words``); a templated one is checked once rendered (``resolve_host``)."""
+    for field in ("address", "user"):
+        value = fields.get(field)
+        if isinstance(value, str) and not isinstance(value, TemplatedValue):
+            check_word(field, value, position, host=name)
+    jump = fields.get("proxy_jump")
+    if isinstance(jump, str) and not isinstance(jump, TemplatedValue):
+        for hop in jump.split(","):
+            hop = hop.strip().removeprefix("ssh://")
+            check_word("ProxyJump host", hop.replace("[", "").replace("]", ""), position, name)
 
 
 def _unset(host: Host, field: str) -> bool:

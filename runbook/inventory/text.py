@@ -80,7 +80,7 @@ def parse_json(text: str, file: str, strings: StringHook | None = None) -> Any:
     json's pure-Python scanner, so script output, which needs no positions, skips it.
     Duplicate keys are refused, as in YAML files.
     """
-    decoder = json.JSONDecoder(object_pairs_hook=_unique)
+    decoder = json.JSONDecoder(object_pairs_hook=unique_keys)
     if strings is not None:
         starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
 
@@ -97,22 +97,26 @@ def parse_json(text: str, file: str, strings: StringHook | None = None) -> Any:
         raise InventoryError(
             f"not valid JSON: {e.msg}", Position(file, e.lineno, e.colno)
         ) from None
-    except _DuplicateKey as e:
+    except DuplicateKey as e:
         raise InventoryError(f"duplicate key {e.key!r} in a JSON object", Position(file)) from None
     except RecursionError:
         raise InventoryError("JSON nested too deeply", Position(file)) from None
 
 
-class _DuplicateKey(ValueError):
+class DuplicateKey(ValueError):
+    """A JSON object holds ``key`` twice (``unique_keys``)."""
+
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a key written twice: a reader of the file would
+    see the first value, ``json`` keeps the last. Raises ``DuplicateKey``."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _DuplicateKey(key)
+            raise DuplicateKey(key)
         out[key] = value
     return out

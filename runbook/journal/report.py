@@ -20,7 +20,6 @@ import hashlib
 import html
 import json
 import math
-import re
 import shlex
 import time
 from collections import Counter, defaultdict, deque
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import JournalError
+from runbook.text import printable, printable_json
 
 STATUSES = ("ok", "failed", "timed_out", "unreachable", "skipped", "cancelled", "rescued")
 UNKNOWN = "unknown"  # started, no result: the controller died (SPEC section 6)
@@ -43,12 +43,9 @@ OUTPUT_BUDGET = 2_000_000
 # Failure groups shown opened; the rest are one click away (keeps 500 failures readable).
 OPEN_FAILURES = 5
 
-# C0/C1 controls (but tab and newline) and bidi overrides are shown escaped, as the console
-# and ``show`` do: a terminal escape or a reordering character must not disguise the text.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)")
-# Characters that must not reach a <script> element raw, even inside JSON strings.
+# Characters that must not reach a <script> element raw, even inside JSON strings (U+2028
+# and U+2029 too: ``printable_json`` writes them as escapes, with every invisible one).
 _SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
-_SCRIPT_UNSAFE.update({"\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 @dataclass
@@ -92,15 +89,12 @@ class _Run:
 
 
 def _text(value: Any) -> str:
-    """A journal value as display text: controls escaped, never ``None``."""
+    """A journal value as display text, never ``None``: control, bidi and zero-width
+    characters escaped as on every other surface (``runbook.text``), so a terminal escape
+    or a reordering character cannot disguise it."""
     if value is None:
         return ""
-    return _INVISIBLE.sub(_escaped, value if isinstance(value, str) else str(value))
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return printable(value if isinstance(value, str) else str(value))
 
 
 def _num(value: Any, default: float) -> float:
@@ -289,6 +283,7 @@ def _script_json(data: Any) -> str:
     """JSON that cannot end its ``<script>`` element or open a comment in it; JSON.parse
     reads the escapes back as the same characters."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = printable_json(text)
     for char, escape in _SCRIPT_UNSAFE.items():
         text = text.replace(char, escape)
     return text

@@ -129,6 +129,8 @@ class Command:
     item: LoopItem | None = None
     loop: Loop | None = None
     controlled: Controlled | None = None
+    # Where ``until`` is written: a run-time error evaluating it names FILE:LINE.
+    until_at: Position | None = field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -160,6 +162,8 @@ class Command:
         d.update(self.spec.to_dict())
         if self.until_vars:
             d["until_vars"] = dict(self.until_vars)
+        if self.spec.until is not None and self.until_at is not None:
+            d["until_at"] = str(self.until_at)
         if self.skip_reason:
             d["skipped"] = self.skip_reason
         if self.templates is not None:

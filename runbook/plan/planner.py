@@ -623,6 +623,7 @@ def _command(
         spec=step.spec,
         until_vars=until_vars,
         skip_reason=skip,
+        until_at=step.field_positions.get("until") if step.spec.until is not None else None,
     )
 
 

@@ -1,7 +1,9 @@
 """Plans as JSON: ``plan --format json``, saved plans (``plan --out``) and the journal copy.
 
 A saved plan holds exactly the rendered commands, so ``apply PLAN.json`` runs what was
-reviewed; it is never re-rendered from the runbook or the inventory. A command rendered
+reviewed; it is never re-rendered from the runbook or the inventory. It carries a digest
+of its own content (``plan_digest``): a plan whose content does not match — edited by
+hand, damaged — is refused before anything runs (SPEC §6). A command rendered
 at apply time (it reads a registered value or a secret) is stored as its templates plus
 the values they read, secrets only by name (SPEC §8). Version 2 adds groups, registers
 and those templates to version 1's fields, which keep their meaning.
@@ -9,6 +11,7 @@ and those templates to version 1's fields, which keep their meaning.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -17,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import InputError, Position
+from runbook.inventory.text import DuplicateKey, unique_keys
 from runbook.model.command import Command, Templates
 from runbook.model.controller import Loop, LoopItem, controlled_from_dict
 from runbook.model.files import Transfer
@@ -24,9 +28,11 @@ from runbook.model.plan import Plan, PlanItem, PlannedBatch, PlannedGroup, Plann
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
 from runbook.model.waits import WaitAction
+from runbook.text import printable_json
 
 FORMAT = "runbook-plan"
 VERSION = 2
+DIGEST = "plan_digest"  # the saved plan's field that holds ``plan_digest(data)``
 
 
 def plan_to_dict(plan: Plan, path: Callable[[str], str] = str) -> dict[str, Any]:
@@ -128,7 +134,25 @@ def _templates(d: Mapping[str, Any] | None) -> Templates | None:
 
 
 def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """A plan as JSON, controls and invisible characters as JSON escapes (the same data):
+    a reviewer may read the file itself."""
+    return printable_json(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
+
+
+def plan_digest(data: Mapping[str, Any]) -> str:
+    """The digest of a saved plan's content: ``sha256:`` and the hex SHA-256 of its
+    canonical JSON — every field but ``plan_digest`` itself, keys sorted at every level,
+    no whitespace (``separators=(",", ":")``), characters as themselves
+    (``ensure_ascii=False``), encoded as UTF-8.
+
+    It depends on what the file says, not on how it is laid out: re-indenting a plan keeps
+    it; changing a command, a host, a setting or a secret's source changes it. Saved
+    plans carry it, and it is what an approval signs.
+    """
+    content = {k: v for k, v in data.items() if k != DIGEST}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # surrogatepass: a lone surrogate (written as a JSON escape) still has one encoding.
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> None:
@@ -137,6 +161,7 @@ def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> Non
     data = plan_to_dict(plan, lambda p: os.path.relpath(os.path.abspath(p), here))
     data.update(extra or {})
     data["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data[DIGEST] = plan_digest(data)
     with open(path, "w", encoding="utf-8") as f:
         f.write(dumps(data))
 
@@ -144,23 +169,50 @@ def save_plan(plan: Plan, path: str, extra: dict[str, Any] | None = None) -> Non
 def read_saved_plan(path: str, raw: bytes | None = None) -> dict[str, Any] | None:
     """The JSON of a saved plan, or ``None`` when ``path`` is not one (a runbook);
     ``raw``: its bytes, already read (an approved plan is parsed from the bytes whose
-    signatures were verified, not read again)."""
+    signatures were verified, not read again). Raises ``InputError`` for a saved plan
+    whose content does not match its digest."""
     if not path.endswith(".json"):
         return None
     try:
         if raw is None:
             with open(path, "rb") as f:
                 raw = f.read()
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=unique_keys)
     except OSError as exc:
         raise InputError(f"cannot read plan: {exc.strerror}", Position(path)) from None
+    except DuplicateKey as exc:
+        raise InputError(
+            f"key {exc.key!r} appears twice in one JSON object: a reader of the file "
+            "would see the first value, runbook the last",
+            Position(path),
+        ) from None
     except ValueError:
         return None  # not JSON: the runbook loader will say what is wrong, with a line
     except RecursionError:  # [[[[... a thousand deep: the C decoder recurses
         raise InputError("JSON nested too deeply to read", Position(path)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None  # a runbook written as JSON (YAML's subset)
+    _check_digest(data, path)
     return data
+
+
+def _check_digest(data: Mapping[str, Any], path: str) -> None:
+    """A saved plan runs only as it was made: its content must match its digest."""
+    recorded = data.get(DIGEST)
+    if recorded is None:
+        raise InputError(
+            f"the plan has no {DIGEST}: only plans saved by `runbook plan --out` can be "
+            "applied; make it again",
+            Position(path),
+        )
+    actual = plan_digest(data)
+    if recorded != actual:
+        raise InputError(
+            f"the plan's content does not match its {DIGEST} ({str(recorded)[:19]}, content "
+            f"{actual[:19]}): it was changed after `runbook plan --out` made it; make it "
+            "again from the runbook",
+            Position(path),
+        )
 
 
 def plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
@@ -328,4 +380,5 @@ def _command(
         item=None if item is None else LoopItem.from_dict(item),
         loop=None if loop is None else Loop.from_dict(loop),
         controlled=controlled_from_dict(c),
+        until_at=Position.parse(c["until_at"]) if "until_at" in c else None,
     )

@@ -1,18 +1,29 @@
 """The plan as text: what a reviewer reads. Deterministic: same input, same bytes.
 
-A command and env identical on several hosts is shown once with the hosts listed
-compactly (``web[01:40]``); ``expand`` shows one line per host (SPEC §7). A command
-rendered at apply time is marked: ``deferred`` (it reads a registered value: shown
+A command identical on several hosts — its text, env and settings (timeout, retries,
+``until`` and the values it reads, shell, who it runs as: an inventory's ``become`` and
+``become_user`` included), where it runs and what ``plan --check`` found — is shown once
+with the hosts listed compactly (``web[01:40]``); whatever differs between hosts is shown
+on each host's line, so two hosts share a line only if everything shown for them is the
+same (SPEC §6, §7). ``expand`` shows one line per host. A command rendered at apply time
+is marked: ``deferred`` (it reads a registered value: shown
 rendered but for the parts that read one) or ``secret`` (shown rendered with stand-ins);
 a ``when`` decided at apply is shown per host, as the condition under which it runs. A
 delegated command shows where it runs (``web03 → controller  $ lbctl drain web03``); a
 group's rescue and always steps, and the runbook's always steps, come under headers that
 say when they run. A loop's commands are shown item by item; a ``set`` or an ``assert`` as
 what it computes or checks (SPEC §11).
+
+Commands are shown as rendered, never masked: secrets are rendered as stand-ins, and
+masking would hide literal runbook text that equals a secret's value while it runs
+(SPEC §6); only what came from the hosts (``plan --check``'s findings) is masked. Every
+line goes through ``runbook.text.printable``: a carriage return, an escape sequence or a
+bidi control in a command cannot make it look like another.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -24,9 +35,11 @@ from runbook.load.vault import ID_PREFIX as VAULT_ID
 from runbook.model.command import Command, Templates
 from runbook.model.controller import Assertion
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
+from runbook.model.spec import DEFAULT_SHELL, ExecSpec
 from runbook.plan.flow import RESCUE_NAMES
 from runbook.templating.partial import fold
 from runbook.templating.render import STAND_IN
+from runbook.text import printable
 
 Mask = Callable[[str], str]
 
@@ -53,11 +66,12 @@ def counted(n: int, noun: str) -> str:
 
 
 def plan_text(
-    plan: Plan, mask: Mask = str, expand: bool = False, notes: Notes | None = None
+    plan: Plan, expand: bool = False, notes: Notes | None = None, mask: Mask = str
 ) -> str:
     """The reviewable plan: a header, then every step and group in order; ``notes``:
-    what ``plan --check`` found per command."""
+    what ``plan --check`` found per command (host output: ``mask`` hides secrets in it)."""
     notes = notes or {}
+    shown = _Shown(notes, mask)
     lines = [
         f"Plan: {plan.name}",
         f"source: {plan.source} ({plan.digest[:19]})" if plan.digest else f"source: {plan.source}",
@@ -69,9 +83,9 @@ def plan_text(
         if item.section is Section.ALWAYS and (i == 1 or plan.steps[i - 2].section != item.section):
             lines += [RUNBOOK_ALWAYS, ""]
         if isinstance(item, PlannedGroup):
-            lines += _group(f"[{i}]", item, mask, expand, notes)
+            lines += _group(f"[{i}]", item, expand, shown)
         else:
-            lines += _step(f"[{i}]", item, mask, expand, "", notes=notes)
+            lines += _step(f"[{i}]", item, expand, "", shown)
     templates = [c.templates for c in plan.commands if c.templates is not None]
     legend = [
         LEGEND["deferred"] if any(t.deferred for t in templates) else "",
@@ -81,7 +95,20 @@ def plan_text(
     ]
     if any(legend):
         lines += ["", *filter(None, legend)]
-    return "\n".join(lines) + "\n"
+    # Each element is one line: a newline inside one (a step name, an env value) is shown
+    # as an escape, so it cannot start a line that looks like a command.
+    return "\n".join(printable(line, multiline=False) for line in lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What the plan adds from ``plan --check`` and how its host output is masked."""
+
+    notes: Notes
+    mask: Mask
+
+    def note(self, c: Command) -> Note:
+        return self.notes.get(c.key, _NO_NOTE)
 
 
 RUNBOOK_ALWAYS = "always: after the steps, or after a halt or Ctrl-C; before the recap"
@@ -100,7 +127,7 @@ LEGEND = {
 }
 
 
-def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool, notes: Notes) -> list[str]:
+def _group(label: str, group: PlannedGroup, expand: bool, shown: _Shown) -> list[str]:
     policy = f"on_failure: {group.on_failure}"
     if group.max_failures:
         policy += f", max_failures: {group.max_failures}"
@@ -116,10 +143,10 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool, notes: Not
         extras.append("tags: " + ", ".join(group.tags))
     lines += ["    " + "    ".join(extras)] if extras else []
     if group.confirm:
-        lines.append(f"    confirm before each batch: {mask(group.confirm)}")
+        lines.append(f"    confirm before each batch: {group.confirm}")
     shared = _common_env(group.commands)
     if shared:
-        lines.append(f"    env: {_env(shared, mask)}")
+        lines.append(f"    env: {_env(shared)}")
     if not hosts:
         lines.append("    (no hosts)")
     for batch in group.batches:
@@ -131,7 +158,7 @@ def _group(label: str, group: PlannedGroup, mask: Mask, expand: bool, notes: Not
                 lines.append(f"      {SECTION_HEADS[section]}")
             inner = f"  [{label[1:-1]}.{_inner_index(group, step.name)}]"
             lines += _step(
-                inner, step, mask, expand, "    ", _Inherited(group.spec.timeout, shared), notes
+                inner, step, expand, "    ", shown, _Inherited(group.spec.timeout, shared)
             )
     return lines
 
@@ -145,13 +172,11 @@ def _inner_index(group: PlannedGroup, name: str) -> int:
 def _step(
     label: str,
     step: PlannedStep,
-    mask: Mask,
     expand: bool,
     indent: str,
+    shown: _Shown,
     inherited: _Inherited | None = None,
-    notes: Notes | None = None,
 ) -> list[str]:
-    notes = notes or {}
     cmds = step.commands
     head = f"{indent}{label} {step.name}"
     if step.group is None:
@@ -163,17 +188,18 @@ def _step(
     elif step.local:
         head += "    on the controller"
     lines = [head]
-    extras = _extras(step, inherited)
+    settings = _common_settings(step)
+    extras = _extras(step, settings, inherited)
     if extras:
         lines.append(f"{indent}    " + "    ".join(extras))
     if step.confirm:
-        lines.append(f"{indent}    confirm: {mask(step.confirm)}")
+        lines.append(f"{indent}    confirm: {step.confirm}")
     common = _common_env(cmds)
     above = inherited.env if inherited is not None else {}
     own_common = {k: v for k, v in common.items() if above.get(k) != v}
     if own_common:
-        lines.append(f"{indent}    env: {_env(own_common, mask)}")
-    marks = {_mark(c, notes.get(c.key, _NO_NOTE)) for c in cmds if not c.skip_reason}
+        lines.append(f"{indent}    env: {_env(own_common)}")
+    marks = {_mark(c, shown.note(c)) for c in cmds if not c.skip_reason}
     shared = marks.pop() if len(marks) == 1 else ""
     if shared:
         lines.append(f"{indent}    ({shared})")
@@ -184,38 +210,37 @@ def _step(
         if len(step.batches) > 1:
             lines.append(f"{inner}batch {b}/{len(step.batches)}")
             inner += "  "
-        lines += _items(batch, _Shared(common, shared), mask, expand, inner, notes)
+        at = _Shared(common, shared, settings, _varies(cmds))
+        lines += _items(batch, at, expand, inner, shown)
     return lines
 
 
 def _items(
-    batch: Iterable[Command],
-    shared: _Shared,
-    mask: Mask,
-    expand: bool,
-    indent: str,
-    notes: Notes,
+    batch: Iterable[Command], shared: _Shared, expand: bool, indent: str, shown: _Shown
 ) -> list[str]:
     """A loop's commands item by item (``item 2``, then each host's command for it, as
     batches are shown); any other step's commands as they are."""
     cmds = list(batch)
     indices = sorted({c.item.index for c in cmds if c.item is not None})
     if not indices:
-        return _commands(cmds, shared, mask, expand, indent, notes)
-    lines = _commands([c for c in cmds if c.item is None], shared, mask, expand, indent, notes)
+        return _commands(cmds, shared, expand, indent, shown)
+    lines = _commands([c for c in cmds if c.item is None], shared, expand, indent, shown)
     for i in indices:
         lines.append(f"{indent}item {i + 1}")
         these = [c for c in cmds if c.item is not None and c.item.index == i]
-        lines += _commands(these, shared, mask, expand, indent + "  ", notes)
+        lines += _commands(these, shared, expand, indent + "  ", shown)
     return lines
 
 
 @dataclass(frozen=True)
 class _Shared:
-    """What a step's header already shows for all its commands."""
+    """What a step's header already shows for all its commands; what differs between
+    them is shown on their own lines."""
 
     env: dict[str, str]
     mark: str
+    settings: dict[str, str]  # the settings (``_settings``) every command has alike
+    until_vars: bool  # the values ``until`` reads differ between hosts
 
 
 @dataclass(frozen=True)
@@ -226,13 +251,58 @@ class _Inherited:
     env: dict[str, str]
 
 
-def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
-    """The step's settings worth a reviewer's eye; an inner step's timeout only when it
-    is not its group's."""
-    spec = step.spec
-    on_controller = any(c.controlled is not None for c in step.commands)
-    extras = [f"timeout: {spec.timeout:g}s"] if step.commands and not on_controller else []
-    if inherited is not None and inherited.timeout == spec.timeout:
+@functools.lru_cache(maxsize=256)  # a step's commands share one spec
+def _settings(spec: ExecSpec) -> dict[str, str]:
+    """A command's settings as the plan shows them, by name (absent: the default)."""
+    shown = {"timeout": f"timeout: {spec.timeout:g}s"}
+    if spec.retries:
+        shown["retries"] = f"retries: {spec.retries} every {spec.delay:g}s"
+    if spec.until:
+        shown["until"] = f"until: {spec.until}"
+    if spec.shell != DEFAULT_SHELL:
+        shown["shell"] = f"shell: {spec.shell}"
+    if spec.become:
+        shown["become"] = f"become: {spec.user}"
+    return shown
+
+
+def _common_settings(step: PlannedStep) -> dict[str, str]:
+    """The settings all of a step's commands that run share (an inventory's ``become``
+    gives one host's commands settings of their own); the step's own with no command. A
+    set or an assert runs no command: no timeout to show."""
+    cmds = [c for c in step.commands if not c.skip_reason] or list(step.commands)
+    if not cmds:
+        return dict(_settings(step.spec))
+    first, *rest = (_own_settings(c) for c in cmds)
+    return {k: v for k, v in first.items() if all(other.get(k) == v for other in rest)}
+
+
+def _own_settings(c: Command) -> dict[str, str]:
+    if c.controlled is not None:
+        return {}
+    return _settings(c.spec)
+
+
+def _varies(cmds: list[Command]) -> bool:
+    """Whether the values ``until`` reads (bound per host at plan time) differ."""
+    if not any(c.until_vars for c in cmds):
+        return False
+    return len({_bound(c.until_vars) for c in cmds if not c.skip_reason}) > 1
+
+
+def _bound(values: dict[str, object]) -> str:
+    return ", ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)}"
+        for k, v in sorted(values.items())
+    )
+
+
+def _extras(step: PlannedStep, settings: dict[str, str], inherited: _Inherited | None) -> list[str]:
+    """The step's settings worth a reviewer's eye (those its commands share); an inner
+    step's timeout only when it is not its group's."""
+    timeout = settings.get("timeout")
+    extras = [timeout] if step.commands and timeout else []
+    if inherited is not None and timeout == f"timeout: {inherited.timeout:g}s":
         extras = []
     items = [c.item for c in step.commands if c.item is not None]
     if items:
@@ -240,14 +310,11 @@ def _extras(step: PlannedStep, inherited: _Inherited | None) -> list[str]:
         extras.append(f"loop: {counted(most, 'item')} as {items[0].var}")
     if step.serial is not None:
         extras.append(f"serial: {step.serial} → {len(step.batches)} batches")
-    if spec.retries:
-        extras.append(f"retries: {spec.retries} every {spec.delay:g}s")
-    if spec.until:
-        extras.append(f"until: {spec.until}")
+    extras += [settings[k] for k in ("retries", "until", "shell") if k in settings]
     if step.run_once:
         extras.append("run_once")
-    if spec.become:
-        extras.append(f"become: {spec.user}")
+    if "become" in settings:
+        extras.append(settings["become"])
     if step.register:
         extras.append(f"register: {step.register}")
     if step.discover:
@@ -266,72 +333,63 @@ def _common_env(cmds: list[Command]) -> dict[str, str]:
 
 
 def _commands(
-    batch: Iterable[Command],
-    shared: _Shared,
-    mask: Mask,
-    expand: bool,
-    indent: str,
-    notes: Notes,
+    batch: Iterable[Command], shared: _Shared, expand: bool, indent: str, shown: _Shown
 ) -> list[str]:
-    """One line (and its continuation) per distinct command; its hosts listed compactly."""
-    shown: dict[tuple[object, ...], list[Command]] = {}
-    whens: dict[tuple[str, str], str] = {}
+    """One line (and its continuation) per distinct command; its hosts listed compactly.
+    Hosts share a line exactly when everything shown for them is the same."""
+    lines_of: dict[tuple[object, ...], list[Command]] = {}
     for c in batch:
-        # A skipped command's env is never exported: hosts that skip alike are one line.
-        own = (
-            () if c.skip_reason else tuple((k, v) for k, v in c.env.items() if k not in shared.env)
-        )
-        note = notes.get(c.key, _NO_NOTE)
-        whens[c.key] = when_shown(c)
         key: tuple[object, ...] = (
-            (c.host.name,)
-            if expand
-            else (c.cmd, own, c.skip_reason, _mark(c, note), whens[c.key], note, _delegate(c))
+            (c.host.name,) if expand else (c.cmd, _delegate(c), *_own(c, shared, shown))
         )
-        shown.setdefault(key, []).append(c)
+        lines_of.setdefault(key, []).append(c)
     labels = {
-        key: compact([c.host.name for c in cs]) + _delegate(cs[0]) for key, cs in shown.items()
+        key: compact([c.host.name for c in cs]) + _delegate(cs[0]) for key, cs in lines_of.items()
     }
     width = max(map(len, labels.values()), default=0)
     lines: list[str] = []
-    for key, cs in shown.items():
-        c = cs[0]
-        note = notes.get(c.key, _NO_NOTE)
-        label = labels[key].ljust(width)
-        lines += _command_lines(c, label, shared, mask, indent, note, whens[c.key])
+    for key, cs in lines_of.items():
+        lines += _command_lines(cs[0], labels[key].ljust(width), shared, indent, shown)
     return lines
 
 
+def _own(c: Command, shared: _Shared, shown: _Shown) -> list[str]:
+    """What a command's lines show beyond its text: what the step's header does not say
+    for all of its commands (env, settings, the values ``until`` reads, the condition it
+    runs under, marks) and what ``plan --check`` found for it."""
+    note = shown.note(c)
+    below = [shown.mask(line) for line in note.lines]
+    mark = _mark(c, note)
+    if c.skip_reason:
+        tail = f"; {mark}" if mark and mark != shared.mark else ""
+        return [f"(skipped: {c.skip_reason}{tail})", *below]
+    own_env = {k: v for k, v in c.env.items() if k not in shared.env}
+    settings = [v for k, v in _own_settings(c).items() if shared.settings.get(k) != v]
+    settings += [] if not shared.until_vars else [f"until reads: {_bound(c.until_vars)}"]
+    when = when_shown(c)
+    return [
+        f"env: {_env(own_env)}" if own_env else "",
+        "    ".join(settings),
+        f"when: {shown.mask(when)} (decided at apply)" if when else "",
+        f"({mark})" if mark and mark != shared.mark else "",
+        *below,
+    ]
+
+
 def _command_lines(
-    c: Command,
-    label: str,
-    shared: _Shared,
-    mask: Mask,
-    indent: str,
-    note: Note = _NO_NOTE,
-    when: str = "",
+    c: Command, label: str, shared: _Shared, indent: str, shown: _Shown
 ) -> list[str]:
-    prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait, reboot, set or assert is not
     # Continuation lines line up with the command's first line (a set's or an assert's
     # lines are its own; a transfer's notes sit where a command's would).
     pad = indent + " " * len(label) + ("  " if c.controlled is not None else "    ")
-    below = [f"{pad}{mask(line)}" for line in note.lines]
+    own = _own(c, shared, shown)
     if c.skip_reason:
-        mark = _mark(c, note)
-        tail = f"; {mark}" if mark and mark != shared.mark else ""
-        return [f"{indent}{label}  (skipped: {c.skip_reason}{tail})", *below]
-    cmd_lines = mask(c.cmd).rstrip("\n").split("\n")
+        return [f"{indent}{label}  {own[0]}", *(f"{pad}{line}" for line in own[1:])]
+    prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait, reboot, set or assert is not
+    cmd_lines = c.cmd.rstrip("\n").split("\n")
     lines = [f"{indent}{label}  {prompt}{cmd_lines[0]}"]
     lines += [f"{pad}{ln}" for ln in cmd_lines[1:]]
-    own = {k: v for k, v in c.env.items() if k not in shared.env}
-    if own:
-        lines.append(f"{pad}env: {_env(own, mask)}")
-    if when:
-        lines.append(f"{pad}when: {mask(when)} (decided at apply)")
-    mark = _mark(c, note)
-    if mark and mark != shared.mark:
-        lines.append(f"{pad}({mark})")
-    return lines + below
+    return lines + [f"{pad}{line}" for line in own if line]
 
 
 def _delegate(c: Command) -> str:
@@ -382,8 +440,8 @@ def _hosts_label(hosts: str | list[str]) -> str:
     return ", ".join(hosts) if isinstance(hosts, list) else str(hosts)
 
 
-def _env(env: dict[str, str], mask: Mask) -> str:
-    return " ".join(f"{k}={v if v == STAND_IN else mask(shlex.quote(v))}" for k, v in env.items())
+def _env(env: dict[str, str]) -> str:
+    return " ".join(f"{k}={v if v == STAND_IN else shlex.quote(v)}" for k, v in env.items())
 
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)([^\d]*)$")

@@ -171,6 +171,8 @@ class TransferPlanner:
             path = render_template(source, ctx, where)
             if not path or "\0" in path:
                 raise InputError(f"{key} renders to {path!r}, which is not a path", where)
+            if key == ("src" if action.kind == "copy" else "dest"):  # on the controller
+                check_inside(key, source, path, where)
             out.append(path)
         src, dest = out
         if action.kind == "copy" and dest.endswith("/"):
@@ -269,6 +271,22 @@ class TransferPlanner:
             raise InputError(f"src {src!r}: cannot read {shown}: {exc.strerror}", where) from None
         parsed = parse_template(data, shown, where)
         return _Source(len(data), hashlib.sha256(data).hexdigest(), parsed)
+
+
+def check_inside(key: str, written: str, path: str, where: Position | None) -> None:
+    """A controller path built from a template (a copy's src, a fetch's dest) stays inside
+    the runbook's directory unless the runbook writes it absolute (SPEC §6): a host name
+    or an inventory var must not make ``logs/{{ host.name }}.log`` write elsewhere, or
+    ``files/{{ conf }}`` ship ``~/.ssh/id_ed25519`` to a host. Raises ``InputError``."""
+    if not template_names(written) or os.path.isabs(written):
+        return  # as the author wrote it
+    parts = os.path.normpath(path).split(os.sep)
+    if os.path.isabs(path) or parts[0] == "..":
+        raise InputError(
+            f"{key} {path!r}, rendered from {written!r}, is outside the runbook's directory; "
+            "a path built from a template stays inside it unless written absolute",
+            where,
+        )
 
 
 def check_source(path: str, src: str, where: Position | None) -> None:

@@ -56,7 +56,7 @@ class Checked:
                 head += f"; {len(self.failures)} failed: " + "; ".join(self.failures)
         if self.copies:
             head += f"; {self.copies} copy destination{'' if self.copies == 1 else 's'} read"
-        lines = plan_text(self.view, mask, expand, self.notes).split("\n")
+        lines = plan_text(self.view, expand, self.notes, mask).split("\n")
         return "\n".join([*lines[:3], mask(head), *lines[3:]])
 
     def stored(self) -> dict[str, Any]:

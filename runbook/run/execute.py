@@ -81,7 +81,7 @@ def run_command(
         started=started,
         finished=time.time(),
         attempts=attempts,
-        error=error,
+        error=mask(error) if error else error,  # an until's message may quote a value
         item=command.item_index,
     )
     return result.transferred(command, outcome)
@@ -106,7 +106,10 @@ def judge(
         try:
             done = evaluate(until, context)
         except TemplateError as exc:  # at run time: this command fails, the run goes on
-            return Status.FAILED, f"until: {exc.message}"
+            where = TemplateError(
+                f"until: {exc.message}", command.until_at, step=command.step, host=command.host.name
+            )
+            return Status.FAILED, str(where)
         return (Status.OK, None) if done else (Status.FAILED, f"until not met: {until}")
     if outcome.rc == 0:
         return Status.OK, None

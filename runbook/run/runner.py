@@ -96,15 +96,17 @@ def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Resume:
-    """What an earlier run already did: ``(step, host)`` pairs that ended ok (a loop's
-    items: ``(step, host, item)``), and the values it registered; ``rescued``: inner
-    steps whose failure a rescue handled."""
+    """What earlier runs already did: ``(step, host)`` pairs that ended ok (a loop's
+    items: ``(step, host, item)``), and the values they registered; ``rescued``: inner
+    steps whose failure a rescue handled; ``left_out``: commands of the resumed run that
+    are not done and that ``--limit``/``--tags``/``--start-at`` leave out of this one."""
 
     run_id: str
     done: frozenset[tuple[str, str]] = frozenset()
     registered: tuple[Registered, ...] = ()  # as journaled (secrets as tokens)
     rescued: frozenset[tuple[str, str]] = frozenset()
     done_items: frozenset[tuple[str, str, int]] = frozenset()  # a loop's items ok
+    left_out: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,9 +246,13 @@ class Runner:
     def _listener_failed(self, listener: Listener, exc: Exception) -> None:
         self.listeners.remove(listener)
         what = type(listener).__name__
-        if getattr(listener, "essential", False):
+        if getattr(listener, "essential", False):  # what it says must be true: it halts
             self.halt(f"{what} failed: {exc!r}")
-        if not isinstance(exc, BrokenPipeError):
+            self.notify(
+                f"{what} stopped ({exc!r}); the run halts: nothing new starts, running "
+                "commands finish; results from now on are not journaled"
+            )
+        elif not isinstance(exc, BrokenPipeError):
             self.notify(f"{what} stopped ({exc!r}); the run goes on, the journal has it all")
 
     # -- the run ------------------------------------------------------------------------------
@@ -281,6 +287,7 @@ class Runner:
                 with self.always_phase():
                     for index, item in finals:
                         self._run_item(index, item)
+            self._left_out()
         finally:
             self._pool.halt()
             self._pool.shutdown(timeout=5)
@@ -307,6 +314,20 @@ class Runner:
             self._run_step(index, item)
         if self._bug is not None:
             self.halt(f"internal error: {self._bug!r}")
+
+    def _left_out(self) -> None:
+        """A narrowed resume finishes its part, not the run it resumes: while what it left
+        out is not done, it does not report "completed" (exit 1, saying what is left)."""
+        left = self.resume.left_out if self.resume is not None else ()
+        if not left or self.result.halted:
+            return
+        shown = ", ".join(f"{step!r} on {host}" for step, host in left[:3])
+        more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+        assert self.resume is not None
+        self.result.halted = (
+            f"run {self.resume.run_id} is not finished: {shown}{more} not done, left out by "
+            f"--limit/--tags/--start-at; resume {self.resume.run_id} again to finish it"
+        )
 
     def _restore(self) -> None:
         """--resume: the values the earlier run registered, journaled again here (but

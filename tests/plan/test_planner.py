@@ -730,6 +730,7 @@ GOLDEN_CASES = [
     ),  # fmt: skip
     ("values", "values.yml", []),  # set, assert, loop and templated settings
     ("failover", "failover.yml", []),  # discover steps; partial rendering; when per host
+    ("per_host", "per_host.yml", []),
 ]
 
 

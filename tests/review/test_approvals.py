@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runbook.errors import InputError
+from runbook.plan.saved import DIGEST, plan_digest
 from runbook.review.approvals import (
     approve,
     check_signatures,
@@ -43,8 +44,13 @@ def world(tmp_path: Path) -> dict[str, Path]:
         )
     )
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"format": "runbook-plan", "version": 2, "x": 1}) + "\n")
+    plan.write_text(json.dumps(_digested({"format": "runbook-plan", "version": 2, "x": 1})) + "\n")
     return {**keys, "allowed": allowed, "plan": plan}
+
+
+def _digested(data: dict[str, object]) -> dict[str, object]:
+    """A saved plan carries the digest of its own content (SPEC §6)."""
+    return {**data, DIGEST: plan_digest(data)}
 
 
 def fingerprint(pub: Path) -> str:
@@ -118,7 +124,7 @@ def test_a_one_byte_change_breaks_every_signature(world: dict[str, Path]) -> Non
 
 def test_a_signature_over_another_plan_does_not_count(world: dict[str, Path]) -> None:
     other = world["plan"].with_name("other.json")
-    other.write_text(json.dumps({"format": "runbook-plan", "version": 2, "x": 2}) + "\n")
+    other.write_text(json.dumps(_digested({"format": "runbook-plan", "version": 2, "x": 2})) + "\n")
     approve(str(other), str(world["alice"]))
     approve(str(world["plan"]), str(world["bob"]))
     # alice's signature, moved next to this plan, names alice but does not verify.

@@ -127,7 +127,7 @@ def test_a_secret_in_a_discovered_command_stays_a_stand_in(tmp_path: Path) -> No
     plan = plan_of(rb, secrets.values)
     found = [Discovered("look", "x", {"db1": ok("printed hunter2-secret")})]
     shown, notes = view(plan, found, secrets)
-    text = plan_text(shown, secrets.masker, notes=notes)
+    text = plan_text(shown, notes=notes, mask=secrets.masker)
     assert "hunter2-secret" not in text
     assert (
         "login 'printed ********' '********'" in text or "login printed ******** '********'" in text

@@ -201,7 +201,13 @@ def test_a_selection_runs_only_its_part(
     outcomes: dict[str, Outcome], mode: str, selection: str
 ) -> None:
     done = outcomes[f"{mode}-{selection}"]
-    assert done.proc.returncode == 0, done.proc.stdout + done.proc.stderr
+    if mode == "resume":
+        # The resumed run halted before anything ran: every selection leaves part of it
+        # undone, so the resume runs its part and does not report "completed" (issue 24).
+        assert done.proc.returncode == 1, done.proc.stdout + done.proc.stderr
+        assert "is not finished:" in done.proc.stdout and "left out by" in done.proc.stdout
+    else:
+        assert done.proc.returncode == 0, done.proc.stdout + done.proc.stderr
     assert done.log == Counter(SELECTIONS[selection][1])
     assert done.new_runs == 1
 
@@ -242,8 +248,10 @@ def test_resume_with_limit_skips_what_was_ok_and_runs_only_the_limited_hosts(
     run_id = run.name
     log.unlink()
     resumed = runbook("apply", "--yes", "--resume", run_id, "--limit", "n2", str(rb), cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert Counter(log.read_text().split()) == Counter(["stop-n2", "start-n2", "last-n2", *LOCAL])
+    # n1's failed `start` and n3's part are still undone: not "completed" (issue 24).
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    assert f"run {run_id} is not finished: 'start' on n1" in resumed.stdout
 
 
 ONCE = """\

@@ -86,3 +86,30 @@ steps:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "ZeroDivisionError" in proc.stdout and "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_an_until_error_names_its_file_line_step_and_host(tmp_path: Path) -> None:
+    """Issue 24: ``until: list object has no element 5`` said neither where nor which;
+    a saved plan keeps the position too."""
+    rb = write(
+        tmp_path / "rb.yml",
+        """\
+name: where
+hosts:
+  local: [localhost]
+steps:
+  - name: wait
+    hosts: local
+    run: echo a b
+    until: stdout.split()[5] == "x"
+""",
+    )
+    want = "rb.yml:8:5: step 'wait': host 'localhost': until: list object has no element 5"
+    proc = runbook("apply", "--yes", "--output", "json", str(rb), cwd=tmp_path)
+    (result,) = finished(proc.stdout)
+    assert result["status"] == "failed" and want in result["error"], result
+    saved = tmp_path / "plan.json"
+    assert runbook("plan", "--out", str(saved), str(rb), cwd=tmp_path).returncode == 0
+    proc = runbook("apply", "--yes", "--output", "json", str(saved), cwd=tmp_path)
+    (result,) = finished(proc.stdout)
+    assert want in result["error"], result

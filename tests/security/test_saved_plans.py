@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from runbook.plan.saved import plan_digest
 from tests.e2e.helpers import journal_dirs, runbook, write
 
 SECRET_ENV = "RB_SAVED_SECRET"
@@ -117,7 +118,18 @@ MALFORMED: dict[str, tuple[Callable[[Plan], str | None], str]] = {
     "version-3": (edit(version=3), "v3 file; this runbook reads v2"),
     # A value a thousand lists deep: Python's JSON decoder recurses (RecursionError).
     "nested-1000": (nested(1000), "nested too deeply"),
+    # Issue 24: a hand-edited plan ran without a word. The cases above carry a digest
+    # made again after the edit (a tool's plan, say), to reach the checks behind it.
+    "hand-edited": (edit_cmd(0, cmd="touch ran-edited"), "does not match its plan_digest"),
+    "digest-removed": (drop("plan_digest"), "has no plan_digest"),
+    # One key twice: the reader of the file sees the first, json.load keeps the last.
+    "duplicate-key": (
+        lambda plan: json.dumps(plan).replace('"cmd": ', '"cmd": "true", "cmd": ', 1),
+        "appears twice",
+    ),
 }
+# Edits the refusal is about: the digest is not made again.
+HAND_EDITED = {"hand-edited", "digest-removed"}
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +152,8 @@ def refusals(base: tuple[Path, Plan], tmp_path_factory: pytest.TempPathFactory) 
         shutil.copy(root / "rb.yml", cwd / "rb.yml")
         bad = copy.deepcopy(plan)
         text = MALFORMED[name][0](bad)
+        if name not in HAND_EDITED:
+            bad["plan_digest"] = plan_digest(bad)
         # (json.dumps writes NaN and Infinity, as Python's reader takes them.)
         (cwd / "plan.json").write_text(json.dumps(bad) if text is None else text)
         proc = runbook("apply", "--yes", "plan.json", cwd=cwd, env={SECRET_ENV: "v"})
@@ -170,6 +184,7 @@ def test_a_saved_plan_whose_until_does_not_parse_is_refused(
     shutil.copy(root / "rb.yml", tmp_path / "rb.yml")
     bad = copy.deepcopy(plan)
     cmd(bad, 0)["until"] = "rc =="
+    bad["plan_digest"] = plan_digest(bad)
     write(tmp_path / "plan.json", json.dumps(bad))
     proc = runbook("apply", "--yes", "plan.json", cwd=tmp_path, env={SECRET_ENV: "v"})
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -268,3 +283,19 @@ def _urlencode(value: str) -> str:
     import jinja2
 
     return jinja2.Environment().from_string("{{ v | urlencode }}").render(v=value)
+
+
+def test_the_digest_is_of_the_content_not_the_layout(
+    base: tuple[Path, Plan], tmp_path: Path
+) -> None:
+    """Re-indenting or reordering a saved plan keeps it applicable; the digest is the one
+    ``plan_digest`` documents (others, e.g. approvals, compute it the same way)."""
+    root, plan = base
+    assert plan["plan_digest"] == plan_digest(plan)
+    assert plan_digest({**plan, "plan_digest": "x"}) == plan["plan_digest"]  # itself left out
+    shutil.copy(root / "rb.yml", tmp_path / "rb.yml")
+    reordered = dict(reversed(list(plan.items())))
+    write(tmp_path / "plan.json", json.dumps(reordered, indent=7, ensure_ascii=True))
+    proc = runbook("apply", "--yes", "plan.json", cwd=tmp_path, env={SECRET_ENV: "v"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "ran-one").exists()
