@@ -13,7 +13,6 @@ from typing import Any
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_SHELL = "/bin/bash"
-MAX_TIMEOUT = 30 * 24 * 3600.0  # SPEC §6: finite timeouts up to 30 days
 
 # Fields written to a plan even when they hold their default (a reviewer sees the timeout).
 _ALWAYS = {"always": True}

@@ -31,7 +31,6 @@ from runbook.templating.render import STAND_IN, Parts, render_env, render_parts,
 Context = MutableMapping[str, Any]
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
 RESERVED = frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES
-REGISTER_FIELDS = ("status", "rc", "stdout", "stderr", "changed", "dest", "sha256")
 
 
 def make_plan(

@@ -17,7 +17,7 @@ from typing import Any
 
 from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import detokenize, tokenize
-from runbook.model.command import Command, CommandResult, Status, Templates
+from runbook.model.command import Command, CommandResult, Templates
 from runbook.model.plan import Plan, PlannedStep
 from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
 
@@ -208,8 +208,3 @@ def _strings(value: Any, change: Callable[[str], str]) -> Any:
 
 def _parts(t: Templates) -> Parts:
     return Parts(t.run, t.env, t.step_env, t.when, t.positions)
-
-
-def skipped_value(status: Status) -> Value:
-    """What a host that did not run the registering step gets (skipped, cancelled)."""
-    return {"status": status.value, "rc": None, "stdout": "", "stderr": ""}
