@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook import __version__
 from runbook.options import ApplyOptions, PlanOptions
+
+if TYPE_CHECKING:
+    from runbook.model.plan import Selection
 
 EXIT_INPUT = 2
 
@@ -172,19 +175,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plan_options(args: argparse.Namespace) -> PlanOptions:
-    from runbook.model.plan import Selection
-
     return PlanOptions(
         file=args.file,
         extra_vars=tuple(args.extra_vars),
         vars_files=tuple(args.vars_file),
         inventories=tuple(args.inventory),
-        selection=Selection(
-            limit=args.limit,
-            tags=tuple(args.tags),
-            skip_tags=tuple(args.skip_tags),
-            start_at=args.start_at,
-        ),
+        selection=_selection(args),
+    )
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    """The narrowing options; an empty or blank value is an input error (``Selection``)."""
+    from runbook.model.plan import Selection
+
+    return Selection(
+        limit=args.limit,
+        tags=tuple(args.tags),
+        skip_tags=tuple(args.skip_tags),
+        start_at=args.start_at,
     )
 
 
@@ -265,7 +273,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     else:
         files = ([args.file] if args.file else []) + args.inventory
         inv = build_inventory({}, files)
-    hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
+    limit = _selection(args).limit
+    hosts = inv.resolve(limit) if limit is not None else list(inv.hosts.values())
     data: dict[str, Any] = {
         "groups": {g: m for g, m in sorted(inv.groups.items())},
         "hosts": {

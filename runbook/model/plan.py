@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.errors import Position
+from runbook.errors import Position, UsageError
 from runbook.model.command import Command
 from runbook.model.spec import ExecSpec
 
@@ -134,9 +134,25 @@ class Plan:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep."""
+    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep (applied by
+    ``plan.select``). An empty or blank value is refused here, whoever builds one (the
+    CLI, the API): ``--limit "$UNSET"`` in a script must not mean the whole fleet."""
 
     limit: str | None = None
     tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()
     start_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not self.limit.replace(",", "").replace(":", "").strip():
+            _blank("--limit", self.limit, "hosts or groups")
+        for flag, values in (("--tags", self.tags), ("--skip-tags", self.skip_tags)):
+            for value in values:
+                if not value.strip():
+                    _blank(flag, value, "a tag")
+        if self.start_at is not None and not self.start_at.strip():
+            _blank("--start-at", self.start_at, "a step")
+
+
+def _blank(flag: str, value: str, what: str) -> None:
+    raise UsageError(f"{flag} {value!r} is empty: name {what}, or leave {flag} out")

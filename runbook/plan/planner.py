@@ -15,13 +15,13 @@ from collections.abc import MutableMapping
 from dataclasses import replace
 from typing import Any
 
-from runbook.errors import InputError, InventoryError, TemplateError, UsageError
+from runbook.errors import InputError, InventoryError, TemplateError
 from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
 from runbook.model.command import Command, Templates
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
 from runbook.model.runbook import Host, Runbook, Step
-from runbook.plan.select import Selected, select
+from runbook.plan.select import Selected, limited, select
 from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
@@ -42,7 +42,8 @@ def make_plan(
 ) -> Plan:
     """Render every step for every host. Raises ``InputError`` for any problem."""
     planner = _Planner(runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection)
-    items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
+    chosen = select(runbook.steps, planner.selection, _inner)
+    items = [planner.item(c) for c in chosen]
     return Plan(
         name=runbook.name,
         source=runbook.path,
@@ -72,7 +73,7 @@ class _Planner:
         self.selection = selection or Selection()
         self.registered: set[str] = set()
         self.reads_hostvars = False
-        self.limited = _limit(inventory, self.selection.limit)
+        self.limited = limited(inventory, self.selection.limit)
         self._base: dict[str, dict[str, Any]] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._templated: dict[str, frozenset[str]] = {}
@@ -202,8 +203,8 @@ class _Planner:
 
     # -- steps and groups ----------------------------------------------------------------
 
-    def item(self, chosen: Selected) -> PlannedStep | PlannedGroup:
-        step = chosen.step
+    def item(self, chosen: Selected[Step]) -> PlannedStep | PlannedGroup:
+        step = chosen.item
         if step.is_group:
             return self.group(chosen)
         self.check_syntax(step)
@@ -211,11 +212,12 @@ class _Planner:
         planned = self.step(step, hosts, step.serial)
         return planned
 
-    def group(self, chosen: Selected) -> PlannedGroup:
-        group = chosen.step
+    def group(self, chosen: Selected[Step]) -> PlannedGroup:
+        group = chosen.item
         hosts = self.hosts(group, None)
-        for inner in chosen.inner:
-            self.check_syntax(inner)
+        inner = [s for s in group.steps if s.name in chosen.inner]
+        for step in inner:
+            self.check_syntax(step)
         sizes = batch_sizes(len(hosts), group.serial)
         batches = []
         start = 0
@@ -224,7 +226,8 @@ class _Planner:
             members = hosts[start : start + size]
             start += size
             self.registered = set(registered)  # each batch sees the same names
-            todo = _from(chosen.inner, chosen.start_inner if number == 1 else None)
+            names = chosen.batch_steps(first=number == 1)
+            todo = [s for s in inner if s.name in names]
             steps = tuple(
                 replace(
                     self.step(s, self.hosts(s, members), None),
@@ -234,7 +237,7 @@ class _Planner:
                 for s in todo
             )
             batches.append(PlannedBatch(number, tuple(h.name for h in members), steps))
-        self.registered = registered | {s.register for s in chosen.inner if s.register}
+        self.registered = registered | {s.register for s in inner if s.register}
         return PlannedGroup(
             name=group.name,
             position=group.position,
@@ -245,7 +248,7 @@ class _Planner:
             confirm=group.confirm,
             tags=group.tags,
             serial=group.serial,
-            inner=tuple(s.name for s in chosen.inner),
+            inner=chosen.inner,
         )
 
     def hosts(self, step: Step, within: list[Host] | None) -> list[Host]:
@@ -487,23 +490,8 @@ def _shown(parts: Parts, ctx: Context, registers: set[str]) -> tuple[str, dict[s
         return parts.run, dict((*parts.env, *parts.step_env))
 
 
-def _from(steps: tuple[Step, ...], start: str | None) -> tuple[Step, ...]:
-    if start is None:
-        return steps
-    names = [s.name for s in steps]
-    return steps[names.index(start) :]
-
-
-def _limit(inventory: Inventory, limit: str | None) -> set[str] | None:
-    if not limit:
-        return None
-    try:
-        hosts = inventory.resolve(limit)
-    except InputError as exc:
-        raise UsageError(f"--limit {limit!r}: {exc.message}") from None
-    if not hosts:
-        raise InputError(f"--limit {limit!r} matches no host")
-    return {h.name for h in hosts}
+def _inner(step: Step) -> tuple[Step, ...] | None:
+    return step.steps if step.is_group else None
 
 
 def count(spec: int | str, total: int) -> int:
