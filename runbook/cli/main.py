@@ -357,9 +357,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from runbook.journal.report import write_report
     from runbook.journal.store import read_run, runs_dir
 
-    run = read_run(runs_dir(args.file, args.journal), args.run_id)  # the trust checks
+    run = read_run(runs_dir(args.file, args.journal), args.run_id)
     out = Path(args.out or f"report-{run.run_id}.html")
-    write_report(run.path, out)
+    write_report(run, out)
     print(f"report written to {out}", file=sys.stderr)
     return 0
 
