@@ -10,19 +10,16 @@ inline host win over them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.errors import InventoryError, Position
+from runbook.errors import InventoryError, Position, Positions
 from runbook.inventory.graph import GraphBuilder, RawInventory
 from runbook.inventory.hosts import INLINE_FIELDS, check_vars, make_host
 from runbook.inventory.patterns import resolve
 from runbook.inventory.sources import read_source
 from runbook.inventory.vars_dirs import load_layers
 from runbook.model.runbook import Host
-
-Positions = Mapping[tuple[Any, ...], Position]
 
 
 @dataclass

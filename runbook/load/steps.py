@@ -14,14 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runbook.errors import LoadError, Position, SchemaError
+from runbook.errors import DocPath, LoadError, Position, Positions, SchemaError, position_of
 from runbook.model.files import KINDS, FileAction
 from runbook.model.runbook import Step
 from runbook.model.spec import ExecSpec
 from runbook.templating.lazy import mark_all
-
-DocPath = tuple[Any, ...]
-Positions = Mapping[DocPath, Position]
 
 ACTIONS = ("run", "copy", "fetch", "steps", "include")
 # A copy or fetch runs no shell command: what only a command has is refused on it.
@@ -57,12 +54,7 @@ class SourceFile:
     positions: Positions
 
     def at(self, doc_path: DocPath) -> Position:
-        p = doc_path
-        while p:
-            if p in self.positions:
-                return self.positions[p]
-            p = p[:-1]
-        return Position(self.path, 1, 1)
+        return position_of(self.positions, doc_path, self.path)
 
 
 class StepReader:

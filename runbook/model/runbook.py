@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from runbook.errors import Position
+from runbook.errors import Position, position_of
 from runbook.model.files import FileAction
 from runbook.model.spec import ExecSpec
 
@@ -135,9 +135,4 @@ class Runbook:
 
     def position(self, *path: Any) -> Position:
         """Best known position for a document path, falling back to its parents."""
-        p = tuple(path)
-        while p:
-            if p in self.positions:
-                return self.positions[p]
-            p = p[:-1]
-        return self.positions.get((), Position(self.path, 1, 1))
+        return position_of(self.positions, path, self.path)
