@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import IO, Any
 
-from runbook.model.command import CommandResult, Status, StepStatus
+from runbook.model.command import CommandResult, Status, StepStatus, counts_text, status_counts
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
@@ -148,7 +148,7 @@ class PlainConsole(Console):
             if e.group is None:
                 self.write(f"[{self._label(e.step)}] {e.step}: not run (halted)")
             return
-        counts = ", ".join(f"{n} {s}" for s, n in e.counts.items() if n)
+        counts = counts_text(e.counts)
         self._started = e.group is not None  # the group itself goes on
         lead = "    =>" if e.group is not None else "  =>"
         if self._hidden_failures:
@@ -198,7 +198,7 @@ class LiveConsole(PlainConsole):
         super().__init__(sys.stdout, verbose)
         self._lock = threading.Lock()
         self._step: dict[str, Any] | None = None
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[Status] = Counter()
         self._running = 0
         self.console = Console(highlight=False)
         self.live = Live(
@@ -233,11 +233,11 @@ class LiveConsole(PlainConsole):
         if s is None:
             return Text("")
         done = sum(self._counts.values())
-        parts = [f"{n} {k}" for k, n in sorted(self._counts.items()) if n]
+        parts = counts_text(status_counts(self._counts.elements()))
         elapsed = time.monotonic() - s["t0"]
         return Text(
             f"  {s['name']}: {done}/{s['total']} hosts done, {self._running} running"
-            f"{' · ' + ', '.join(parts) if parts else ''} · {elapsed:.1f}s",
+            f"{' · ' + parts if parts else ''} · {elapsed:.1f}s",
             style="bold",
         )
 
@@ -254,7 +254,7 @@ class LiveConsole(PlainConsole):
                 return
             elif isinstance(e, CommandFinished) and self._step is not None:
                 status = e.result.status
-                self._counts[status.value] += 1
+                self._counts[status] += 1
                 if status is not Status.CANCELLED:
                     self._running = max(0, self._running - 1)
                 if status is Status.OK and not self.verbose:

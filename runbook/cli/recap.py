@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from typing import IO
 
-from runbook.model.command import Status
+from runbook.model.command import Status, counts_text, status_counts
 from runbook.plan.text import compact, counted
 from runbook.run.runner import RunResult
 
@@ -22,25 +21,23 @@ _NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED}
 class _Recap:
     title: str
     fine: list[str]  # hosts with nothing failed or cancelled, in run order
-    fine_counts: Counter[str]
-    others: dict[str, Counter[str]]  # host → counts, the rest
+    fine_counts: dict[str, int]
+    others: dict[str, dict[str, int]]  # host → counts, the rest
     changed: list[str]
     footer: list[str]
 
 
 def _recap(result: RunResult, journal: str | None) -> _Recap:
-    per_host: dict[str, Counter[str]] = {}
+    per_host: dict[str, list[Status]] = {}
     changed: dict[str, None] = {}  # in the order hosts first changed something
     for r in result.results:
-        per_host.setdefault(r.host, Counter())[r.status.value] += 1
+        per_host.setdefault(r.host, []).append(r.status)
         if r.changed:
             changed[r.host] = None
     hosts = sorted(per_host, key=natural)
-    fine = [h for h in hosts if not any(per_host[h][s.value] for s in _NOT_FINE)]
-    fine_counts: Counter[str] = Counter()
-    for h in fine:
-        fine_counts.update(per_host[h])
-    others = {h: per_host[h] for h in hosts if h not in fine}
+    fine = [h for h in hosts if not _NOT_FINE.intersection(per_host[h])]
+    fine_counts = status_counts(s for h in fine for s in per_host[h])
+    others = {h: status_counts(per_host[h]) for h in hosts if h not in fine}
     title = f"RECAP · run {result.run_id} · {result.status.value}"
     return _Recap(title, fine, fine_counts, others, list(changed), _footer(result, journal))
 
@@ -53,7 +50,7 @@ def natural(name: str) -> list[object]:
 def _fold_line(r: _Recap) -> str | None:
     if not r.fine:
         return None
-    counts = ", ".join(f"{n} {s}" for s, n in r.fine_counts.items() if n)
+    counts = counts_text(r.fine_counts)
     return f"{counted(len(r.fine), 'host')} without a failure: {compact(r.fine)} ({counts})"
 
 
@@ -94,7 +91,7 @@ def recap(result: RunResult, journal: str | None, out: IO[str] | None = None) ->
         for s in Status:
             table.add_column(s.value, justify="right")
         for host, c in r.others.items():
-            table.add_row(host, *[_cell(c.get(s.value, 0), s) for s in Status])
+            table.add_row(host, *[_cell(c[s.value], s) for s in Status])
         console.print(table)
     for line in r.footer:
         console.print(line, markup=False)
@@ -130,6 +127,6 @@ def recap_text(r: _Recap) -> str:
         lines.append(f"changed: {compact(r.changed)}")
     if r.others:
         lines.append(row("host", names))
-        lines += [row(h, [str(c.get(n, 0) or ".") for n in names]) for h, c in r.others.items()]
+        lines += [row(h, [str(c[n] or ".") for n in names]) for h, c in r.others.items()]
     lines += r.footer
     return "\n".join(lines) + "\n"

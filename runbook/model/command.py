@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,18 @@ class Status(enum.StrEnum):
     def is_failure(self) -> bool:
         """Failures count against ``max_failures``; skipped and cancelled do not."""
         return self in (Status.FAILED, Status.TIMED_OUT, Status.UNREACHABLE)
+
+
+def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
+    """Every status with its count (zeros included), in ``Status`` order: the one tally
+    behind ``step_finished``/``run_finished``, the recap, ``runs`` and ``show``."""
+    c = Counter(statuses)
+    return {s.value: c.get(s, 0) for s in Status}
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``3 ok, 1 failed``: the statuses that occur, in the order given."""
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
 class StepStatus(enum.StrEnum):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from runbook.errors import ConnectError, TemplateError
-from runbook.model.command import Command, CommandResult, Status, StepStatus
+from runbook.model.command import Command, CommandResult, Status, StepStatus, status_counts
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
@@ -74,12 +74,6 @@ class RunResult:
 
     def counts(self) -> dict[str, int]:
         return status_counts(r.status for r in self.results)
-
-
-def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
-    """Every status with its count (zeros included), in ``Status`` order."""
-    c = Counter(statuses)
-    return {s.value: c.get(s, 0) for s in Status}
 
 
 @dataclass(frozen=True)
