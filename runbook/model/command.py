@@ -53,9 +53,10 @@ class StepStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Templates:
-    """A command rendered at apply time, kept as its templates plus the values they read
-    (SPEC §8): it reads a registered value (``deferred``: known only at run time) or a
-    secret (``secret``: never rendered into anything shown or stored)."""
+    """A command's templates and where each is written: what the planner renders for a
+    step on each host. A command rendered at apply time keeps them, plus the values they
+    read (SPEC §8): it reads a registered value (``deferred``: known only at run time) or
+    a secret (``secret``: never rendered into anything shown or stored)."""
 
     run: str
     env: tuple[tuple[str, str], ...] = ()  # the runbook's env templates, in order

@@ -26,7 +26,7 @@ from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
-from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
+from runbook.templating.render import STAND_IN, names_read, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr"})
@@ -80,7 +80,7 @@ class _Planner:
         self._resolved: dict[str, dict[str, Any]] = {}
         self._runbook_env: dict[str, dict[str, str]] = {}
         self._hosts: dict[str, Host] = {}
-        self._parts: dict[str, Parts] = {}
+        self._parts: dict[str, tuple[Templates, frozenset[str]]] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._check_names()
         self.files = TransferPlanner(self)
@@ -173,7 +173,7 @@ class _Planner:
             ctx[name] = cache[name] = resolve_templates(value, ctx, render_template)
 
     def runbook_env(
-        self, step: Step, host: Host, ctx: Context, parts: Parts
+        self, step: Step, host: Host, ctx: Context, parts: Templates
     ) -> dict[str, str] | None:
         """The runbook's env rendered once per host, unless it reads the step or include
         vars (then per command)."""
@@ -322,11 +322,10 @@ class _Planner:
 
     def command(self, step: Step, host: Host) -> Command:
         """Render one step for one host; every error names the step and the host."""
-        parts = self.parts(step)
+        parts, reads = self.parts(step)
         try:
             if step.transfer is not None:
                 return self.files.command(step, host)
-            reads = parts.reads
             until = step.spec.until
             # ``until`` is judged at run time, but the secrets and registered values it
             # reads are bound when the command is rendered: it must be rendered then.
@@ -340,39 +339,43 @@ class _Planner:
             if not secrets and not registers:
                 done = render_parts(parts, ctx, self.runbook_env(step, host, ctx, parts))
                 return _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
-            return self.later(step, host, parts, ctx, until_vars, secrets, registers)
+            return self.later(step, host, parts, ctx, until_vars, secrets, registers, reads)
         except InputError as exc:
             exc.step, exc.host = step.name, host.name
             raise
 
-    def parts(self, step: Step) -> Parts:
-        """The step's templates (the same for every host: made once)."""
+    def parts(self, step: Step) -> tuple[Templates, frozenset[str]]:
+        """The step's templates and every name they read (the same for every host: made
+        once)."""
         found = self._parts.get(step.name)
         if found is not None:
             return found
         positions = dict(step.field_positions)
         for k in self.runbook.env:
             positions[f"runbook.env.{k}"] = self.runbook.position("env", k)
-        found = self._parts[step.name] = Parts(
+        parts = Templates(
             run=step.run or "",
             env=tuple(self.runbook.env.items()),
             step_env=tuple(step.env.items()),
             when=step.when,
             positions=positions,
         )
+        found = self._parts[step.name] = (parts, names_read(parts))
         return found
 
     def later(
         self,
         step: Step,
         host: Host,
-        parts: Parts,
+        parts: Templates,
         ctx: Context,
         until_vars: dict[str, Any],
         secrets: tuple[str, ...],
         registers: tuple[str, ...],
+        reads: frozenset[str],
     ) -> Command:
-        """A command rendered at apply time: checked now, kept as templates."""
+        """A command rendered at apply time: checked now, kept as templates with the
+        values they read (``reads``: every name they read)."""
         self.reads_hostvars |= "hostvars" in registers
         known = set(ctx) | self.registered | {"hostvars", "env"}
         _check_defined(parts, known)
@@ -384,13 +387,11 @@ class _Planner:
             when = None  # decided now: true
         values = {
             n: ctx[n]
-            for n in sorted(parts.reads)
+            for n in sorted(reads)
             if n in ctx and n not in tainted and n != "env" and n not in self.secrets
         }
-        templates = Templates(
-            run=parts.run,
-            env=parts.env,
-            step_env=parts.step_env,
+        templates = replace(
+            parts,
             when=when,
             values=values,
             secrets=secrets,
@@ -451,7 +452,7 @@ def _template_field(key: str) -> bool:
     return key in ("run", "when", "env") or key.startswith(("env.", "runbook.env."))
 
 
-def _check_defined(parts: Parts, known: set[str]) -> None:
+def _check_defined(parts: Templates, known: set[str]) -> None:
     """A misspelt name, or one registered only by a later step, is an error now."""
     checks: list[tuple[str, frozenset[str]]] = [("run", template_names(parts.run))]
     checks += [(f"env.{k}", template_names(v)) for k, v in parts.step_env]
@@ -467,7 +468,7 @@ def _check_defined(parts: Parts, known: set[str]) -> None:
             )
 
 
-def _shown(parts: Parts, ctx: Context, registers: set[str]) -> tuple[str, dict[str, str]]:
+def _shown(parts: Templates, ctx: Context, registers: set[str]) -> tuple[str, dict[str, str]]:
     """What a reviewer sees of a command rendered at apply time: a template that reads a
     registered value stays as written; one that reads only secrets is rendered with their
     stand-ins (whatever a filter does to a stand-in, it cannot show the secret)."""

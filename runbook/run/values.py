@@ -19,7 +19,7 @@ from runbook.errors import InputError, TemplateError
 from runbook.load.secrets import detokenize, tokenize
 from runbook.model.command import Command, CommandResult, Templates
 from runbook.model.plan import Plan, PlannedStep
-from runbook.templating.render import STAND_IN, Parts, render_parts, withheld
+from runbook.templating.render import STAND_IN, render_parts, withheld
 
 Value = dict[str, Any]
 
@@ -125,7 +125,7 @@ class RunValues:
         if command.transfer is not None:
             return self._bound(command, ctx)
         try:
-            done = render_parts(_parts(t), ctx)
+            done = render_parts(t, ctx)
         except TemplateError as exc:
             raise (withheld(exc, t.secrets) if t.secrets else exc) from None
         except NotRegistered as exc:
@@ -156,7 +156,7 @@ class RunValues:
         if t is None or command.transfer is not None:
             return command.cmd
         try:
-            return render_parts(_parts(t), self._context(command, t, real=False)).cmd
+            return render_parts(t, self._context(command, t, real=False)).cmd
         except (InputError, NotRegistered):
             return t.run
 
@@ -204,7 +204,3 @@ def _strings(value: Any, change: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
         return {k: _strings(v, change) for k, v in value.items()}
     return value
-
-
-def _parts(t: Templates) -> Parts:
-    return Parts(t.run, t.env, t.step_env, t.when, t.positions)
