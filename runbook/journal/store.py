@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from runbook.errors import JournalError
 from runbook.journal.safedir import check_dir, check_file, create_file, secure_tree
@@ -33,6 +33,7 @@ from runbook.model.events import (
     BatchStarted,
     CommandFinished,
     CommandStarted,
+    EssentialListener,
     Event,
     Registered,
     RunFinished,
@@ -66,7 +67,7 @@ def trusted_root(root: Path, create: bool = False) -> Path:
     return root
 
 
-class Journal:
+class Journal(EssentialListener):
     """A listener that writes one run's journal. Open it before the first command runs:
     an unwritable directory or a full disk is reported then, not halfway through.
 
@@ -80,7 +81,7 @@ class Journal:
     starts, not a step later.
     """
 
-    essential = True  # the runner halts, rather than run on unrecorded, if this fails
+    essential: ClassVar[Literal[True]] = True  # the runner halts if this fails
     SYNC_EVERY = 0.1  # seconds between fsyncs
     BARRIER_WAIT = 30.0  # seconds a step start waits for the writer (a hung disk)
 

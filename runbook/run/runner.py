@@ -29,6 +29,7 @@ from runbook.model.events import (
     CommandFinished,
     CommandOutput,
     CommandStarted,
+    EssentialListener,
     Event,
     Listener,
     Registered,
@@ -175,7 +176,7 @@ class Runner:
     def _listener_failed(self, listener: Listener, exc: Exception) -> None:
         self.listeners.remove(listener)
         what = type(listener).__name__
-        if getattr(listener, "essential", False):
+        if isinstance(listener, EssentialListener):
             self.halt(f"{what} failed: {exc!r}")
         if not isinstance(exc, BrokenPipeError):
             self.notify(f"{what} stopped ({exc!r}); the run goes on, the journal has it all")
