@@ -7,12 +7,13 @@ Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (noth
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from runbook import __version__
-from runbook.options import ApplyOptions, PlanOptions
+from runbook.options import ApplyOptions, Format, HostKeyPolicy, PlanOptions, Transport
 
 if TYPE_CHECKING:
     from runbook.model.plan import Selection
@@ -67,7 +68,7 @@ def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     pl = sub.add_parser("plan", parents=[common], help="show every command on every host")
     pl.add_argument("file")
-    pl.add_argument("--format", choices=("text", "json"), default="text")
+    pl.add_argument("--format", choices=_choices(Format.TEXT, Format.JSON), default=Format.TEXT)
     pl.add_argument("--out", metavar="PLAN.json", help="save the plan for `apply PLAN.json`")
     pl.add_argument(
         "--expand", action="store_true", help="one line per host (no grouping of hosts)"
@@ -75,7 +76,7 @@ def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
     inv.add_argument("file", nargs="?")
-    inv.add_argument("--format", choices=("text", "json"), default="text")
+    inv.add_argument("--format", choices=_choices(Format.TEXT, Format.JSON), default=Format.TEXT)
     _diff_parser(sub, common)
 
 
@@ -84,7 +85,7 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("file", metavar="FILE|PLAN.json")
     a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     a.add_argument("-f", "--forks", type=_positive, default=10, metavar="N")
-    a.add_argument("--output", choices=("text", "json"), default="text")
+    a.add_argument("--output", choices=_choices(Format.TEXT, Format.JSON), default=Format.TEXT)
     a.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
     a.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
     a.add_argument("--resume", metavar="RUN_ID", help="re-run a journaled run's plan")
@@ -94,14 +95,16 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --resume: run again the commands whose outcome is unknown",
     )
-    a.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
+    a.add_argument(
+        "--host-key-policy", choices=_choices(*HostKeyPolicy), default=HostKeyPolicy.STRICT
+    )
     a.add_argument("--known-hosts", metavar="FILE")
     a.add_argument("--ssh-config", metavar="FILE")
     a.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     a.add_argument(
         "--transport",
-        choices=("auto", "session", "exec"),
-        default="auto",
+        choices=_choices(*Transport),
+        default=Transport.AUTO,
         help="SSH: one executor per host (session, needs python3), a channel per command "
         "(exec), or a session where possible (auto, the default)",
     )
@@ -137,7 +140,12 @@ def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     d.add_argument("file", metavar="OLD|FILE", help="a runbook or a saved plan")
     d.add_argument("new", nargs="?", metavar="NEW", help="a runbook or a saved plan")
     d.add_argument("--git", metavar="REV", help="compare FILE at git revision REV with FILE")
-    d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    d.add_argument("--format", choices=_choices(*Format), default=Format.TEXT)
+
+
+def _choices(*choices: enum.StrEnum) -> list[str]:
+    """Choices as argparse shows them; the options convert the chosen text back."""
+    return [c.value for c in choices]
 
 
 def _positive(s: str) -> int:
@@ -203,18 +211,18 @@ def apply_options(args: argparse.Namespace) -> ApplyOptions:
         plan=plan_options(args),
         yes=args.yes,
         forks=args.forks,
-        output=args.output,
+        output=Format(args.output),
         verbose=args.verbose,
         journal=args.journal,
         resume=args.resume,
         force=args.force,
         rerun_unknown=args.rerun_unknown,
         ssh=SshOptions(
-            host_key_policy=args.host_key_policy,
+            host_key_policy=HostKeyPolicy(args.host_key_policy),
             known_hosts=args.known_hosts,
             ssh_config=args.ssh_config,
             connect_timeout=args.connect_timeout,
-            transport=args.transport,
+            transport=Transport(args.transport),
         ),
     )
 
@@ -243,7 +251,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         extra = {"secret_sources": prepared.secrets.sources}
         save_plan(plan, args.out, extra)
         print(f"plan saved to {args.out}", file=sys.stderr)
-    if args.format == "json":
+    if args.format == Format.JSON:
         sys.stdout.write(dumps(plan_to_dict(plan)))
     elif not args.out:
         sys.stdout.write(plan_text(plan, mask, expand=args.expand))
@@ -256,8 +264,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from runbook.diff.views import render
 
     diff = diff_sides(plan_options(args), args.new, args.git)
-    color = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    sys.stdout.write(render(diff, args.format, color))
+    color = args.format == Format.TEXT and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(render(diff, Format(args.format), color))
     return 1 if diff.changed else 0
 
 
@@ -266,6 +274,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     from runbook.inventory.build import build_inventory
     from runbook.load.loader import load_runbook
+    from runbook.model.runbook import Connection
 
     if args.file and not args.file.endswith((".ini", ".cfg", ".hosts")) and _is_runbook(args.file):
         rb = load_runbook(args.file)
@@ -286,7 +295,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
             for h in hosts
         },
     }
-    if args.format == "json":
+    if args.format == Format.JSON:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
         return 0
     for g, members in data["groups"].items():
@@ -294,7 +303,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     for name, h in data["hosts"].items():
         where = (
             "local"
-            if h["connection"] == "local"
+            if h["connection"] == Connection.LOCAL
             else (
                 f"{h.get('user', '') + '@' if h.get('user') else ''}{h['address']}"
                 f"{':' + str(h['port']) if h.get('port') else ''}"

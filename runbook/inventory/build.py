@@ -19,7 +19,7 @@ from runbook.inventory.hosts import INLINE_FIELDS, check_vars, make_host
 from runbook.inventory.patterns import resolve
 from runbook.inventory.sources import read_source
 from runbook.inventory.vars_dirs import load_layers
-from runbook.model.runbook import Host
+from runbook.model.runbook import Connection, Host
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Inventory:
 
     hosts: dict[str, Host]
     groups: dict[str, list[str]]
-    controller: Host = field(default_factory=lambda: Host("localhost", connection="local"))
+    controller: Host = field(default_factory=lambda: Host("localhost", connection=Connection.LOCAL))
 
     def resolve(
         self, pattern: str | list[str], position: Position | None = None, step: str | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from runbook.errors import Position, UsageError
 from runbook.model.command import Command
-from runbook.model.spec import ExecSpec
+from runbook.model.spec import ExecSpec, OnFailure
 
 Serial = int | str | list[int | str] | None
 
@@ -43,7 +43,7 @@ class PlannedStep:
         return [c for batch in self.batches for c in batch]
 
     @property
-    def on_failure(self) -> str:
+    def on_failure(self) -> OnFailure:
         return self.spec.on_failure
 
 
@@ -79,7 +79,7 @@ class PlannedGroup:
         return [c for b in self.batches for c in b.commands]
 
     @property
-    def on_failure(self) -> str:
+    def on_failure(self) -> OnFailure:
         return self.spec.on_failure
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -13,6 +14,11 @@ from runbook.model.spec import ExecSpec
 LOCAL_NAMES = frozenset({"localhost"})
 
 
+class Connection(enum.StrEnum):
+    SSH = "ssh"
+    LOCAL = "local"
+
+
 @dataclass(frozen=True)
 class Host:
     """One target. ``connection`` is ``ssh`` or ``local``; ``address`` defaults to ``name``."""
@@ -22,7 +28,7 @@ class Host:
     port: int | None = None
     user: str | None = None
     identity_file: str | None = None
-    connection: str = "ssh"
+    connection: Connection = Connection.SSH
     vars: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     groups: tuple[str, ...] = ()
     # From ansible_become / ansible_become_user / a ProxyJump in ansible_ssh_common_args;
@@ -33,7 +39,7 @@ class Host:
 
     @property
     def is_local(self) -> bool:
-        return self.connection == "local"
+        return self.connection == Connection.LOCAL
 
     def to_dict(self) -> dict[str, Any]:
         """How a plan file stores the host: its connection fields that are set (vars are
@@ -53,6 +59,8 @@ class Host:
         if unknown:
             raise ValueError(f"host {name!r}: unknown fields {sorted(unknown)}")
         values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        if "connection" in values:
+            values["connection"] = Connection(values["connection"])
         return cls(name=name, **values)
 
     def facts(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
 from runbook.model.command import Command, Templates
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep, Selection
-from runbook.model.runbook import Host, Runbook, Step
+from runbook.model.runbook import Connection, Host, Runbook, Step
 from runbook.plan.select import Selected, limited, select
 from runbook.plan.transfers import TransferPlanner
 from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
@@ -257,7 +257,9 @@ class _Planner:
         if step.local:
             # Always the controller, even if the inventory reaches a "localhost" over SSH.
             known = self.inventory.hosts.get("localhost")
-            return [replace(known, connection="local") if known else self.inventory.controller]
+            return [
+                replace(known, connection=Connection.LOCAL) if known else self.inventory.controller
+            ]
         where = step.field_positions.get("hosts", step.position)
         if within is not None and step.hosts is None:
             return list(within)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from runbook.errors import InputError, Position, TemplateError
 from runbook.model.command import Command, Templates
-from runbook.model.files import FileAction, Transfer
+from runbook.model.files import FileAction, Transfer, TransferKind
 from runbook.model.runbook import Host, Runbook, Step
 from runbook.templating.env import evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
@@ -88,7 +88,7 @@ class TransferPlanner:
             return self._command(step, host, self._unplanned(action), None, f"when: {when}")
         src, dest = self._paths(step, host, action, ctx, later)
         names: frozenset[str] = frozenset()
-        if action.kind == "fetch":
+        if action.kind == TransferKind.FETCH:
             transfer = self._fetch(step, host, action, src, dest)
         else:
             transfer, names, read_ctx = self._copy(
@@ -162,11 +162,11 @@ class TransferPlanner:
                 raise InputError(f"{key} renders to {path!r}, which is not a path", where)
             out.append(path)
         src, dest = out
-        if action.kind == "copy" and dest.endswith("/"):
+        if action.kind == TransferKind.COPY and dest.endswith("/"):
             dest += os.path.basename(src)  # into that directory, under the src's name
-        on_host = dest if action.kind == "copy" else src
+        on_host = dest if action.kind == TransferKind.COPY else src
         if not host.is_local and not os.path.isabs(on_host):
-            key = "dest" if action.kind == "copy" else "src"
+            key = "dest" if action.kind == TransferKind.COPY else "src"
             raise InputError(
                 f"{key} {on_host!r} is not an absolute path; on remote host {host.name!r} "
                 "it must be (relative paths are the runbook's only on the controller)",
@@ -176,7 +176,7 @@ class TransferPlanner:
 
     def _fetch(self, step: Step, host: Host, action: FileAction, src: str, dest: str) -> Transfer:
         """A fetch; two hosts of one step writing one controller file is an input error."""
-        transfer = Transfer("fetch", src, dest, root=self.root)
+        transfer = Transfer(TransferKind.FETCH, src, dest, root=self.root)
         target = transfer.on_controller(dest)
         seen = self._fetched.setdefault(step.name, {})
         other = seen.setdefault(target, host.name)
@@ -202,7 +202,7 @@ class TransferPlanner:
         src, dest = paths
         source = self._source(src, action.template, _at(step, "copy.src"))
         transfer = Transfer(
-            "copy",
+            TransferKind.COPY,
             src,
             dest,
             action.mode,

@@ -41,6 +41,7 @@ from runbook.model.events import (
 )
 from runbook.model.plan import Plan, PlannedBatch, PlannedGroup, PlannedStep
 from runbook.model.runbook import Host
+from runbook.model.spec import OnFailure
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.execute import run_command
 from runbook.run.output import OutputRelay
@@ -289,7 +290,11 @@ class Runner:
             for result in self._run_commands(step, batch):
                 counts[result.status] += 1
                 failures += result.failed
-                if result.failed and step.on_failure == "halt" and failures > step.max_failures:
+                if (
+                    result.failed
+                    and step.on_failure == OnFailure.HALT
+                    and failures > step.max_failures
+                ):
                     self.halt(f"step {step.name!r} failed on {result.host}")
         status = _step_status(step.on_failure, step.max_failures, failures, counts)
         self._step_finished(index, step.name, status, counts, started)
@@ -317,7 +322,7 @@ class Runner:
                     counts.update(self._cancel(step, step.commands))
                 continue
             counts.update(self._run_batch(index, group, batch, failed))
-            if group.on_failure == "halt" and len(failed) > group.max_failures:
+            if group.on_failure == OnFailure.HALT and len(failed) > group.max_failures:
                 self.halt(f"group {group.name!r} failed on {', '.join(sorted(failed))}")
         if not counts or all(s is Status.CANCELLED for s in counts.elements()):
             self.result.steps_not_run.append(group.name)
@@ -518,9 +523,9 @@ def _decided(cmd: Command, status: Status, error: str | None) -> CommandResult:
 
 
 def _step_status(
-    on_failure: str, max_failures: int, failures: int, counts: Counter[Status]
+    on_failure: OnFailure, max_failures: int, failures: int, counts: Counter[Status]
 ) -> StepStatus:
-    if on_failure == "halt" and failures > max_failures:
+    if on_failure == OnFailure.HALT and failures > max_failures:
         return StepStatus.FAILED
     if failures:
         return StepStatus.TOLERATED

@@ -41,7 +41,7 @@ import paramiko
 from runbook.errors import ConnectError
 from runbook.model.command import Command, Outcome
 from runbook.model.runbook import Host
-from runbook.options import SshOptions
+from runbook.options import SshOptions, Transport
 from runbook.run.contexts.base import ExecutionContext, OutputCallback
 from runbook.run.ssh.channel import ChannelRun, Connection, NotStarted, describe
 from runbook.run.ssh.config import ConfigError, Endpoint, load_config, resolve
@@ -101,7 +101,7 @@ class SshExecutionContext(ExecutionContext):
         transport = self.options.transport
         self._sessions = (
             None
-            if transport == "exec"
+            if transport == Transport.EXEC
             else Sessions(
                 transport, self.options.kill_grace, self.options.connect_timeout, self._warn
             )
@@ -159,7 +159,7 @@ class SshExecutionContext(ExecutionContext):
 
     def _sessions_for(self, host: Host) -> Sessions | None:
         """The executors, unless ``host`` runs its commands over exec (``runs``)."""
-        if self.options.transport != "auto" or self._runs is None:
+        if self.options.transport != Transport.AUTO or self._runs is None:
             return self._sessions
         return self._sessions if self._runs.get(host.name, 0) > 1 else None
 

@@ -27,6 +27,7 @@ import paramiko
 
 from runbook.errors import ConnectError, ConnectionLost
 from runbook.model.command import Command, Outcome
+from runbook.model.files import TransferKind
 from runbook.run.shell import sudo_prefix
 from runbook.run.transfer.compare import Decision, Found, decide
 from runbook.run.transfer.content import READ_CHUNK, Payload
@@ -53,7 +54,7 @@ def transfer(link: Link, command: Command, watch: Watch) -> Outcome:
     if not link.transport.is_active():
         raise ConnectError(host, "connection lost before the transfer started")
     try:
-        if tr.kind == "copy":
+        if tr.kind == TransferKind.COPY:
             return _copy(link, command, watch)
         return _fetch(link, command, watch)
     except (OSError, EOFError, paramiko.SSHException) as exc:
