@@ -1,5 +1,6 @@
-"""What the operator sees while a run goes: one line per result off a terminal (logs, CI,
-benchmarks), a live per-step status line on a terminal. ``NO_COLOR`` is honoured by rich.
+"""What the operator sees while a run goes: off a terminal (logs, CI, benchmarks) a line
+per step and per failure (every result with ``-v``), on a terminal a live status line per
+running step, and with ``--output json`` one event per line. ``NO_COLOR`` is honoured.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Command line: argument parsing, exit codes, the terminal. The only module that prints.
+"""Command line: argument parsing, the subcommands, exit codes. The CLI's modules print
+(this one, ``apply``, ``console``, ``recap``); below them only ``crash`` (its one line)
+and the journal's write-failure warning reach stderr.
 
 Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (nothing ran),
 130 interrupted. Heavy imports happen inside the commands, so ``--version`` stays fast.

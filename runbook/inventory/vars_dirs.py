@@ -75,7 +75,7 @@ def _dir_files(directory: str) -> list[str]:
 
 
 def load_vars_file(file: str) -> dict[str, Any]:
-    """A vars file's mapping; its Jinja strings marked (see ``templated``)."""
+    """A vars file's mapping; its Jinja strings marked (see ``runbook.templating.lazy``)."""
     text = read_text(file)
     positions: dict[tuple[Any, ...], Position] = {}
     if file.endswith(".json"):

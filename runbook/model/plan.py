@@ -1,6 +1,6 @@
 """The plan as data: every command on every host, in execution order.
 
-Built by ``planner.make_plan`` (pure), serialised by ``planfile``, run by ``runner``. A
+Built by ``plan.planner.make_plan``, serialised by ``plan.saved``, run by ``run.runner``. A
 plan is a sequence of steps and groups; a group is a sequence of batches, each holding
 the inner steps planned for that batch's hosts.
 """

@@ -1,7 +1,8 @@
 """Runbook × Inventory → Plan: every command on every host, rendered before anything runs.
 
-Pure: no I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
-error in step 9 stops the run before step 1. Two kinds of command cannot be rendered
+Nothing runs here, and the only files read are the ones a copy sends (to show their size
+and digest), so ``plan`` and ``apply`` cannot disagree, and a template error in step 9
+stops the run before step 1. Two kinds of command cannot be rendered
 here, and are kept as their templates plus the values they read (``Templates``): one that
 reads a registered value (known only after an earlier step ran: *deferred*) and one that
 reads a secret (rendered with the real value only in memory at apply time; everything

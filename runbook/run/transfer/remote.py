@@ -11,7 +11,7 @@ owner and mode, and renames it over ``dest`` with ``posix-rename@openssh.com``. 
 writes a temp name beside ``dest`` and ``mv -f``s it.
 
 A fetch reads ``cat`` (``sudo cat`` with ``become``) on an exec channel,
-into an atomic write on the controller (``localfs.atomic_write``).
+into an atomic write on the controller (``local.receive``, as a local fetch).
 """
 
 from __future__ import annotations
