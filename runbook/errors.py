@@ -8,7 +8,9 @@ the engine, so every other module can raise from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,22 @@ class Position:
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
             return cls(parts[0], int(parts[1]), int(parts[2]))
         return cls(text)
+
+
+DocPath = tuple[Any, ...]  # where a value sits in a YAML document: its keys and indexes
+Positions = Mapping[DocPath, Position]
+
+
+def position_of(positions: Positions, doc_path: DocPath, file: str) -> Position:
+    """Where ``doc_path`` is written, else its nearest enclosing value (what an error
+    names may be missing from the document); the file's start when no part of it is."""
+    p = doc_path
+    while p:
+        found = positions.get(p)
+        if found is not None:
+            return found
+        p = p[:-1]
+    return Position(file, 1, 1)
 
 
 class RunbookError(Exception):

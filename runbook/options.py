@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,30 @@ def check_seconds(option: str, value: object) -> None:
         )
 
 
+class Format(enum.StrEnum):
+    """How a command prints: ``--format`` of plan, inventory and diff, ``--output`` of apply."""
+
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"  # diff only
+
+
+class HostKeyPolicy(enum.StrEnum):
+    """``--host-key-policy``: what an unknown host key does (SPEC §3)."""
+
+    STRICT = "strict"  # known_hosts must match
+    ACCEPT_NEW = "accept-new"  # record unknown keys, reject changed ones
+    OFF = "off"  # warn only
+
+
+class Transport(enum.StrEnum):
+    """``--transport``: how commands reach an SSH host."""
+
+    AUTO = "auto"  # a session where the host can run one, exec elsewhere
+    SESSION = "session"  # one executor per host (needs python3 there)
+    EXEC = "exec"  # a channel per command
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     """Inputs of ``validate``, ``plan`` and ``apply``: the file and what shapes its plan."""
@@ -57,16 +82,14 @@ class PlanOptions:
 
 @dataclass(frozen=True)
 class SshOptions:
-    host_key_policy: str = "strict"  # strict | accept-new | off
+    host_key_policy: HostKeyPolicy = HostKeyPolicy.STRICT
     known_hosts: str | None = None  # default: UserKnownHostsFile, else ~/.ssh/known_hosts
     ssh_config: str | None = None  # default ~/.ssh/config if it exists
     connect_timeout: float = 10.0
     keepalive: float = 5.0  # transport keepalive interval; dead peer detected within 3x
     connect_retries: int = 3  # extra tries after the first, capped exponential backoff + jitter
     kill_grace: float = KILL_GRACE  # TERM -> KILL
-    # session: one executor per host (needs python3 there); exec: a channel per command;
-    # auto: a session where the host can run one, exec elsewhere.
-    transport: str = "auto"
+    transport: Transport = Transport.AUTO
 
     def __post_init__(self) -> None:
         check_seconds("--connect-timeout", self.connect_timeout)
@@ -93,7 +116,7 @@ class ApplyOptions:
     plan: PlanOptions
     yes: bool = False
     forks: int = 10
-    output: str = "text"  # text | json
+    output: Format = Format.TEXT  # text | json
     verbose: bool = False
     journal: str | None = None
     resume: str | None = None

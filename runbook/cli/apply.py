@@ -16,7 +16,7 @@ from typing import Any
 
 from runbook.cli.console import Console, detach_stdout
 from runbook.errors import UsageError
-from runbook.options import ApplyOptions
+from runbook.options import ApplyOptions, Format
 from runbook.prepare import prepare_run
 from runbook.review.discovery import rediscover
 from runbook.run.launch import Launch, PreparedRun, launch, locked_journal
@@ -47,7 +47,7 @@ def apply(opts: ApplyOptions) -> int:
         result, journal = launch(
             prepared, settings, slot, how, lambda runner: _signals_recorded(runner, console)
         )
-    if opts.output != "json":
+    if opts.output != Format.JSON:
         _observe(lambda: recap(result, str(journal), approvals=prepared.approvals))
     return result.exit_code
 
@@ -83,7 +83,7 @@ def _observe(show: Callable[[], None]) -> None:
 def _console(opts: ApplyOptions, tty: bool) -> Console:
     from runbook.cli.console import JsonLines, LiveConsole, PlainConsole
 
-    if opts.output == "json":
+    if opts.output == Format.JSON:
         return JsonLines()
     return LiveConsole(opts.verbose) if tty else PlainConsole(sys.stdout, opts.verbose)
 

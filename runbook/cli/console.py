@@ -1,5 +1,6 @@
-"""What the operator sees while a run goes: one line per result off a terminal (logs, CI,
-benchmarks), a live per-step status line on a terminal. ``NO_COLOR`` is honoured by rich.
+"""What the operator sees while a run goes: off a terminal (logs, CI, benchmarks) a line
+per step and per failure (every result with ``-v``), on a terminal a live status line per
+running step, and with ``--output json`` one event per line. ``NO_COLOR`` is honoured.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import IO, Any
 
-from runbook.model.command import CommandResult, Status, StepStatus
+from runbook.model.command import CommandResult, Status, StepStatus, counts_text, status_counts
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
@@ -148,7 +149,7 @@ class PlainConsole(Console):
             if e.group is None:
                 self.write(f"[{self._label(e.step)}] {e.step}: not run (halted)")
             return
-        counts = ", ".join(f"{n} {s}" for s, n in e.counts.items() if n)
+        counts = counts_text(e.counts)
         self._started = e.group is not None  # the group itself goes on
         lead = "    =>" if e.group is not None else "  =>"
         if self._hidden_failures:
@@ -198,7 +199,7 @@ class LiveConsole(PlainConsole):
         super().__init__(sys.stdout, verbose)
         self._lock = threading.Lock()
         self._step: dict[str, Any] | None = None
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[Status] = Counter()
         self._running = 0
         self.console = Console(highlight=False)
         self.live = Live(
@@ -233,12 +234,12 @@ class LiveConsole(PlainConsole):
         if s is None:
             return Text("")
         done = sum(self._counts.values())
-        parts = [f"{n} {k}" for k, n in sorted(self._counts.items()) if n]
+        parts = counts_text(status_counts(self._counts.elements()))
         elapsed = time.monotonic() - s["t0"]
         name = printable(s["name"], multiline=False)
         return Text(
             f"  {name}: {done}/{s['total']} hosts done, {self._running} running"
-            f"{' · ' + ', '.join(parts) if parts else ''} · {elapsed:.1f}s",
+            f"{' · ' + parts if parts else ''} · {elapsed:.1f}s",
             style="bold",
         )
 
@@ -255,7 +256,7 @@ class LiveConsole(PlainConsole):
                 return
             elif isinstance(e, CommandFinished) and self._step is not None:
                 status = e.result.status
-                self._counts[status.value] += 1
+                self._counts[status] += 1
                 if status is not Status.CANCELLED:
                     self._running = max(0, self._running - 1)
                 if status is Status.OK and not self.verbose:

@@ -1,4 +1,6 @@
-"""Command line: argument parsing, exit codes, the terminal. The only module that prints.
+"""Command line: argument parsing, the subcommands, exit codes. The CLI's modules print
+(this one, ``apply``, ``console``, ``recap``); below them only ``crash`` (its one line)
+and the journal's write-failure warning reach stderr.
 
 Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (nothing ran),
 130 interrupted. Heavy imports happen inside the commands, so ``--version`` stays fast.
@@ -7,12 +9,23 @@ Exit codes (SPEC §4): 0 completed, 1 halted on a failure, 2 invalid input (noth
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook import __version__
-from runbook.options import ApplyOptions, PlanOptions, SshOptions
+from runbook.options import (
+    ApplyOptions,
+    Format,
+    HostKeyPolicy,
+    PlanOptions,
+    SshOptions,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from runbook.model.plan import Selection
 
 EXIT_INPUT = 2
 
@@ -88,7 +101,7 @@ def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     pl = sub.add_parser("plan", parents=[common], help="show every command on every host")
     pl.add_argument("file")
-    pl.add_argument("--format", choices=("text", "json"), default="text")
+    pl.add_argument("--format", choices=_choices(Format.TEXT, Format.JSON), default=Format.TEXT)
     pl.add_argument("--out", metavar="PLAN.json", help="save the plan for `apply PLAN.json`")
     pl.add_argument(
         "--expand", action="store_true", help="one line per host (no grouping of hosts)"
@@ -103,7 +116,7 @@ def _planning_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     inv = sub.add_parser("inventory", parents=[common], help="list hosts, groups and vars")
     inv.add_argument("file", nargs="?")
-    inv.add_argument("--format", choices=("text", "json"), default="text")
+    inv.add_argument("--format", choices=_choices(Format.TEXT, Format.JSON), default=Format.TEXT)
     _diff_parser(sub, common)
 
 
@@ -111,7 +124,7 @@ def _apply_command(sub: Any, common: argparse.ArgumentParser) -> None:
     a = sub.add_parser("apply", parents=[common], help="run a runbook or a saved plan")
     a.add_argument("file", metavar="FILE|PLAN.json")
     a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    a.add_argument("--output", choices=("text", "json"), default="text")
+    a.add_argument("--output", choices=_choices(Format.TEXT, Format.JSON), default=Format.TEXT)
     a.add_argument("-v", "--verbose", action="store_true", help="show every command's output")
     a.add_argument("--resume", metavar="RUN_ID", help="re-run a journaled run's plan")
     a.add_argument("--force", action="store_true", help="resume even if the runbook changed")
@@ -139,14 +152,16 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     """What running commands on hosts needs: apply's, and plan --check's."""
     p.add_argument("-f", "--forks", type=int, default=10, metavar="N")  # checked by RunSettings
     p.add_argument("--journal", metavar="DIR", help="journal directory (default .runbook/runs)")
-    p.add_argument("--host-key-policy", choices=("strict", "accept-new", "off"), default="strict")
+    p.add_argument(
+        "--host-key-policy", choices=_choices(*HostKeyPolicy), default=HostKeyPolicy.STRICT
+    )
     p.add_argument("--known-hosts", metavar="FILE")
     p.add_argument("--ssh-config", metavar="FILE")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument(
         "--transport",
-        choices=("auto", "session", "exec"),
-        default="auto",
+        choices=_choices(*Transport),
+        default=Transport.AUTO,
         help="SSH: one executor per host (session, needs python3), a channel per command "
         "(exec), or a session where possible (auto, the default)",
     )
@@ -192,7 +207,12 @@ def _diff_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --git: run the revision's inventory scripts and pipe lookups",
     )
-    d.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    d.add_argument("--format", choices=_choices(*Format), default=Format.TEXT)
+
+
+def _choices(*choices: enum.StrEnum) -> list[str]:
+    """Choices as argparse shows them; the options convert the chosen text back."""
+    return [c.value for c in choices]
 
 
 def _positive(s: str) -> int:
@@ -231,19 +251,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plan_options(args: argparse.Namespace) -> PlanOptions:
-    from runbook.model.plan import Selection
-
     return PlanOptions(
         file=args.file,
         extra_vars=tuple(args.extra_vars),
         vars_files=tuple(args.vars_file),
         inventories=tuple(args.inventory),
-        selection=Selection(
-            limit=args.limit,
-            tags=tuple(args.tags),
-            skip_tags=tuple(args.skip_tags),
-            start_at=args.start_at,
-        ),
+        selection=_selection(args),
         vault_ids=_vault_ids(args),
     )
 
@@ -253,15 +266,25 @@ def _vault_ids(args: argparse.Namespace) -> tuple[str, ...]:
     return (*(f"default@{f}" for f in args.vault_password_file), *args.vault_id)
 
 
-def ssh_options(args: argparse.Namespace) -> SshOptions:
-    from runbook.options import SshOptions
+def _selection(args: argparse.Namespace) -> Selection:
+    """The narrowing options; an empty or blank value is an input error (``Selection``)."""
+    from runbook.model.plan import Selection
 
+    return Selection(
+        limit=args.limit,
+        tags=tuple(args.tags),
+        skip_tags=tuple(args.skip_tags),
+        start_at=args.start_at,
+    )
+
+
+def ssh_options(args: argparse.Namespace) -> SshOptions:
     return SshOptions(
-        host_key_policy=args.host_key_policy,
+        host_key_policy=HostKeyPolicy(args.host_key_policy),
         known_hosts=args.known_hosts,
         ssh_config=args.ssh_config,
         connect_timeout=args.connect_timeout,
-        transport=args.transport,
+        transport=Transport(args.transport),
     )
 
 
@@ -270,7 +293,7 @@ def apply_options(args: argparse.Namespace) -> ApplyOptions:
         plan=plan_options(args),
         yes=args.yes,
         forks=args.forks,
-        output=args.output,
+        output=Format(args.output),
         verbose=args.verbose,
         journal=args.journal,
         resume=args.resume,
@@ -308,7 +331,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         extra = {"secret_sources": prepared.secrets.sources}
         save_plan(plan, args.out, extra)
         print(f"plan saved to {args.out}", file=sys.stderr)
-    if args.format == "json":
+    if args.format == Format.JSON:
         sys.stdout.write(dumps(plan_to_dict(plan)))
     elif not args.out:
         sys.stdout.write(plan_text(plan, expand=args.expand))
@@ -353,8 +376,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from runbook.diff.views import render
 
     diff = diff_sides(plan_options(args), args.new, args.git, args.trust_revision)
-    color = args.format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    sys.stdout.write(render(diff, args.format, color))
+    color = args.format == Format.TEXT and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(render(diff, Format(args.format), color))
     return 1 if diff.changed else 0
 
 
@@ -364,6 +387,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from runbook.inventory.build import build_inventory
     from runbook.load.loader import load_runbook
     from runbook.load.vault import read_keyring, replace_vaulted
+    from runbook.model.runbook import Connection
 
     keyring = read_keyring(_vault_ids(args))
     if args.file and not args.file.endswith((".ini", ".cfg", ".hosts")) and _is_runbook(args.file):
@@ -373,7 +397,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     else:
         files = ([args.file] if args.file else []) + args.inventory
         inv = build_inventory({}, files, vault=keyring)
-    hosts = inv.resolve(args.limit) if args.limit else list(inv.hosts.values())
+    limit = _selection(args).limit
+    hosts = inv.resolve(limit) if limit is not None else list(inv.hosts.values())
     data: dict[str, Any] = {
         "groups": {g: m for g, m in sorted(inv.groups.items())},
         "hosts": {
@@ -385,7 +410,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
             for h in hosts
         },
     }
-    if args.format == "json":
+    if args.format == Format.JSON:
         # As ansible-inventory prints a vaulted value; a value of an encrypted file stays
         # its stand-in (SPEC §13).
         listed = replace_vaulted(
@@ -398,7 +423,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     for name, h in data["hosts"].items():
         where = (
             "local"
-            if h["connection"] == "local"
+            if h["connection"] == Connection.LOCAL
             else (
                 f"{h.get('user', '') + '@' if h.get('user') else ''}{h['address']}"
                 f"{':' + str(h['port']) if h.get('port') else ''}"
@@ -474,9 +499,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from runbook.journal.report import write_report
     from runbook.journal.store import read_run, runs_dir
 
-    run = read_run(runs_dir(args.file, args.journal), args.run_id)  # the trust checks
+    run = read_run(runs_dir(args.file, args.journal), args.run_id)
     out = Path(args.out or f"report-{run.run_id}.html")
-    write_report(run.path, out)
+    write_report(run, out)
     print(f"report written to {out}", file=sys.stderr)
     return 0
 

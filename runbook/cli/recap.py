@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from typing import IO
 
 from runbook.model.approval import Approvals
-from runbook.model.command import Status
+from runbook.model.command import Status, counts_text, status_counts
 from runbook.plan.text import compact, counted
 from runbook.run.runner import RunResult
 from runbook.text import printable
@@ -25,25 +24,23 @@ _NOT_FINE = frozenset(s for s in Status if s.is_failure) | {Status.CANCELLED, St
 class _Recap:
     title: str
     fine: list[str]  # hosts with nothing failed or cancelled, in run order
-    fine_counts: Counter[str]
-    others: dict[str, Counter[str]]  # host → counts, the rest
+    fine_counts: dict[str, int]
+    others: dict[str, dict[str, int]]  # host → counts, the rest
     changed: list[str]
     footer: list[str]
 
 
 def _recap(result: RunResult, journal: str | None) -> _Recap:
-    per_host: dict[str, Counter[str]] = {}
+    per_host: dict[str, list[Status]] = {}
     changed: set[str] = set()
     for r in result.results:
-        per_host.setdefault(r.host, Counter())[r.status.value] += 1
+        per_host.setdefault(r.host, []).append(r.status)
         if r.changed:
             changed.add(r.host)
     hosts = sorted(per_host, key=natural)
-    fine = [h for h in hosts if not any(per_host[h][s.value] for s in _NOT_FINE)]
-    fine_counts: Counter[str] = Counter()
-    for h in fine:
-        fine_counts.update(per_host[h])
-    others = {h: per_host[h] for h in hosts if h not in fine}
+    fine = [h for h in hosts if not _NOT_FINE.intersection(per_host[h])]
+    fine_counts = status_counts(s for h in fine for s in per_host[h])
+    others = {h: status_counts(per_host[h]) for h in hosts if h not in fine}
     title = f"RECAP · run {result.run_id} · {result.status.value}"
     changed_hosts = sorted(changed, key=natural)  # as every other list here: not run order
     return _Recap(title, fine, fine_counts, others, changed_hosts, _footer(result, journal))
@@ -57,7 +54,7 @@ def natural(name: str) -> list[object]:
 def _fold_line(r: _Recap) -> str | None:
     if not r.fine:
         return None
-    counts = ", ".join(f"{n} {s}" for s, n in r.fine_counts.items() if n)
+    counts = counts_text(r.fine_counts)
     return f"{counted(len(r.fine), 'host')} without a failure: {compact(r.fine)} ({counts})"
 
 
@@ -108,7 +105,7 @@ def recap(
         for s in _columns(r):
             table.add_column(s.value, justify="right")
         for host, c in r.others.items():
-            table.add_row(Text(_shown(host)), *[_cell(c.get(s.value, 0), s) for s in _columns(r)])
+            table.add_row(Text(_shown(host)), *[_cell(c[s.value], s) for s in _columns(r)])
         console.print(table)
     for line in r.footer:
         console.print(_shown(line), markup=False)
@@ -156,6 +153,6 @@ def recap_text(r: _Recap) -> str:
         lines.append(f"changed: {compact(r.changed)}")
     if r.others:
         lines.append(row("host", names))
-        lines += [row(h, [str(c.get(n, 0) or ".") for n in names]) for h, c in r.others.items()]
+        lines += [row(h, [str(c[n] or ".") for n in names]) for h, c in r.others.items()]
     lines += r.footer
     return "\n".join(map(_shown, lines)) + "\n"

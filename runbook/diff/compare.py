@@ -3,7 +3,7 @@
 A reviewer needs not the YAML diff but the plan's: which commands change on which hosts,
 which steps appear, go or move, which timeouts or batch sizes change. Plans are
 deterministic, so comparing two of them is comparing what will run. Pure: no I/O
-(``diffsource`` makes the two plans, ``diffview`` renders the result).
+(``diff.sources`` makes the two plans, ``diff.views`` renders the result).
 
 Steps are matched by name (unique across a runbook and its includes), then commands by
 host. Settings are compared field by field over ``ExecSpec`` and the planned step or group

@@ -28,6 +28,7 @@ from runbook.diff.compare import (
     PlanDiff,
     StepDiff,
 )
+from runbook.options import Format
 from runbook.plan.text import compact, counted
 from runbook.templating.render import STAND_IN
 from runbook.text import printable, printable_json
@@ -50,11 +51,11 @@ def summary(diff: PlanDiff) -> str:
     return f"{', '.join(parts)}; {counted(len(diff.affected_hosts()), 'host')} affected"
 
 
-def render(diff: PlanDiff, fmt: str, color: bool = False) -> str:
+def render(diff: PlanDiff, fmt: Format, color: bool = False) -> str:
     """``fmt``: text, json or markdown."""
-    if fmt == "json":
+    if fmt == Format.JSON:
         return diff_json(diff)
-    if fmt == "markdown":
+    if fmt == Format.MARKDOWN:
         return diff_markdown(diff)
     return diff_text(diff, color)
 

@@ -10,7 +10,7 @@ recorded Ansible output).
 One concept per module: ``graph`` (groups, children, cycles, depths, precedence),
 ``sources`` (which reader a file needs), ``ini``, ``yaml_inv``, ``listing`` (the ``--list``
 JSON shape), ``script``, ``vars_dirs``, ``ranges`` (``web[01:10]``), ``hosts``
-(``ansible_*`` vars as ``Host`` fields), ``patterns`` (``web:&prod:!web3``), ``templated``
-(Jinja in values, rendered lazily), ``text`` (reading files), ``build`` (all of it into
-an ``Inventory``).
+(``ansible_*`` vars as ``Host`` fields), ``patterns`` (``web:&prod:!web3``), ``text``
+(reading files), ``build`` (all of it into an ``Inventory``). Jinja in values is marked
+here and rendered lazily by ``runbook.templating.lazy``.
 """

@@ -10,20 +10,17 @@ inline host win over them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.errors import InventoryError, Position
+from runbook.errors import InventoryError, Position, Positions
 from runbook.inventory.graph import GraphBuilder, RawInventory
 from runbook.inventory.hosts import INLINE_FIELDS, check_vars, make_host
 from runbook.inventory.patterns import resolve
 from runbook.inventory.sources import read_source
 from runbook.inventory.vars_dirs import load_layers
 from runbook.load.vault import Keyring
-from runbook.model.runbook import Host
-
-Positions = Mapping[tuple[Any, ...], Position]
+from runbook.model.runbook import Connection, Host
 
 
 @dataclass
@@ -32,7 +29,7 @@ class Inventory:
 
     hosts: dict[str, Host]
     groups: dict[str, list[str]]
-    controller: Host = field(default_factory=lambda: Host("localhost", connection="local"))
+    controller: Host = field(default_factory=lambda: Host("localhost", connection=Connection.LOCAL))
 
     def resolve(
         self, pattern: str | list[str], position: Position | None = None, step: str | None = None
@@ -150,4 +147,4 @@ def _resolved(raw: RawInventory, fields: dict[str, dict[str, Any]]) -> Inventory
 
 def implicit_localhost(values: dict[str, Any]) -> Host:
     """The controller, when the inventory does not name ``localhost`` itself."""
-    return Host("localhost", connection="local", vars=values)
+    return Host("localhost", connection=Connection.LOCAL, vars=values)

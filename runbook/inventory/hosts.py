@@ -19,7 +19,7 @@ from typing import Any
 from runbook.errors import InventoryError, Position
 from runbook.inventory.words import check_word
 from runbook.load.vault import has_vaulted, vaulted_in
-from runbook.model.runbook import LOCAL_NAMES, Host
+from runbook.model.runbook import LOCAL_NAMES, Connection, Host
 from runbook.templating.lazy import Render, TemplatedValue, has_templates, resolve_templates
 
 # Field -> the variables that set it, in rising precedence (the last one present wins).
@@ -152,12 +152,13 @@ def make_host(
     check_words(name, fields, position)
     connection = fields.pop("connection", None)
     if connection in _DEFAULT_CONNECTIONS:
-        connection = "local" if name in LOCAL_NAMES and not fields.get("address") else "ssh"
-    if connection not in ("ssh", "local"):
+        local = name in LOCAL_NAMES and not fields.get("address")
+        connection = Connection.LOCAL if local else Connection.SSH
+    if connection not in {c.value for c in Connection}:
         raise InventoryError(
             f"connection {connection!r} is not supported (ssh or local)", position, host=name
         )
-    return Host(name=name, connection=connection, vars=values, groups=groups, **fields)
+    return Host(name=name, connection=Connection(connection), vars=values, groups=groups, **fields)
 
 
 def resolve_host(host: Host, context: Mapping[str, Any], render: Render) -> Host:

@@ -78,8 +78,8 @@ def _dir_files(directory: str) -> list[str]:
 
 
 def load_vars_file(file: str, vault: Keyring | None = None) -> dict[str, Any]:
-    """A vars file's mapping; its Jinja strings marked (see ``templated``), its ``!vault``
-    strings (and, in a wholly encrypted file, all of them) ``Vaulted``."""
+    """A vars file's mapping; its Jinja strings marked (see ``runbook.templating.lazy``),
+    its ``!vault`` strings (and, in a wholly encrypted file, all of them) ``Vaulted``."""
     text, encrypted = read_vaulted(file, vault)
     positions: dict[tuple[Any, ...], Position] = {}
     if file.endswith(".json"):

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 from runbook.errors import UsageError
 from runbook.journal.store import RunRecord
-from runbook.model.command import CommandResult, Status
+from runbook.model.command import CommandResult, Status, counts_text, status_counts
 
 
 def runs_lines(runs: Iterable[RunRecord]) -> list[str]:
     lines = []
     for r in runs:
         f = r.finished
-        counts = f.counts if f else _count(r.results())
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
+        counts = f.counts if f else status_counts(x.status for x in r.results())
+        summary = counts_text(counts) or "-"
         resumed = f"  (resumes {r.meta['resumes']})" if r.meta.get("resumes") else ""
         if r.meta.get("kind") == "discovery":  # plan --check, or before apply PLAN.json
             resumed += f"  (discovery for {r.meta.get('for', '?')})"
@@ -24,10 +23,6 @@ def runs_lines(runs: Iterable[RunRecord]) -> list[str]:
             f"{r.meta.get('runbook', '?')}  {summary}{resumed}"
         )
     return lines
-
-
-def _count(results: Iterable[CommandResult]) -> dict[str, int]:
-    return {s.value: n for s, n in Counter(r.status for r in results).items()}
 
 
 def result_lines(run: RunRecord, host: str | None, step: str | None) -> list[str]:
@@ -94,7 +89,7 @@ def story_lines(run: RunRecord) -> list[str]:
     for r in run.results():
         steps.setdefault(r.step, []).append(r)
     for name, rs in steps.items():
-        summary = ", ".join(f"{n} {s}" for s, n in _count(rs).items())
+        summary = counts_text(status_counts(r.status for r in rs))
         lines.append(f"  {name}: {summary}")
         for r in rs:
             if r.status not in (Status.OK, Status.SKIPPED, Status.CANCELLED):

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import JournalError
+from runbook.journal.store import RunRecord
+from runbook.model.command import Status
 from runbook.text import printable, printable_json
 
-STATUSES = ("ok", "failed", "timed_out", "unreachable", "skipped", "cancelled", "rescued")
+STATUSES = tuple(s.value for s in Status)
 UNKNOWN = "unknown"  # started, no result: the controller died (SPEC section 6)
-FAILURES = ("failed", "timed_out", "unreachable")
+FAILURES = tuple(s.value for s in Status if s.is_failure)
 # Characters kept of each failed command's stdout and of its stderr (the end: errors are
 # usually last). 500 hosts failing differently stay under a few MB; the journal has the rest.
 OUTPUT_CAP = 4000
@@ -613,51 +615,12 @@ def _plain(value: Any) -> Any:
 # -- the CLI's entry point ---------------------------------------------------------------------
 
 
-def write_report(run_dir: Path, out: Path) -> None:
-    """Render the journal in ``run_dir`` to ``out``.
+def write_report(run: RunRecord, out: Path) -> None:
+    """Render a journaled run (read by the journal's one reader, ``load_run``) to ``out``.
 
-    Raises ``JournalError`` when a journal file is missing or unreadable, or ``out`` cannot
-    be written. A torn last line of ``events.jsonl`` (the controller killed mid-write) is
-    dropped, as ``read_run`` does; a bad line before the end is an error.
-    """
-    meta = _read_json(run_dir / "meta.json")
-    plan = _read_json(run_dir / "plan.json")
-    events = _read_events(run_dir / "events.jsonl")
-    page = render_report(meta, plan, events)
+    Raises ``JournalError`` when ``out`` cannot be written."""
+    page = render_report(run.meta, run.plan(), [e.to_dict() for e in run.events])
     try:
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise JournalError(f"cannot write the report {out}: {exc.strerror}") from None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise JournalError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise JournalError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise JournalError(f"{path} is not a JSON object")
-    return data
-
-
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    try:
-        # Split on newlines only: U+2028 and friends appear raw inside JSON strings.
-        lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
-    except OSError as exc:
-        raise JournalError(f"cannot read {path}: {exc.strerror}") from None
-    events = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError as exc:
-            if n == len(lines):
-                break  # torn by a kill mid-write: everything before it is good
-            raise JournalError(f"{path}:{n}: not a JSON event: {exc}") from None
-        if isinstance(event, dict):
-            events.append(event)
-    return events

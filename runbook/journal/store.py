@@ -3,6 +3,11 @@
 Every event is appended and flushed as it arrives, so killing the controller (even with
 SIGKILL) loses no finished result; a background thread fsyncs after each burst of writes
 so results also survive a machine crash without making every command wait for the disk.
+
+``load_run`` is the one reader, for ``--resume``, ``show``, ``runs`` and ``report``: a
+torn last line (the controller killed mid-write) is dropped; any other line that is not
+an event refuses the journal, naming file:line, because reading on past it (or stopping
+there) would let ``--resume`` run again what already ran.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from runbook.errors import JournalError
 from runbook.journal.safedir import check_dir, check_file, create_file, secure_tree
@@ -28,6 +33,7 @@ from runbook.model.events import (
     BatchStarted,
     CommandFinished,
     CommandStarted,
+    EssentialListener,
     Event,
     Registered,
     RunFinished,
@@ -61,7 +67,7 @@ def trusted_root(root: Path, create: bool = False) -> Path:
     return root
 
 
-class Journal:
+class Journal(EssentialListener):
     """A listener that writes one run's journal. Open it before the first command runs:
     an unwritable directory or a full disk is reported then, not halfway through.
 
@@ -75,7 +81,7 @@ class Journal:
     starts, not a step later.
     """
 
-    essential = True  # the runner halts, rather than run on unrecorded, if this fails
+    essential: ClassVar[Literal[True]] = True  # the runner halts if this fails
     SYNC_EVERY = 0.1  # seconds between fsyncs
     BARRIER_WAIT = 30.0  # seconds a step start waits for the writer (a hung disk)
 
@@ -177,7 +183,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 @dataclass
 class RunRecord:
-    """A journaled run, read back for ``runs``, ``show`` and ``--resume``."""
+    """A journaled run, read back for ``runs``, ``show``, ``report`` and ``--resume``."""
 
     run_id: str
     path: Path
@@ -248,9 +254,8 @@ class RunRecord:
         )
 
     def plan(self) -> dict[str, Any]:
-        with open(self.path / "plan.json", encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-        return data
+        """``plan.json``, read when asked (``runs`` lists many runs and needs no plan)."""
+        return _read_object(self.path / "plan.json")
 
 
 def read_run(root: Path, run_id: str) -> RunRecord:
@@ -263,21 +268,66 @@ def read_run(root: Path, run_id: str) -> RunRecord:
         raise JournalError(f"no run {run_id!r} in {root} (see `runbook runs`)")
     for name in ("meta.json", "plan.json", "events.jsonl"):
         check_file(path / name)
+    return load_run(path)
+
+
+def load_run(path: Path) -> RunRecord:
+    """The run journaled in ``path`` (trusted already: ``read_run`` checks it first).
+
+    Raises ``JournalError`` for a missing or unreadable file, a ``meta.json`` that is not
+    a JSON object, or a line of ``events.jsonl`` before its last that is not an event."""
+    meta = _read_object(path / "meta.json")
+    return RunRecord(path.name, path, meta, _read_events(path))
+
+
+def _read_object(path: Path) -> dict[str, Any]:
     try:
-        with open(path / "meta.json", encoding="utf-8") as f:
-            meta = json.load(f)
-        events = []
-        with open(path / "events.jsonl", encoding="utf-8") as f:
-            for line in f:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise JournalError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise JournalError(f"{path} is not a JSON object")
+    return data
+
+
+def _read_events(run_dir: Path) -> list[Event]:
+    """Every event, in order; a kind this version does not know is skipped (a newer
+    journal). Lines end at ``\n`` only (U+2028 stays raw inside JSON strings); a line
+    without its ``\n`` is the last one, torn when it is not a whole event."""
+    path = run_dir / "events.jsonl"
+    events = []
+    try:
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
                 try:
-                    event = Event.from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    break  # a torn last line from a kill mid-write: everything before is good
+                    event = _event(line)
+                except JournalError as exc:
+                    if not line.endswith(b"\n"):
+                        break  # torn by a kill mid-write: everything before it is good
+                    raise JournalError(f"{path}:{n}: {exc}") from None
                 if event is not None:
                     events.append(event)
-    except (OSError, ValueError) as exc:
-        raise JournalError(f"no readable run {run_id!r} in {root}: {exc}") from None
-    return RunRecord(run_id, path, meta, events)
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror}") from None
+    return events
+
+
+def _event(line: bytes) -> Event | None:
+    try:
+        data = json.loads(line)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise JournalError(f"not a JSON event: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        raise JournalError('not a JSON event: not an object with an "event" kind')
+    try:
+        return Event.from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        kind = data.get("event")
+        raise JournalError(f"not a valid {kind!r} event: {exc!r}") from None
 
 
 def list_runs(root: Path) -> list[RunRecord]:

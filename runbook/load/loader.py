@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runbook.errors import InputError, LoadError, Position, SchemaError
+from runbook.errors import InputError, LoadError, Position, SchemaError, position_of
 from runbook.load.steps import DocPath, Inherited, SourceFile, StepReader, check_finite, env_str
 from runbook.load.yamlpos import load_yaml
 from runbook.model.runbook import Runbook, SecretSpec
@@ -81,16 +81,6 @@ def validate(data: Any, positions: dict, path: str, name: str = "runbook") -> No
         raise first
 
 
-def _lookup(positions: dict, path: str, doc_path: tuple) -> Position:
-    p = doc_path
-    while p:
-        if p in positions:
-            found: Position = positions[p]
-            return found
-        p = p[:-1]
-    return Position(path, 1, 1)
-
-
 def _step_name(data: Any, doc_path: tuple) -> str | None:
     if len(doc_path) >= 2 and doc_path[0] in ("steps", "always") and isinstance(data, dict):
         try:
@@ -114,7 +104,7 @@ def _describe(
         return [
             SchemaError(
                 f"unknown key {k!r} in {where} (expected one of: {', '.join(allowed)})",
-                _lookup(positions, path, (*doc_path, k)),
+                position_of(positions, (*doc_path, k), path),
                 step=step,
             )
             for k in extra
@@ -146,7 +136,7 @@ def _describe(
         msg = f"{where}: {err.message}"
     if "propertyNames" in err.absolute_schema_path and isinstance(err.instance, str):
         doc_path = (*doc_path, err.instance)  # a bad key: point at the key, not its mapping
-    return [SchemaError(msg, _lookup(positions, path, doc_path), step=step)]
+    return [SchemaError(msg, position_of(positions, doc_path, path), step=step)]
 
 
 def _type_miss(err: Any) -> bool:
@@ -173,7 +163,7 @@ def _show(v: Any) -> str:
 def build(data: dict[str, Any], positions: dict, path: str) -> Runbook:
     """Validated data → ``Runbook``: includes expanded, groups built (``stepreader``)."""
     defaults = data.get("defaults", {})
-    check_finite(defaults, _lookup(positions, path, ("defaults",)), {}, None)
+    check_finite(defaults, position_of(positions, ("defaults",), path), {}, None)
     reader = StepReader(load_steps)
     inherited = Inherited(spec_layers=(defaults,), files=(os.path.abspath(path),))
     source = SourceFile(path, positions)
@@ -207,7 +197,7 @@ def _secrets(raw: dict[str, Any], positions: dict, path: str, base: str) -> tupl
             name=k,
             env=v.get("env"),
             file=os.path.normpath(os.path.join(base, v["file"])) if "file" in v else None,
-            position=_lookup(positions, path, ("secrets", k)),
+            position=position_of(positions, ("secrets", k), path),
             pipe=v.get("pipe"),
             cwd=base if "pipe" in v else None,
         )

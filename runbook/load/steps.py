@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runbook.errors import LoadError, Position, SchemaError
+from runbook.errors import DocPath, LoadError, Position, Positions, SchemaError, position_of
 from runbook.load.controller import check_loop, controller_parts
 from runbook.load.settings import split_templated
 from runbook.model.files import KINDS, FileAction
@@ -23,9 +23,6 @@ from runbook.model.runbook import Step
 from runbook.model.spec import ExecSpec
 from runbook.model.waits import WaitAction, WaitKind
 from runbook.templating.lazy import mark_all
-
-DocPath = tuple[Any, ...]
-Positions = Mapping[DocPath, Position]
 
 ACTIONS = ("run", "copy", "fetch", "steps", "include", "wait_for", "reboot", "set", "assert")
 # A copy or fetch runs no shell command: what only a command has is refused on it.
@@ -68,12 +65,7 @@ class SourceFile:
     positions: Positions
 
     def at(self, doc_path: DocPath) -> Position:
-        p = doc_path
-        while p:
-            if p in self.positions:
-                return self.positions[p]
-            p = p[:-1]
-        return Position(self.path, 1, 1)
+        return position_of(self.positions, doc_path, self.path)
 
 
 class StepReader:
@@ -273,13 +265,13 @@ def _check_leaf(raw: dict[str, Any], name: str, file: SourceFile, doc_path: DocP
                 file.at((*doc_path, "delegate_to")),
                 step=name,
             )
-    for kind in WaitKind:
-        if kind.value not in raw:
+    for wait in WaitKind:
+        if wait.value not in raw:
             continue
-        for key in NOT_FOR_WAITS[kind]:
+        for key in NOT_FOR_WAITS[wait]:
             if key in raw:
                 raise SchemaError(
-                    f"{key} is not allowed on a {kind.value} step",
+                    f"{key} is not allowed on a {wait.value} step",
                     file.at((*doc_path, key)),
                     step=name,
                 )

@@ -25,6 +25,7 @@ from runbook.load.vault import Vaulted
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_NODES = 200_000
+MAX_DEPTH = 100  # levels of lists and mappings: far past any runbook, far below recursion limits
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MERGE = "tag:yaml.org,2002:merge"
 VAULT_TAG = "!vault"
@@ -73,12 +74,10 @@ class Builder:
         if depth == 0:
             self._check_size(node)
         self.nodes += 1
-        if self.nodes > self.max_nodes or depth > 100:
-            raise LoadError(
-                "document too large or too deeply nested (alias expansion?); "
-                f"limit is {self.max_nodes} values",
-                self.pos(node),
-            )
+        if depth > MAX_DEPTH:
+            raise too_deep(self.pos(node))
+        if self.nodes > self.max_nodes:
+            raise self._too_large(node)
         self.positions.setdefault(path, self.pos(node))
         if node.tag == VAULT_TAG and isinstance(node, yaml.ScalarNode):
             return Vaulted(node.value, self.pos(node))  # decrypted when a step reads it
@@ -109,7 +108,7 @@ class Builder:
         sizes: dict[int, int] = {}
 
         def size(node: yaml.Node, depth: int) -> int:
-            if not isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) or depth > 100:
+            if not isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) or depth > MAX_DEPTH:
                 return 1  # too deep: build() says so, at the right node
             key = id(node.value)  # an alias is a copy of its anchor's node, sharing .value
             if key in sizes:
@@ -120,15 +119,17 @@ class Builder:
             else:
                 total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
             if total > budget:
-                raise LoadError(
-                    "document too large or too deeply nested (alias expansion?); "
-                    f"limit is {self.max_nodes} values",
-                    self.pos(node),
-                )
+                raise self._too_large(node)
             sizes[key] = total
             return total
 
         size(root, 0)
+
+    def _too_large(self, node: yaml.Node) -> LoadError:
+        return LoadError(
+            f"document too large (alias expansion?); limit is {self.max_nodes} values",
+            self.pos(node),
+        )
 
     def check_tag(self, node: yaml.Node) -> None:
         if node.tag not in _SAFE_TAGS and node.tag != _MERGE:
@@ -210,9 +211,27 @@ class Builder:
         return out
 
 
+def too_deep(position: Position) -> LoadError:
+    return LoadError(
+        f"too deeply nested: more than {MAX_DEPTH} levels of lists and mappings", position
+    )
+
+
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__()
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
     """PyYAML returns the anchored node itself for an alias, so an error found through an
-    alias would point at the anchor; a shallow copy carries the alias's own position."""
+    alias would point at the anchor; a shallow copy carries the alias's own position.
+
+    PyYAML's pure-Python composer recurses once per level: a document nested deeper than
+    ``MAX_DEPTH`` is refused before it can exhaust the stack (libyaml refuses 1,000
+    levels itself since PyYAML 6.0.2's wheels, and such a document comes here)."""
+
+    depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -221,7 +240,13 @@ class _Loader(yaml.SafeLoader):
             if node is not None:
                 node.start_mark = mark
             return node
-        return super().compose_node(parent, index)
+        if self.depth > MAX_DEPTH:
+            raise _TooDeep(self.peek_event().start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def load_yaml(filename: str) -> tuple[Any, dict[Path, Position]]:
@@ -283,6 +308,8 @@ def compose(text: str, filename: str) -> yaml.Node | None:
     parse, ``LoadError`` if it holds more than one document."""
     try:
         nodes = _compose(text)
+    except _TooDeep as exc:
+        raise too_deep(Position(filename, exc.mark.line + 1, exc.mark.column + 1)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark and "end of stream" in (exc.problem or ""):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,18 @@ class Status(enum.StrEnum):
         return self in (Status.FAILED, Status.TIMED_OUT, Status.UNREACHABLE)
 
 
+def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
+    """Every status with its count (zeros included), in ``Status`` order: the one tally
+    behind ``step_finished``/``run_finished``, the recap, ``runs`` and ``show``."""
+    c = Counter(statuses)
+    return {s.value: c.get(s, 0) for s in Status}
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``3 ok, 1 failed``: the statuses that occur, in the order given."""
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+
+
 class StepStatus(enum.StrEnum):
     """How a step ended: every host ok; failures within the tolerance; failed (the run
     halts); or never run (cancelled)."""
@@ -44,9 +58,10 @@ class StepStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Templates:
-    """A command rendered at apply time, kept as its templates plus the values they read
-    (SPEC §8): it reads a registered value (``deferred``: known only at run time) or a
-    secret (``secret``: never rendered into anything shown or stored)."""
+    """A command's templates and where each is written: what the planner renders for a
+    step on each host. A command rendered at apply time keeps them, plus the values they
+    read (SPEC §8): it reads a registered value (``deferred``: known only at run time) or
+    a secret (``secret``: never rendered into anything shown or stored)."""
 
     run: str
     env: tuple[tuple[str, str], ...] = ()  # the runbook's env templates, in order

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from runbook.model.command import CommandResult, StepStatus
 
@@ -248,6 +248,17 @@ KINDS: dict[str, type[Event]] = {
 
 
 class Listener(Protocol):
+    """Watches the run. One that raises is detached and the run goes on: observers never
+    steer (a console whose pipe closed)."""
+
     def handle(self, event: Event) -> None:
         """Called for every event, in order. ``CommandStarted`` comes from worker threads;
         every other event from the runner's thread."""
+
+
+@runtime_checkable
+class EssentialListener(Listener, Protocol):
+    """A listener the run cannot go on without (the journal): when it raises, the runner
+    halts rather than run on with results it cannot record."""
+
+    essential: ClassVar[Literal[True]]

@@ -8,6 +8,7 @@ plan is made or loaded and is never stored.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Callable
@@ -16,7 +17,13 @@ from typing import Any
 
 from runbook.errors import Position, SchemaError
 
-KINDS = ("copy", "fetch")
+
+class TransferKind(enum.StrEnum):
+    COPY = "copy"  # controller → host
+    FETCH = "fetch"  # host → controller
+
+
+KINDS = tuple(TransferKind)
 DEFAULT_MODE = 0o644  # a new file without ``mode``; an existing file keeps its own
 SHOWN_DIGEST = 16  # hex digits of a sha256 in the text plan (SPEC §5: at least 12)
 _OCTAL = re.compile(r"^[0-7]{3,5}$")
@@ -53,7 +60,7 @@ class FileAction:
     """``copy: {src, dest, template, mode, owner, group, backup}`` or ``fetch: {src,
     dest}``; ``src`` and ``dest`` are templates."""
 
-    kind: str
+    kind: TransferKind
     src: str
     dest: str
     template: bool = False
@@ -64,7 +71,7 @@ class FileAction:
 
     @classmethod
     def read(
-        cls, kind: str, raw: dict[str, Any], where: dict[str, Position], step: str
+        cls, kind: TransferKind, raw: dict[str, Any], where: dict[str, Position], step: str
     ) -> FileAction:
         """The validated action; ``where`` holds ``copy.mode``-style positions."""
         mode = raw.get("mode")
@@ -94,7 +101,7 @@ class Transfer:
     makes the real rendering of a template, in memory, when the transfer runs (so a
     thousand queued hosts do not each hold one); it is never stored."""
 
-    kind: str
+    kind: TransferKind
     src: str
     dest: str
     mode: int | None = None
@@ -118,14 +125,14 @@ class Transfer:
     @property
     def planned(self) -> bool:
         """False for a host whose ``when`` was false at plan time (nothing rendered)."""
-        return self.sha256 is not None or self.kind == "fetch"
+        return self.sha256 is not None or self.kind == TransferKind.FETCH
 
     # -- showing and storing ----------------------------------------------------------------
 
     def summary(self) -> str:
         """The one line a reviewer reads (the command's ``cmd``): never the content."""
         head = f"{self.kind} {self.src} -> {self.dest}"
-        if self.kind == "fetch" or self.sha256 is None:
+        if self.kind == TransferKind.FETCH or self.sha256 is None:
             return head
         details = ["template"] if self.template else []
         details += [f"{k} {v}" for k, v in self._owner_fields() if v is not None]
@@ -158,7 +165,7 @@ class Transfer:
     def from_dict(cls, d: dict[str, Any], root: str) -> Transfer:
         mode = d.get("mode")
         return cls(
-            kind=str(d["kind"]),
+            kind=TransferKind(d["kind"]),
             src=str(d["src"]),
             dest=str(d["dest"]),
             mode=None if mode is None else int(mode, 8),

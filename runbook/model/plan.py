@@ -1,6 +1,6 @@
 """The plan as data: every command on every host, in execution order.
 
-Built by ``planner.make_plan`` (pure), serialised by ``planfile``, run by ``runner``. A
+Built by ``plan.planner.make_plan``, serialised by ``plan.saved``, run by ``run.runner``. A
 plan is a sequence of steps and groups; a group is a sequence of batches, each holding
 the inner steps planned for that batch's hosts, then its rescue and always steps. The
 runbook's own ``always`` steps come last, marked by their ``section``.
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.errors import Position
+from runbook.errors import Position, UsageError
 from runbook.model.command import Command, Templates
-from runbook.model.spec import ExecSpec
+from runbook.model.spec import ExecSpec, OnFailure
 
 Serial = int | str | list[int | str] | None
 
@@ -62,7 +62,7 @@ class PlannedStep:
         return [c for batch in self.batches for c in batch]
 
     @property
-    def on_failure(self) -> str:
+    def on_failure(self) -> OnFailure:
         return self.spec.on_failure
 
 
@@ -102,7 +102,7 @@ class PlannedGroup:
         return [c for b in self.batches for c in b.commands]
 
     @property
-    def on_failure(self) -> str:
+    def on_failure(self) -> OnFailure:
         return self.spec.on_failure
 
     @property
@@ -164,9 +164,25 @@ class Plan:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep."""
+    """Which steps and hosts ``--tags/--skip-tags/--start-at/--limit`` keep (applied by
+    ``plan.select``). An empty or blank value is refused here, whoever builds one (the
+    CLI, the API): ``--limit "$UNSET"`` in a script must not mean the whole fleet."""
 
     limit: str | None = None
     tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()
     start_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not self.limit.replace(",", "").replace(":", "").strip():
+            _blank("--limit", self.limit, "hosts or groups")
+        for flag, values in (("--tags", self.tags), ("--skip-tags", self.skip_tags)):
+            for value in values:
+                if not value.strip():
+                    _blank(flag, value, "a tag")
+        if self.start_at is not None and not self.start_at.strip():
+            _blank("--start-at", self.start_at, "a step")
+
+
+def _blank(flag: str, value: str, what: str) -> None:
+    raise UsageError(f"{flag} {value!r} is empty: name {what}, or leave {flag} out")

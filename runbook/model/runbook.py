@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from runbook.errors import Position
+from runbook.errors import Position, position_of
 from runbook.model.controller import DEFAULT_LOOP_VAR, Assertion, SetValues
 from runbook.model.files import FileAction
 from runbook.model.spec import ExecSpec
@@ -13,6 +14,11 @@ from runbook.model.waits import WaitAction
 
 # Only this name is local by default; an address of 127.0.0.1 still means SSH (test fleets).
 LOCAL_NAMES = frozenset({"localhost"})
+
+
+class Connection(enum.StrEnum):
+    SSH = "ssh"
+    LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class Host:
     port: int | None = None
     user: str | None = None
     identity_file: str | None = None
-    connection: str = "ssh"
+    connection: Connection = Connection.SSH
     vars: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     groups: tuple[str, ...] = ()
     # From ansible_become / ansible_become_user / a ProxyJump in ansible_ssh_common_args;
@@ -35,7 +41,7 @@ class Host:
 
     @property
     def is_local(self) -> bool:
-        return self.connection == "local"
+        return self.connection == Connection.LOCAL
 
     def to_dict(self) -> dict[str, Any]:
         """How a plan file stores the host: its connection fields that are set (vars are
@@ -55,6 +61,8 @@ class Host:
         if unknown:
             raise ValueError(f"host {name!r}: unknown fields {sorted(unknown)}")
         values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        if "connection" in values:
+            values["connection"] = Connection(values["connection"])
         return cls(name=name, **values)
 
     def facts(self) -> dict[str, Any]:
@@ -160,9 +168,4 @@ class Runbook:
 
     def position(self, *path: Any) -> Position:
         """Best known position for a document path, falling back to its parents."""
-        p = tuple(path)
-        while p:
-            if p in self.positions:
-                return self.positions[p]
-            p = p[:-1]
-        return self.positions.get((), Position(self.path, 1, 1))
+        return position_of(self.positions, path, self.path)

@@ -7,13 +7,22 @@ dataclass's own. Adding an option is one field here plus its schema entry.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_SHELL = "/bin/bash"
-MAX_TIMEOUT = 30 * 24 * 3600.0  # SPEC §6: finite timeouts up to 30 days
+MAX_TIMEOUT = 30 * 24 * 3600.0  # SPEC §6: finite timeouts up to 30 days (the CLI checks its own)
+
+
+class OnFailure(enum.StrEnum):
+    """What a failure past ``max_failures`` does: stop the run, or record it and go on."""
+
+    HALT = "halt"
+    CONTINUE = "continue"
+
 
 # Fields written to a plan even when they hold their default (a reviewer sees the timeout).
 _ALWAYS = {"always": True}
@@ -30,7 +39,7 @@ class ExecSpec:
     retries: int = 0
     delay: float = 0.0
     until: str | None = None
-    on_failure: str = field(default="halt", metadata=_POLICY)
+    on_failure: OnFailure = field(default=OnFailure.HALT, metadata=_POLICY)
     max_failures: int | str = field(default=0, metadata=_POLICY)
 
     @classmethod
@@ -43,6 +52,8 @@ class ExecSpec:
             values["timeout"] = float(values["timeout"])
         if "delay" in values:
             values["delay"] = float(values["delay"])
+        if "on_failure" in values:
+            values["on_failure"] = OnFailure(values["on_failure"])
         return cls(**values)
 
     def to_dict(self, *, policy: bool = False) -> dict[str, Any]:

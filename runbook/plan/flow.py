@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from runbook.errors import InputError, Position, TemplateError
 from runbook.inventory.build import Inventory
 from runbook.model.command import Command, Templates
-from runbook.model.runbook import Host, Step
+from runbook.model.runbook import Connection, Host, Step
 from runbook.model.waits import WaitKind
 from runbook.templating.env import evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
@@ -51,7 +51,7 @@ def controller(inventory: Inventory) -> Host:
     """The controller as a host: the inventory's ``localhost`` made local (even one the
     inventory reaches over SSH), else the implicit one."""
     known = inventory.hosts.get("localhost")
-    return replace(known, connection="local") if known else inventory.controller
+    return replace(known, connection=Connection.LOCAL) if known else inventory.controller
 
 
 def shown_delegate(host: Host) -> str:

@@ -1,8 +1,9 @@
 """Runbook × Inventory → Plan: every command on every host, rendered before anything runs.
 
-Pure but for what the runbook asks of the controller (``lookup``s, ``templating.lookups``):
-no other I/O and no execution, so ``plan`` and ``apply`` cannot disagree, and a template
-error in step 9 stops the run before step 1. Two kinds of command cannot be rendered
+Nothing runs here but what the runbook asks of the controller (``lookup``s,
+``templating.lookups``), and the only other files read are the ones a copy sends (to show
+their size and digest), so ``plan`` and ``apply`` cannot disagree, and a template error in
+step 9 stops the run before step 1. Two kinds of command cannot be rendered
 here, and are kept as their templates plus the values they read (``Templates``): one that
 reads a registered value (known only after an earlier step ran: *deferred*) and one that
 reads a secret (rendered with the real value only in memory at apply time; everything
@@ -17,7 +18,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
-from runbook.errors import InputError, InventoryError, TemplateError, UsageError
+from runbook.errors import InputError, InventoryError, TemplateError
 from runbook.inventory.build import Inventory
 from runbook.inventory.hosts import resolve_host
 from runbook.load.vault import Keyring
@@ -37,7 +38,7 @@ from runbook.plan.controller import ControllerPlanner, check_controller_syntax
 from runbook.plan.discover import check_discover_steps
 from runbook.plan.flow import FLOW_NAMES, RESCUE_NAMES, Flow, batch_facts, controller
 from runbook.plan.loops import LoopPlanner
-from runbook.plan.select import Selected, select
+from runbook.plan.select import Selected, limited, select
 from runbook.plan.settings import SettingsPlanner
 from runbook.plan.transfers import TransferPlanner
 from runbook.plan.vaulted import NONE as NO_VAULT
@@ -48,14 +49,13 @@ from runbook.templating.lazy import first_template, has_templates, resolve_templ
 from runbook.templating.lookups import recording
 from runbook.templating.native import strings, value_names
 from runbook.templating.partial import partial
-from runbook.templating.render import STAND_IN, Parts, render_env, render_parts, undefined
+from runbook.templating.render import STAND_IN, names_read, render_env, render_parts, undefined
 
 Context = MutableMapping[str, Any]
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr", "stdout_lines", "stderr_lines"})
 RESERVED = (
     frozenset({"host", "groups", "env", "step", "runbook", "hostvars"}) | RESULT_NAMES | FLOW_NAMES
 )
-REGISTER_FIELDS = ("status", "rc", "stdout", "stderr", "changed", "dest", "sha256")
 
 
 def make_plan(
@@ -73,9 +73,9 @@ def make_plan(
     planner = _Planner(
         runbook, inventory, extra_vars or {}, tuple(secrets or {}), selection, keyring
     )
-    items = [planner.item(chosen) for chosen in select(runbook.steps, planner.selection)]
+    items = [planner.item(c) for c in select(runbook.steps, planner.selection, _inner)]
     items += [  # the runbook's always steps: not moved by --start-at or --tags
-        replace(planner.item(Selected(s, s.steps)), section=Section.ALWAYS)
+        replace(planner.item(Selected(s, _names(s.steps))), section=Section.ALWAYS)
         for s in runbook.always
         if not _skipped(s, planner.selection)
     ]
@@ -109,14 +109,14 @@ class _Planner:
         self.selection = selection or Selection()
         self.registered: set[str] = set()
         self.reads_hostvars = False
-        self.limited = _limit(inventory, self.selection.limit)
+        self.limited = limited(inventory, self.selection.limit)
         self._base: dict[str, dict[str, Any]] = {}
         self._facts: dict[str, dict[str, Any]] = {}
         self._templated: dict[str, frozenset[str]] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
         self._runbook_env: dict[str, dict[str, str]] = {}
         self._hosts: dict[str, Host] = {}
-        self._parts: dict[str, Parts] = {}
+        self._parts: dict[str, tuple[Templates, frozenset[str]]] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
         self._batch: dict[str, Any] | None = None  # what templates see as ``batch``, if any
         # ``set`` values computed at plan time: host → name → value (SPEC §11).
@@ -243,7 +243,7 @@ class _Planner:
                 )
 
     def runbook_env(
-        self, step: Step, host: Host, ctx: Context, parts: Parts, per_command: frozenset[str]
+        self, step: Step, host: Host, ctx: Context, parts: Templates, per_command: frozenset[str]
     ) -> dict[str, str] | None:
         """The runbook's env rendered once per host, unless it reads the step, its batch or
         delegate, include vars, a loop's item or a lookup (then per command: a lookup may
@@ -277,8 +277,8 @@ class _Planner:
 
     # -- steps and groups ----------------------------------------------------------------
 
-    def item(self, chosen: Selected) -> PlannedStep | PlannedGroup:
-        step = chosen.step
+    def item(self, chosen: Selected[Step]) -> PlannedStep | PlannedGroup:
+        step = chosen.item
         if step.is_group:
             return self.group(chosen)
         self.check_syntax(step)
@@ -296,26 +296,28 @@ class _Planner:
             step = replace(step, spec=replace(step.spec, max_failures=rendered["max_failures"]))
         return step
 
-    def group(self, chosen: Selected) -> PlannedGroup:
-        group = self.with_step_settings(chosen.step)
+    def group(self, chosen: Selected[Step]) -> PlannedGroup:
+        group = self.with_step_settings(chosen.item)
         hosts = self.hosts(group, None)
+        inner = [s for s in group.steps if s.name in chosen.inner]
         rescue = [s for s in group.rescue if not _skipped(s, self.selection)]
         always = [s for s in group.always if not _skipped(s, self.selection)]
-        for inner in (*chosen.inner, *rescue, *always):
-            self.check_syntax(inner)
+        for step in (*inner, *rescue, *always):
+            self.check_syntax(step)
         confirm, confirm_templates = self.settings.confirm(group, hosts[0] if hosts else None)
         sizes = batch_sizes(len(hosts), group.serial)
         batches = []
         start = 0
         registered = set(self.registered)
-        inner_registers = {s.register for s in chosen.inner if s.register}
+        inner_registers = _registers(inner)
         after = set(registered)  # what the inner steps register or set, over every batch
         for number, size in enumerate(sizes, 1):
             members = hosts[start : start + size]
             start += size
             self._batch = batch_facts([h.name for h in members], number, len(sizes))
             self.registered = set(registered)  # each batch sees the same names
-            todo = _from(chosen.inner, chosen.start_inner if number == 1 else None)
+            names = chosen.batch_steps(first=number == 1)
+            todo = [s for s in inner if s.name in names]
             parts = [(s, Section.MAIN) for s in todo]
             parts += [(s, Section.RESCUE) for s in rescue] + [(s, Section.ALWAYS) for s in always]
             steps = []
@@ -344,7 +346,7 @@ class _Planner:
             confirm_templates=confirm_templates,
             tags=group.tags,
             serial=group.serial,
-            inner=tuple(s.name for s in chosen.inner),
+            inner=chosen.inner,
             rescue=tuple(s.name for s in rescue),
             always=tuple(s.name for s in always),
         )
@@ -475,13 +477,12 @@ class _Planner:
         """Render one step for one host; every error names the step and the host.
         ``extra``: a loop's item; ``loop``: a loop whose items are known at run time
         only (the command is kept as templates, its item unbound)."""
-        parts = self.parts(step)
+        parts, reads = self.parts(step)
         try:
             if step.wait is not None:
                 return self.flow.wait_command(step, host)
             if step.transfer is not None:
                 return self.files.command(step, host)
-            reads = parts.reads
             until = step.spec.until
             # ``until`` is judged at run time, but the secrets and registered values it
             # reads are bound when the command is rendered: it must be rendered then.
@@ -518,6 +519,7 @@ class _Planner:
                     until_vars,
                     secrets,
                     tuple(sorted(registers)),
+                    reads,
                     vault,
                     loop,
                 )
@@ -528,38 +530,42 @@ class _Planner:
             exc.step, exc.host = step.name, host.name
             raise
 
-    def parts(self, step: Step) -> Parts:
-        """The step's templates (the same for every host: made once)."""
+    def parts(self, step: Step) -> tuple[Templates, frozenset[str]]:
+        """The step's templates and every name they read (the same for every host: made
+        once)."""
         found = self._parts.get(step.name)
         if found is not None:
             return found
         positions = dict(step.field_positions)
         for k in self.runbook.env:
             positions[f"runbook.env.{k}"] = self.runbook.position("env", k)
-        found = self._parts[step.name] = Parts(
+        parts = Templates(
             run=step.run or "",
             env=tuple(self.runbook.env.items()),
             step_env=tuple(step.env.items()),
             when=step.when,
             positions=positions,
         )
+        found = self._parts[step.name] = (parts, names_read(parts))
         return found
 
     def later(
         self,
         step: Step,
         host: Host,
-        parts: Parts,
+        parts: Templates,
         ctx: Context,
         until_vars: dict[str, Any],
         secrets: tuple[str, ...],
         registers: tuple[str, ...],
+        reads: frozenset[str],
         vault: VaultReads = NO_VAULT,
         loop: Loop | None = None,
     ) -> Command:
-        """A command rendered at apply time: checked now, kept as templates (a vaulted
-        value as a token of its secret: ``plan.vaulted``). A loop's item is unbound while
-        its list is known only at run time."""
+        """A command rendered at apply time: checked now, kept as templates with the values
+        they read (``reads``: every name they read; a vaulted value as a token of its
+        secret: ``plan.vaulted``). A loop's item is unbound while its list is known only at
+        run time."""
         self.reads_hostvars |= "hostvars" in registers
         item = {loop.var} if loop is not None else set()
         known = set(ctx) | self.registered | {"hostvars", "env"} | item
@@ -572,14 +578,12 @@ class _Planner:
             when = None  # decided now: true
         values = {
             n: ctx[n]
-            for n in sorted(parts.reads)
+            for n in sorted(reads)
             if n in ctx and n not in tainted and n != "env" and n not in self.secrets
         }
         values.update(vault.tokenized)
-        templates = Templates(
-            run=parts.run,
-            env=parts.env,
-            step_env=parts.step_env,
+        templates = replace(
+            parts,
             when=when,
             values=values,
             secrets=secrets,
@@ -652,7 +656,7 @@ def _template_field(key: str) -> bool:
     return key in ("run", "when", "env", "loop") or key.startswith(("env.", "runbook.env."))
 
 
-def _check_defined(parts: Parts, known: set[str]) -> None:
+def _check_defined(parts: Templates, known: set[str]) -> None:
     """A misspelt name, or one registered only by a later step, is an error now."""
     checks: list[tuple[str, frozenset[str]]] = [("run", template_names(parts.run))]
     checks += [(f"env.{k}", template_names(v)) for k, v in parts.step_env]
@@ -668,7 +672,7 @@ def _check_defined(parts: Parts, known: set[str]) -> None:
             )
 
 
-def _shown(parts: Parts, ctx: Context, registers: set[str]) -> tuple[str, dict[str, str]]:
+def _shown(parts: Templates, ctx: Context, registers: set[str]) -> tuple[str, dict[str, str]]:
     """What a reviewer sees of a command rendered at apply time: a template that reads a
     registered value is rendered partially (the parts that read one stay as written); one
     that reads only secrets is rendered with their stand-ins (whatever a filter does to a
@@ -707,23 +711,12 @@ def _registers(steps: list[Step]) -> set[str]:
     return {s.register for s in steps if s.register}
 
 
-def _from(steps: tuple[Step, ...], start: str | None) -> tuple[Step, ...]:
-    if start is None:
-        return steps
-    names = [s.name for s in steps]
-    return steps[names.index(start) :]
+def _inner(step: Step) -> tuple[Step, ...] | None:
+    return step.steps if step.is_group else None
 
 
-def _limit(inventory: Inventory, limit: str | None) -> set[str] | None:
-    if not limit:
-        return None
-    try:
-        hosts = inventory.resolve(limit)
-    except InputError as exc:
-        raise UsageError(f"--limit {limit!r}: {exc.message}") from None
-    if not hosts:
-        raise InputError(f"--limit {limit!r} matches no host")
-    return {h.name for h in hosts}
+def _names(steps: tuple[Step, ...]) -> tuple[str, ...]:
+    return tuple(s.name for s in steps)
 
 
 def count(spec: int | str, total: int) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from runbook.errors import InputError, Position, TemplateError
 from runbook.load.vault import Keyring
 from runbook.model.command import Command, Templates
-from runbook.model.files import FileAction, Transfer
+from runbook.model.files import FileAction, Transfer, TransferKind
 from runbook.model.runbook import Host, Runbook, Step
 from runbook.plan.vaulted import NONE as NO_VAULT
 from runbook.plan.vaulted import VaultReads, split_vaulted
@@ -93,7 +93,7 @@ class TransferPlanner:
         src, dest = self._paths(step, host, action, ctx, later)
         names: frozenset[str] = frozenset()
         vault = NO_VAULT
-        if action.kind == "fetch":
+        if action.kind == TransferKind.FETCH:
             transfer = self._fetch(step, host, action, src, dest)
         else:
             transfer, names, read_ctx, vault = self._copy(
@@ -175,11 +175,11 @@ class TransferPlanner:
                 check_inside(key, source, path, where)
             out.append(path)
         src, dest = out
-        if action.kind == "copy" and dest.endswith("/"):
+        if action.kind == TransferKind.COPY and dest.endswith("/"):
             dest += os.path.basename(src)  # into that directory, under the src's name
-        on_host = dest if action.kind == "copy" else src
+        on_host = dest if action.kind == TransferKind.COPY else src
         if not host.is_local and not os.path.isabs(on_host):
-            key = "dest" if action.kind == "copy" else "src"
+            key = "dest" if action.kind == TransferKind.COPY else "src"
             raise InputError(
                 f"{key} {on_host!r} is not an absolute path; on remote host {host.name!r} "
                 "it must be (relative paths are the runbook's only on the controller)",
@@ -189,7 +189,7 @@ class TransferPlanner:
 
     def _fetch(self, step: Step, host: Host, action: FileAction, src: str, dest: str) -> Transfer:
         """A fetch; two hosts of one step writing one controller file is an input error."""
-        transfer = Transfer("fetch", src, dest, root=self.root)
+        transfer = Transfer(TransferKind.FETCH, src, dest, root=self.root)
         target = transfer.on_controller(dest)
         seen = self._fetched.setdefault(step.name, {})
         other = seen.setdefault(target, host.name)
@@ -216,7 +216,7 @@ class TransferPlanner:
         src, dest = paths
         source = self._source(src, action.template, _at(step, "copy.src"))
         transfer = Transfer(
-            "copy",
+            TransferKind.COPY,
             src,
             dest,
             action.mode,

@@ -31,6 +31,7 @@ from typing import Protocol
 from runbook.model.command import Command, CommandResult, Status, StepStatus
 from runbook.model.events import BatchStarted, Event
 from runbook.model.plan import PlannedBatch, PlannedGroup, PlannedStep, Section
+from runbook.model.spec import OnFailure
 from runbook.run.values import RunValues, register_value
 
 Decide = Callable[[PlannedStep, Command], CommandResult | None]
@@ -144,7 +145,7 @@ class BatchRun:
             failures = len(self.failed) if own else 0
             policy = (self.group.on_failure, self.group.max_failures)
         else:  # its own results: they count toward nothing
-            failures, policy = own, ("halt", 0)
+            failures, policy = own, (OnFailure.HALT, 0)
         status = step_status(*policy, failures, step_counts)
         self.engine._step_finished(self.index, step.name, status, step_counts, started, step=step)
         self.counts.update(step_counts)
@@ -246,9 +247,9 @@ class BatchRun:
 
 
 def step_status(
-    on_failure: str, max_failures: int, failures: int, counts: Counter[Status]
+    on_failure: OnFailure, max_failures: int, failures: int, counts: Counter[Status]
 ) -> StepStatus:
-    if on_failure == "halt" and failures > max_failures:
+    if on_failure == OnFailure.HALT and failures > max_failures:
         return StepStatus.FAILED
     if failures or counts.get(Status.RESCUED):  # a failure its rescue handled: tolerated
         return StepStatus.TOLERATED

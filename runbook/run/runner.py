@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from runbook.errors import ConnectError, TemplateError
-from runbook.model.command import Command, CommandResult, Status, StepStatus
+from runbook.model.command import Command, CommandResult, Status, StepStatus, status_counts
 from runbook.model.controller import NO_ITEMS
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
     CommandOutput,
     CommandStarted,
+    EssentialListener,
     Event,
     Listener,
     Registered,
@@ -48,6 +49,7 @@ from runbook.model.events import (
 )
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.runbook import Host
+from runbook.model.spec import OnFailure
 from runbook.run.batch import BatchRun, step_status
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.controller_steps import derived_strings, evaluate_on_controller, recomputed
@@ -86,12 +88,6 @@ class RunResult:
 
     def counts(self) -> dict[str, int]:
         return status_counts(r.status for r in self.results)
-
-
-def status_counts(statuses: Iterable[Status]) -> dict[str, int]:
-    """Every status with its count (zeros included), in ``Status`` order."""
-    c = Counter(statuses)
-    return {s.value: c.get(s, 0) for s in Status}
 
 
 @dataclass(frozen=True)
@@ -246,7 +242,7 @@ class Runner:
     def _listener_failed(self, listener: Listener, exc: Exception) -> None:
         self.listeners.remove(listener)
         what = type(listener).__name__
-        if getattr(listener, "essential", False):  # what it says must be true: it halts
+        if isinstance(listener, EssentialListener):
             self.halt(f"{what} failed: {exc!r}")
             self.notify(
                 f"{what} stopped ({exc!r}); the run halts: nothing new starts, running "
@@ -396,7 +392,7 @@ class Runner:
             for result in self._run_commands(step, batch):
                 counts[result.status] += 1
                 failures += result.failed
-                halts = step.on_failure == "halt" and step.section is not Section.ALWAYS
+                halts = step.on_failure == OnFailure.HALT and step.section is not Section.ALWAYS
                 if result.failed and halts and failures > step.max_failures:
                     self.halt(f"step {step.name!r} failed on {result.host}")
         status = step_status(step.on_failure, step.max_failures, failures, counts)
@@ -428,7 +424,7 @@ class Runner:
                     counts.update(self._cancel(step, step.commands))
                 continue
             counts.update(BatchRun(self, index, group, batch, failed).run())
-            halts = group.on_failure == "halt" and group.section is not Section.ALWAYS
+            halts = group.on_failure == OnFailure.HALT and group.section is not Section.ALWAYS
             if halts and len(failed) > group.max_failures:
                 self.halt(f"group {group.name!r} failed on {', '.join(sorted(failed))}")
         if not counts or all(s is Status.CANCELLED for s in counts.elements()):

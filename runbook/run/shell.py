@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 from runbook.model.command import Command
 
-quote = shlex.quote
-
 BUILTIN_READ_SHELLS = frozenset({"bash"})
 BUILTIN_READ_MAX = 16 * 1024  # bytes: above this, head -c is faster than bash's read
 
@@ -41,7 +39,7 @@ def script(command: Command) -> str:
     """The text the command's shell runs: exports, then the command itself."""
     if not command.env:
         return command.cmd
-    exports = " ".join(f"{k}={quote(v)}" for k, v in command.env.items())
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in command.env.items())
     return f"export {exports}\n{command.cmd}"
 
 

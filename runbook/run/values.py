@@ -25,7 +25,7 @@ from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.templating.env import evaluate
 from runbook.templating.lookups import planning
 from runbook.templating.native import native
-from runbook.templating.render import STAND_IN, Parts, Rendered, render_parts, withheld
+from runbook.templating.render import STAND_IN, Rendered, render_parts, withheld
 
 Value = dict[str, Any]
 
@@ -207,7 +207,7 @@ class RunValues:
             return self._bound(command, ctx)
         try:
             with planning(self.lookups):
-                done = render_parts(_parts(t), ctx)
+                done = render_parts(t, ctx)
         except TemplateError as exc:
             raise (withheld(exc, t.secrets) if t.secrets else exc) from None
         until = {**command.until_vars, **{k: v for k, v in ctx.items() if k not in t.values}}
@@ -242,7 +242,7 @@ class RunValues:
         try:
             # Masked as well: a loop's item, bound at run time, may hold a secret.
             with planning(self.lookups):
-                shown = render_parts(_parts(t), self._context(command, t, real=False)).cmd
+                shown = render_parts(t, self._context(command, t, real=False)).cmd
             return self.mask(shown)
         except InputError:
             return t.run
@@ -298,7 +298,7 @@ class RunValues:
         a value not known yet."""
         t = command.templates
         assert t is not None
-        return render_parts(_parts(t), self._context(command, t, real=False))
+        return render_parts(t, self._context(command, t, real=False))
 
     def _context(self, command: Command, t: Templates, real: bool) -> dict[str, Any]:
         host = command.host.name
@@ -343,7 +343,3 @@ class RunValues:
                 except TemplateError as exc:
                     exc.step, exc.host = step.name, command.host.name
                     raise
-
-
-def _parts(t: Templates) -> Parts:
-    return Parts(t.run, t.env, t.step_env, t.when, t.positions)

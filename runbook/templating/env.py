@@ -1,8 +1,12 @@
 """The one Jinja environment: strict (undefined names are errors), no HTML escaping.
 
-Only step fields (``run``, ``env``, ``when``, ``until``) and runbook ``env`` are templates.
-Variable *values* are data and are never rendered again, so a value that contains
-``{{ ... }}`` or ``$(...)`` arrives as written (no template injection).
+Templates are what the runbook writes as such: step fields (``run``, ``env``, ``when``,
+``until``, a copy's or fetch's ``src`` and ``dest``), the runbook's ``env``, a copy's
+``src`` file with ``template: true``, and ``{{ }}`` in the values of inventory files and
+of an include's ``vars`` (rendered lazily, ``lazy``). Other values (the runbook's
+``vars``, ``-e``, ``--vars-file``, registered output, an inventory script's output) are
+data and are never rendered, so a value that contains ``{{ ... }}`` or ``$(...)``
+arrives as written (no template injection).
 """
 
 from __future__ import annotations

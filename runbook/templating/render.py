@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from runbook.errors import InputError, Position, TemplateError
+from runbook.model.command import Templates
 from runbook.templating.env import ENV, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 
@@ -29,29 +29,18 @@ class Rendered:
     skip_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class Parts:
-    """A command's templates and where each is written."""
-
-    run: str
-    env: tuple[tuple[str, str], ...]  # runbook env
-    step_env: tuple[tuple[str, str], ...]  # the step's (sees the runbook's as ``env``)
-    when: str | None
-    positions: Mapping[str, Position]
-
-    @cached_property
-    def reads(self) -> frozenset[str]:
-        """Every name the templates read (``env`` stands for the env rendered before)."""
-        names = set(template_names(self.run))
-        for _, v in (*self.env, *self.step_env):
-            names |= template_names(v)
-        if self.when is not None:
-            names |= expression_names(self.when)
-        return frozenset(names)
+def names_read(parts: Templates) -> frozenset[str]:
+    """Every name the templates read (``env`` stands for the env rendered before)."""
+    names = set(template_names(parts.run))
+    for _, v in (*parts.env, *parts.step_env):
+        names |= template_names(v)
+    if parts.when is not None:
+        names |= expression_names(parts.when)
+    return frozenset(names)
 
 
 def render_parts(
-    parts: Parts, ctx: MutableMapping[str, Any], runbook_env: dict[str, str] | None = None
+    parts: Templates, ctx: MutableMapping[str, Any], runbook_env: dict[str, str] | None = None
 ) -> Rendered:
     """Render env, then ``when`` (false: skipped, ``run`` left as written), then ``run``.
 
@@ -86,7 +75,7 @@ def render_env(
     return {k: render_template(v, ctx, pos.get(f"runbook.env.{k}")) for k, v in env}
 
 
-def _check_nul(parts: Parts, cmd: str, env: dict[str, str]) -> None:
+def _check_nul(parts: Templates, cmd: str, env: dict[str, str]) -> None:
     pos = parts.positions
     if "\0" in cmd:
         raise InputError(

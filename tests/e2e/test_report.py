@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from runbook.journal.report import write_report
+from runbook.journal.store import load_run
 from runbook.text import printable
 from tests.e2e.browser import DevTools, dump_dom, require_chromium, screenshot
 from tests.e2e.helpers import journal_dirs, journal_events, runbook, start, wait_for
@@ -84,7 +85,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     (run_dir,) = run_dirs(base)
     page = base / "report.html"
-    write_report(run_dir, page)
+    write_report(load_run(run_dir), page)
     # split on "\n" only: the U+2028 in the output is raw inside the JSON lines
     lines = (run_dir / "events.jsonl").read_text(encoding="utf-8").split("\n")
     events = [json.loads(line) for line in lines if line]
@@ -244,7 +245,7 @@ def test_a_killed_run_renders_incomplete_with_unknown_outcomes(tmp_path: Path) -
         proc.communicate()
     (run_dir,) = run_dirs(tmp_path)
     out = tmp_path / "report.html"
-    write_report(run_dir, out)
+    write_report(load_run(run_dir), out)
     dom, requests = dump_dom(out, tmp_path)
     page = Page(dom)
     assert requests == []

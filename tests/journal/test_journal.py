@@ -18,6 +18,7 @@ from runbook.model.events import (
     RunFinished,
     RunStatus,
 )
+from tests.e2e.helpers import journal_dirs, runbook, write
 
 
 def _result(step: str, host: str, status: Status, **kw: object) -> CommandResult:
@@ -119,3 +120,102 @@ def test_loop_items_are_journaled_and_read_back_one_by_one(tmp_path: Path) -> No
     assert (regs[1].value, regs[1].is_set) == ([1], True)
     events = (tmp_path / "runs" / "r1" / "events.jsonl").read_text().splitlines()
     assert '"item": 2' in events[5] and '"is_set": true' in events[-1]
+
+
+# -- one reader for --resume, show and report (issue 26) ------------------------------------
+
+TWO_STEPS = """\
+name: two steps
+steps:
+  - name: a
+    hosts: localhost
+    run: echo a >> log
+  - name: b
+    hosts: localhost
+    run: echo b >> log
+"""
+
+DAMAGE = {
+    "garbage": "garbage\n",
+    "not-an-object": "[1, 2]\n",
+    "no-kind": '{"run_id": "x", "time": 1}\n',
+    "incomplete-event": '{"event": "command_finished", "run_id": "x", "time": 1}\n',
+    "bad-status": '{"event": "command_finished", "run_id": "x", "time": 1, "step": "a", '
+    '"host": "localhost", "status": "exploded"}\n',
+}
+
+
+def _halted_run(tmp_path: Path) -> tuple[Path, Path]:
+    """``a`` ran (ok), ``b`` failed by fault injection: a resume runs ``b`` only."""
+    rb = write(tmp_path / "rb.yml", TWO_STEPS)
+    done = runbook("apply", "--yes", str(rb), cwd=tmp_path, env={"RUNBOOK_FAULT_POINT": "b"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = journal_dirs(tmp_path)
+    return rb, run
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_bad_line_before_the_last_refuses_resume_show_and_report(
+    tmp_path: Path, damage: str
+) -> None:
+    """The old reader stopped at the first bad line: a line damaged before ``a``'s result
+    made ``--resume`` run ``a`` again. Now every reader refuses, naming file:line."""
+    rb, run = _halted_run(tmp_path)
+    events = run / "events.jsonl"
+    lines = events.read_text().splitlines(keepends=True)
+    events.write_text(lines[0] + DAMAGE[damage] + "".join(lines[1:]))
+    for args in (
+        ["apply", "--yes", "--resume", run.name, str(rb)],
+        ["show", run.name, str(rb)],
+        ["report", run.name, str(rb), "--out", str(tmp_path / "r.html")],
+    ):
+        done = runbook(*args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.startswith(f"runbook: {events}:2: not a "), done.stderr
+        assert len(done.stderr.splitlines()) == 1
+    assert (tmp_path / "log").read_text() == "a\n"  # nothing ran again
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_torn_last_line_is_tolerated_by_resume_show_and_report(tmp_path: Path) -> None:
+    rb, run = _halted_run(tmp_path)
+    events = run / "events.jsonl"
+    events.write_text(events.read_text() + '{"event": "command_finished", "step": "b", "ho')
+    shown = runbook("show", run.name, str(rb), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "failed" in shown.stdout
+    page = tmp_path / "r.html"
+    reported = runbook("report", run.name, str(rb), "--out", str(page), cwd=tmp_path)
+    assert reported.returncode == 0 and page.exists(), reported.stderr
+    resumed = runbook("apply", "--yes", "--resume", run.name, str(rb), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (tmp_path / "log").read_text() == "a\nb\n"
+
+
+def test_a_whole_last_event_without_its_newline_is_kept(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.OK)))
+    j.close()
+    events = tmp_path / "runs" / "r1" / "events.jsonl"
+    events.write_text(events.read_text().rstrip("\n"))
+    assert [r.host for r in read_run(tmp_path / "runs", "r1").results()] == ["a"]
+
+
+def test_a_torn_multibyte_character_is_a_torn_line_not_a_bad_file(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.OK, stdout="é")))
+    j.close()
+    events = tmp_path / "runs" / "r1" / "events.jsonl"
+    whole = events.read_bytes()
+    events.write_bytes(whole + whole[: whole.index("é".encode()) + 1])  # half of é
+    assert len(read_run(tmp_path / "runs", "r1").results()) == 1
+
+
+def test_a_line_that_is_not_utf8_before_the_last_is_refused(tmp_path: Path) -> None:
+    j = _journal(tmp_path / "runs")
+    j.handle(CommandFinished(run_id="r1", result=_result("s", "a", Status.OK)))
+    j.close()
+    events = tmp_path / "runs" / "r1" / "events.jsonl"
+    events.write_bytes(b'{"event": "\xff"}\n' + events.read_bytes())
+    with pytest.raises(JournalError, match=r"events\.jsonl:1: not a JSON event"):
+        read_run(tmp_path / "runs", "r1")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from runbook.errors import JournalError
 from runbook.journal import report
 from runbook.journal.report import render_report, write_report
+from runbook.journal.store import load_run
 from runbook.text import printable
 from tests.htmlpage import Page
 
@@ -479,7 +480,7 @@ def test_write_report_reads_the_journal_and_writes_the_page(tmp_path: Path) -> N
     j = simple({"web1": {"status": "failed", "rc": 1, "stdout": "x\u2028y\n"}})
     write_journal(tmp_path / "run", j.events, torn='{"event": "command_fin')
     out = tmp_path / "report.html"
-    write_report(tmp_path / "run", out)
+    write_report(load_run(tmp_path / "run"), out)
     page = Page(out.read_text(encoding="utf-8"))
     assert len(page.data()["cmds"]) == 6  # U+2028 inside a line did not split it
     assert "x\\u2028y" in page.all_text  # shown escaped, as on every surface
@@ -510,13 +511,13 @@ def test_write_report_says_what_is_wrong_with_the_journal(
         text.insert(1, "garbage")
         (run / "events.jsonl").write_text("\n".join(text) + "\n")
     with pytest.raises(JournalError, match=message):
-        write_report(run, tmp_path / "out.html")
+        write_report(load_run(run), tmp_path / "out.html")
 
 
 def test_write_report_cannot_write_the_page(tmp_path: Path) -> None:
     write_journal(tmp_path / "run", simple().events)
     with pytest.raises(JournalError, match=re.escape("cannot write the report")):
-        write_report(tmp_path / "run", tmp_path / "no-such-dir" / "out.html")
+        write_report(load_run(tmp_path / "run"), tmp_path / "no-such-dir" / "out.html")
 
 
 def test_a_rescued_result_replaces_the_failure_it_rescued() -> None:

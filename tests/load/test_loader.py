@@ -379,6 +379,23 @@ def test_billion_laughs_is_refused_quickly(tmp_path):
     assert 3 <= line <= 12, first
 
 
+@pytest.mark.parametrize("depth", [150, 990])
+@pytest.mark.parametrize("alias", [False, True], ids=["plain", "with-an-alias"])
+def test_deep_nesting_is_an_input_error_whichever_loader_reads_it(tmp_path, depth, alias):
+    """An alias sends a document to PyYAML's recursive pure-Python composer, as libyaml's
+    own nesting limit (PyYAML 6.0.4's wheels) does; 990 levels there used to be a
+    RecursionError (exit 70). Either way: exit 2 at the first level past the limit."""
+    nested = "[" * depth + "1" + "]" * depth
+    extra = "  a: &a 1\n  b: *a\n" if alias else ""
+    (tmp_path / "rb.yml").write_text(
+        f"name: x\nvars:\n{extra}  deep: {nested}\nsteps:\n  - name: s\n    run: echo\n",
+        encoding="utf-8",
+    )
+    proc = runbook_cli("validate", "rb.yml", cwd=tmp_path)
+    line = 5 if alias else 3
+    assert_input_error(proc, f"rb.yml:{line}:108: ", "too deeply nested")
+
+
 def test_small_aliases_are_fine(capsys, monkeypatch, tmp_path):
     write(
         tmp_path,

@@ -6,8 +6,8 @@ Every wait here is bounded: a test that would hang fails with a message instead.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -47,12 +47,24 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _limit_memory(pid: int) -> None:
-    # A safety net, far above the 200 MB the tests assert: a regression that turns an
-    # alias bomb into real allocation must not take the shared machine down with it.
-    # (prlimit right after the fork, not preexec_fn, which is unsafe with threads.)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        resource.prlimit(pid, resource.RLIMIT_AS, (2 << 30, 2 << 30))
+# The measured run is forked by this small launcher, not by the test process: Linux hands
+# a child the peak RSS of the process that forked it (its memory map's high-water mark is
+# copied at fork and kept through exec), so a child of a pytest process grown to 290 MiB
+# reported 291 MiB whatever it used itself. The launcher's own map is a fresh interpreter's.
+# It limits the child's address space (a safety net, far above the 200 MB the tests assert:
+# a regression that turns an alias bomb into real allocation must not take the shared
+# machine down with it), waits for it, and writes its status and rusage to the fd argv[1].
+_LAUNCHER = """
+import json, os, resource, sys
+report = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+os.write(report, json.dumps([status, ru.ru_utime + ru.ru_stime, ru.ru_maxrss]).encode())
+"""
 
 
 def run_measured(
@@ -61,46 +73,56 @@ def run_measured(
     env: dict[str, str] | None = None,
     timeout: float = 20.0,
 ) -> Measured:
-    """``python -m runbook ARGS`` with its own rusage (``wait4``: this child only).
+    """``python -m runbook ARGS`` with its own rusage (``wait4`` in the launcher: this
+    child only, none of the test process's memory).
 
     On timeout the child is killed and ``timed_out`` is set; the caller asserts on it.
     """
-    argv = [sys.executable, "-m", "runbook", *args]
+    report_r, report_w = os.pipe()
+    argv = [sys.executable, "-c", _LAUNCHER, str(report_w), sys.executable, "-m", "runbook"]
+    argv += args
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=cli_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-        )
-        _limit_memory(proc.pid)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=cli_env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(report_w,),
+                start_new_session=True,  # its own group: a kill reaches the child too
+            )
+        finally:
+            os.close(report_w)
         fired = threading.Event()
 
         def kill() -> None:
             fired.set()
-            os.kill(proc.pid, signal.SIGKILL)  # still our unreaped child: the pid is ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
         timer = threading.Timer(timeout, kill)
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            with os.fdopen(report_r, "rb") as report:
+                raw = report.read()
+            proc.wait()
         finally:
             timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
+        status, cpu, maxrss = json.loads(raw) if raw else (proc.returncode, 0.0, 0)
         out.seek(0)
         err.seek(0)
         return Measured(
             args=list(args),
-            returncode=proc.returncode,
+            returncode=os.waitstatus_to_exitcode(status) if raw else proc.returncode,
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             wall=wall,
-            cpu=usage.ru_utime + usage.ru_stime,
-            peak_rss_mib=usage.ru_maxrss / 1024,
+            cpu=cpu,
+            peak_rss_mib=maxrss / 1024,
             timed_out=fired.is_set(),
         )
 

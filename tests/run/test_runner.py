@@ -618,3 +618,37 @@ def test_timeout_on_one_host_does_not_delay_the_others(tmp_path):
     st = statuses(result)
     assert st == {("s", "fast"): "ok", ("s", "slow"): "timed_out"}
     assert result.exit_code == 0
+
+
+class _FailsAtSecond:
+    """A listener that raises when the step ``second`` starts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def handle(self, event: Event) -> None:
+        self.calls += 1
+        if isinstance(event, ev.StepStarted) and event.step == "second":
+            raise OSError("disk full")
+
+
+class _EssentialFailsAtSecond(_FailsAtSecond):
+    essential = True  # as the journal: results it cannot record would be lost
+
+
+@pytest.mark.parametrize("essential", [False, True], ids=["observer", "essential"])
+def test_a_failing_listener_is_detached_unless_it_is_essential(tmp_path, essential):
+    """Observers never steer: one that raises is dropped and the run completes; an
+    ``EssentialListener`` (the journal) that raises halts the run before ``second`` runs."""
+    listener = _EssentialFailsAtSecond() if essential else _FailsAtSecond()
+    assert isinstance(listener, ev.EssentialListener) is essential
+    ctx = FakeContext()
+    result, rec = run(make(tmp_path, FOUR), ctx, listeners=[listener])
+    ran = {step for step, _ in ctx.executed}
+    if essential:
+        assert result.exit_code == 1 and "_EssentialFailsAtSecond failed" in result.halted
+        assert ran == {"first"}
+    else:
+        assert result.exit_code == 0 and result.halted is None
+        assert ran == {"first", "second"}
+    assert rec.kinds("run_finished") == ["run_finished"]

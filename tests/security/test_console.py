@@ -155,11 +155,14 @@ def test_control_characters_are_escaped_on_the_live_console(tmp_path: Path) -> N
 
 
 def test_sigpipe_disposition_of_commands_is_the_default(tmp_path: Path) -> None:
-    """Python ignores SIGPIPE; a command must not inherit that (`yes | head` would spin)."""
+    """Python ignores SIGPIPE; a command must not inherit that. The pipeline's own status
+    is head's either way: ``yes``'s (bash's PIPESTATUS) tells them apart, 141 (killed by
+    SIGPIPE) with the default disposition, 1 (a write error) with SIGPIPE ignored."""
     rb = write(
         tmp_path / "rb.yml",
         "name: pipes\nsteps:\n  - name: p\n    hosts: localhost\n    timeout: 20\n"
-        "    run: yes | head -n 1\n",
+        "    shell: /bin/bash\n"
+        '    run: yes | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}" > status\n',
     )
     done = subprocess.run(
         [sys.executable, "-m", "runbook", "apply", "--yes", str(rb)],
@@ -169,3 +172,4 @@ def test_sigpipe_disposition_of_commands_is_the_default(tmp_path: Path) -> None:
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert done.returncode == 0, done.stdout
+    assert (tmp_path / "status").read_text() == f"{128 + signal.SIGPIPE}\n"

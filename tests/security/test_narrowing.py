@@ -90,10 +90,31 @@ SELECTIONS: dict[str, tuple[list[str], list[str]]] = {
         ["start-n2", "last-n2", *LOCAL],
     ),
     "tags-and-limit": (["--tags", "rolling", "--limit", "n2"], each("stop start", ("n2",))),
+    # Nothing before --start-at runs, even when --skip-tags leaves that step out: the first
+    # batch runs nothing (from a runbook, it used to run n1's `stop`).
+    "start-at-inner-skipped": (
+        ["--start-at", "start", "--skip-tags", "late"],
+        ["stop-n2", "stop-n3", *each("last"), *LOCAL],
+    ),
 }
 MODES = ("saved-plan", "resume")
 # From a runbook, the same selections are the reference (a few of them, for the cost).
-RUNBOOK_SELECTIONS = ("limit", "start-at-inner", "start-at-inner-and-limit")
+RUNBOOK_SELECTIONS = (
+    "limit",
+    "start-at-inner",
+    "start-at-inner-and-limit",
+    "start-at-inner-skipped",
+)
+# Empty or blank narrowing values (SPEC §6): `--limit "$UNSET"` must not run everything.
+BLANK = {
+    "limit-empty": ["--limit", ""],
+    "limit-space": ["--limit", " "],
+    "limit-comma": ["--limit", ","],
+    "limit-colon": ["--limit", ":"],
+    "start-at-empty": ["--start-at", ""],
+    "tags-space": ["--tags", " "],
+    "skip-tags-empty": ["--skip-tags", ""],
+}
 REFUSED = {
     "-e": ["-e", "x=1"],
     "--vars-file": ["--vars-file", "VARS"],
@@ -177,6 +198,11 @@ JOBS: dict[str, tuple[str, list[str]]] = {
         for flag, args in REFUSED.items()
     },
     **{f"{mode}-no-such-tag": (mode, ["--tags", "nosuchtag"]) for mode in ("runbook", *MODES)},
+    **{
+        f"{mode}-blank-{name}": (mode, args)
+        for mode in ("runbook", *MODES)
+        for name, args in BLANK.items()
+    },
 }
 
 
@@ -232,6 +258,32 @@ def test_a_tag_that_matches_no_step_is_an_input_error(
     assert done.proc.returncode == 2, done.proc.stdout + done.proc.stderr
     assert "'nosuchtag' matches no step" in done.proc.stderr
     assert not done.log and done.new_runs == 0
+
+
+@pytest.mark.parametrize("mode", ["runbook", *MODES])
+@pytest.mark.parametrize("blank", list(BLANK))
+def test_an_empty_or_blank_narrowing_value_is_an_input_error(
+    outcomes: dict[str, Outcome], mode: str, blank: str
+) -> None:
+    done = outcomes[f"{mode}-blank-{blank}"]
+    flag, value = BLANK[blank]
+    assert done.proc.returncode == 2, done.proc.stdout + done.proc.stderr
+    assert done.proc.stderr.startswith(f"{flag} {value!r} is empty: "), done.proc.stderr
+    assert len(done.proc.stderr.splitlines()) == 1
+    assert not done.log and done.new_runs == 0
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [{"limit": ""}, {"limit": " , "}, {"tags": [""]}, {"skip_tags": ["\t"]}, {"start_at": " "}],
+)
+def test_the_api_refuses_blank_narrowing_values_too(tmp_path: Path, selection: dict) -> None:
+    from runbook import api
+    from runbook.errors import UsageError
+
+    rb = write(tmp_path / "rb.yml", RUNBOOK)
+    with pytest.raises(UsageError, match="is empty"):
+        api.load(str(rb), **selection)
 
 
 def test_resume_with_limit_skips_what_was_ok_and_runs_only_the_limited_hosts(

@@ -14,6 +14,7 @@ import shlex
 import signal
 import threading
 import time
+from typing import Literal
 
 import paramiko
 
@@ -23,6 +24,10 @@ from runbook.run import shell
 from runbook.run.contexts.base import DRAIN, DRAIN_AFTER_KILL, READ_SIZE, OutputCallback
 from runbook.run.ssh.config import Endpoint
 from runbook.run.ssh.paramiko_adapter import WatchedTransport, exit_signal_rc
+
+# Why a command's process group is killed: its deadline passed, or the run killed it
+# (a second Ctrl-C); the outcome says ``timed_out`` or ``killed`` accordingly.
+KillReason = Literal["timeout", "kill"]
 
 # How a command ended by the remote `timeout` exits: 124 (TERM sufficed), KILL re-raised.
 REMOTE_TIMEOUT_RCS = (124, -int(signal.SIGKILL), -int(signal.SIGTERM))
@@ -141,7 +146,7 @@ class ChannelRun:
         self.grace = kill_grace
         self._lock = threading.Lock()
         self.pgid: int | None = None
-        self.kill_reason: str | None = None
+        self.kill_reason: KillReason | None = None
         self._kill_sent = False
         self._finished = False
         self._kill_channels: list[paramiko.Channel] = []
@@ -260,7 +265,7 @@ class ChannelRun:
         if pending:
             self._send_kill(pgid)
 
-    def request_kill(self, reason: str) -> None:
+    def request_kill(self, reason: KillReason) -> None:
         """Kill the remote process group (now, or as soon as its id is known)."""
         with self._lock:
             if self.kill_reason is not None:

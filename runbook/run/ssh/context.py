@@ -1,4 +1,9 @@
-"""Runs commands over SSH with paramiko: one connection per host, one channel per command.
+"""Runs commands over SSH with paramiko: one connection per host, reused by every step.
+
+A command runs through the host's session (``sessions``: one executor per host and
+become user, many commands), or on an exec channel of its own (``channel``) under
+``--transport exec``, on a host that cannot start an executor, or under ``auto`` for a
+host that runs a single command (an executor's start costs more than it saves there).
 
 Imported lazily by the CLI (only when a plan has SSH hosts): paramiko is slow to import.
 
@@ -18,11 +23,12 @@ Statuses, as ``run_command`` derives them from what this context reports:
   ``Outcome(killed=True)``. Either way the remote process group is killed, TERM then KILL
   after ``kill_grace``: closing a channel does not kill anything (paramiko #203).
 
-The wire command (see ``ssh_run.wire_command``) runs the command under GNU ``timeout``, which
-leads its own process group and is a remote-side deadline that holds even if the
-controller dies; its first stderr line reports that group, which the controller kills
-through a second channel. Remote hosts need a POSIX ``/bin/sh``; without ``timeout``
-the command still runs and is still killed by the controller.
+On an exec channel, the wire command (``channel.wire_command``) runs the command under
+GNU ``timeout``, which leads its own process group and is a remote-side deadline that
+holds even if the controller dies; its first stderr line reports that group, which the
+controller kills through a second channel. Remote hosts need a POSIX ``/bin/sh``; without
+``timeout`` the command still runs and is still killed by the controller. An executor
+enforces deadlines and kills itself (``runbook.remote.executor``).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import paramiko
 from runbook.errors import ConnectError
 from runbook.model.command import Command, Outcome
 from runbook.model.runbook import Host
-from runbook.options import SshOptions
+from runbook.options import SshOptions, Transport
 from runbook.run.contexts.base import ExecutionContext, OutputCallback
 from runbook.run.ssh.channel import ChannelRun, Connection, NotStarted, describe
 from runbook.run.ssh.config import ConfigError, Endpoint, load_config, resolve
@@ -101,7 +107,7 @@ class SshExecutionContext(ExecutionContext):
         transport = self.options.transport
         self._sessions = (
             None
-            if transport == "exec"
+            if transport == Transport.EXEC
             else Sessions(
                 transport, self.options.kill_grace, self.options.connect_timeout, self._warn
             )
@@ -150,7 +156,7 @@ class SshExecutionContext(ExecutionContext):
         raise AssertionError("not reached")
 
     def transfer(self, command: Command) -> Outcome:
-        """A copy or fetch over SFTP on the host's connection (``runbook.run.transfer.remote``)."""
+        """A copy or fetch on the host's connection (``runbook.run.transfer.remote``)."""
         from runbook.run.transfer import remote as sftp
 
         conn = self._connection(command.host)
@@ -180,7 +186,7 @@ class SshExecutionContext(ExecutionContext):
 
     def _sessions_for(self, host: Host) -> Sessions | None:
         """The executors, unless ``host`` runs its commands over exec (``runs``)."""
-        if self.options.transport != "auto" or self._runs is None:
+        if self.options.transport != Transport.AUTO or self._runs is None:
             return self._sessions
         return self._sessions if self._runs.get(host.name, 0) > 1 else None
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-POLICIES = ("strict", "accept-new", "off")
+from runbook.options import HostKeyPolicy
 
 # paramiko offers RSA keys only with SHA-2 signatures; known_hosts calls them ssh-rsa.
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
@@ -110,10 +110,8 @@ class HostKeyVerifier:
     (``off``) or recorded (``accept-new``).
     """
 
-    def __init__(self, policy: str, warn: Callable[[str], None]) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"host key policy must be one of {', '.join(POLICIES)}")
-        self.policy = policy
+    def __init__(self, policy: HostKeyPolicy, warn: Callable[[str], None]) -> None:
+        self.policy = HostKeyPolicy(policy)  # ValueError for anything else
         self._warn = warn
         self._lock = threading.Lock()
         self._cache: dict[str, list[Entry]] = {}
@@ -178,17 +176,17 @@ class HostKeyVerifier:
                 f"change is expected, remove the old entry with "
                 f"`ssh-keygen -R '{name}' -f {known[0].path}`"
             )
-            if self.policy == "off":
+            if self.policy == HostKeyPolicy.OFF:
                 self._warn(f"{message}; connecting anyway (--host-key-policy off)")
                 return
             raise HostKeyError(message)
-        if self.policy == "strict":
+        if self.policy == HostKeyPolicy.STRICT:
             raise HostKeyError(
                 f"host key for {label} ({name}, {shown}) not in {user_file}; add it with "
                 f"`ssh-keyscan -p {port} {address} >> {user_file}` or use "
                 f"--host-key-policy accept-new"
             )
-        if self.policy == "accept-new":
+        if self.policy == HostKeyPolicy.ACCEPT_NEW:
             self._record(user_file, name, key)
             self._warn(f"added {shown} host key for {label} ({name}) to {user_file}")
             return

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from runbook.errors import ConnectError, ConnectionLost
 from runbook.model.command import Command, Outcome
+from runbook.options import Transport
 from runbook.run.contexts.base import OutputCallback
 from runbook.run.ssh.channel import Connection
 from runbook.run.ssh.session import (
@@ -33,12 +34,12 @@ class Sessions:
 
     def __init__(
         self,
-        mode: str,
+        mode: Transport,
         kill_grace: float,
         timeout: float,
         warn: Callable[[str], None],
     ) -> None:
-        self.mode = mode  # auto | session
+        self.mode = mode  # auto or session (exec has no sessions)
         self.kill_grace = kill_grace
         self.timeout = timeout
         self.warn = warn
@@ -67,7 +68,7 @@ class Sessions:
                     conn.transport, name=key[0], become_user=key[1], timeout=self.timeout
                 )
             except SessionUnavailable as exc:
-                if self.mode == "session":
+                if self.mode == Transport.SESSION:
                     raise ConnectError(key[0], str(exc)) from exc
                 self.warn(f"{exc}; using one SSH channel per command on {key[0]}")
                 started = None

@@ -19,7 +19,7 @@ from typing import Any
 from runbook.errors import InputError, Position, TemplateError
 from runbook.load.secrets import fill_values
 from runbook.model.command import Command
-from runbook.model.files import Transfer
+from runbook.model.files import Transfer, TransferKind
 from runbook.model.plan import Plan
 from runbook.plan.transfers import CHUNK, check_source, file_digest
 from runbook.run.transfer.control import TransferFailed, Watch, describe_os_error
@@ -172,7 +172,7 @@ def check_sources(plan: Plan) -> None:
     for step in plan.leaf_steps():
         for command in step.commands:
             tr = command.transfer
-            if tr is None or tr.kind != "copy" or tr.src_sha256 is None:
+            if tr is None or tr.kind != TransferKind.COPY or tr.src_sha256 is None:
                 continue
             path = tr.on_controller(tr.src)
             if path not in digests:

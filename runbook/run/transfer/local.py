@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from runbook.model.command import Command, Outcome
+from runbook.model.files import TransferKind
 from runbook.run.fdio import write_all
 from runbook.run.transfer.backup import keep_backup
 from runbook.run.transfer.compare import Decision, Found, decide
@@ -32,7 +33,7 @@ def transfer(command: Command, watch: Watch) -> Outcome:
     """One copy or fetch on the controller."""
     tr = command.transfer
     assert tr is not None
-    if tr.kind == "copy":
+    if tr.kind == TransferKind.COPY:
         return _copy_become(command, watch) if command.spec.become else _copy(command, watch)
     return _fetch(command, watch)
 

@@ -11,7 +11,7 @@ owner and mode, and renames it over ``dest`` with ``posix-rename@openssh.com``. 
 writes a temp name beside ``dest`` and ``mv -f``s it.
 
 A fetch reads ``cat`` (``sudo cat`` with ``become``) on an exec channel,
-into an atomic write on the controller (``localfs.atomic_write``).
+into an atomic write on the controller (``local.receive``, as a local fetch).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import paramiko
 
 from runbook.errors import ConnectError, ConnectionLost
 from runbook.model.command import Command, Outcome
+from runbook.model.files import TransferKind
 from runbook.run.shell import sudo_prefix
 from runbook.run.transfer.backup import keep_backup
 from runbook.run.transfer.compare import Decision, Found, decide
@@ -54,7 +55,7 @@ def transfer(link: Link, command: Command, watch: Watch) -> Outcome:
     if not link.transport.is_active():
         raise ConnectError(host, "connection lost before the transfer started")
     try:
-        if tr.kind == "copy":
+        if tr.kind == TransferKind.COPY:
             return _copy(link, command, watch)
         return _fetch(link, command, watch)
     except (OSError, EOFError, paramiko.SSHException) as exc:

@@ -13,6 +13,7 @@ import re
 import shlex
 
 from runbook.model.command import Command
+from runbook.model.files import TransferKind
 from runbook.run.shell import sudo_prefix
 from runbook.run.transfer.compare import Decision, Found
 from runbook.run.transfer.control import TransferFailed, stderr_text
@@ -127,8 +128,8 @@ def wire(argv: list[str], stdin_path: str | None = None) -> str:
 def probe_argv(command: Command, path: str, size: int | None) -> list[str]:
     t = command.transfer
     assert t is not None
-    owner = (t.owner or "") if t.kind == "copy" else ""
-    group = (t.group or "") if t.kind == "copy" else ""
+    owner = (t.owner or "") if t.kind == TransferKind.COPY else ""
+    group = (t.group or "") if t.kind == TransferKind.COPY else ""
     return sh(command, PROBE, path, "-" if size is None else str(size), owner, group)
 
 
