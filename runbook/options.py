@@ -9,6 +9,9 @@ from typing import Any
 from runbook.model.plan import Selection
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a command is killed
+# Bytes of each output stream of one command kept in memory and in the journal: the
+# first and the last half, the rest counted and dropped (runbook.run.capture).
+OUTPUT_CAP = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,7 @@ class Outcome:
     killed: bool = False
     changed: bool | None = None
     sha256: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # stream → bytes past the cap
 
 
 @dataclass
@@ -176,6 +177,9 @@ class CommandResult:
     changed: bool | None = None
     dest: str | None = None
     sha256: str | None = None
+    # Bytes of stdout/stderr left out past the output cap (runbook.run.capture): the kept
+    # text has a note line where they were.
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -203,6 +207,7 @@ class CommandResult:
             "attempts": self.attempts,
             "error": self.error,
             **({"maybe_ran": True} if self.maybe_ran else {}),
+            **({"dropped": dict(self.dropped)} if self.dropped else {}),
             **{k: v for k, v in self.transfer_fields().items() if v is not None},
         }
 
@@ -225,6 +230,7 @@ class CommandResult:
             attempts=d.get("attempts", 0),
             error=d.get("error"),
             maybe_ran=bool(d.get("maybe_ran", False)),
+            dropped=dict(d.get("dropped") or {}),
             changed=d.get("changed"),
             dest=d.get("dest"),
             sha256=d.get("sha256"),

@@ -68,6 +68,7 @@ def run_command(
         finished=time.time(),
         attempts=attempts,
         error=error,
+        dropped=outcome.dropped,
     )
     return result.transferred(command, outcome)
 

@@ -1,6 +1,7 @@
 """Output of running commands, as it arrives: masked, then handed to the listeners.
 
-Output of a command that is still running after ``LIVE_AFTER`` seconds goes out as it
+Output of a command that is still running after ``LIVE_AFTER`` seconds (or that printed
+more than ``OUTPUT_CAP`` bytes before: what is held back stays bounded) goes out as it
 comes (``-v`` shows it as ``host | line``; the journal keeps it, so a controller killed
 mid-command leaves the partial output on disk). A short command's output arrives with
 its result instead: one event instead of two, for the common case.
@@ -17,6 +18,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
+
+from runbook.options import OUTPUT_CAP
 
 LIVE_AFTER = 1.0  # seconds a command runs before its output is streamed
 Emit = Callable[[str, str], None]  # (stream name, masked text)
@@ -76,6 +79,7 @@ class OutputRelay:
         self.streamed = False
         self._lock = threading.Lock()
         self._pending: list[tuple[str, bytes]] = []
+        self._held = 0  # bytes in _pending
         self._maskers = {
             name: StreamMasker(mask, pattern, longest) for name in ("stdout", "stderr")
         }
@@ -86,7 +90,9 @@ class OutputRelay:
     def __call__(self, stream: str, chunk: bytes) -> None:
         with self._lock:
             self._pending.append((stream, chunk))
-            if time.monotonic() - self.started < self.live_after and not self.streamed:
+            self._held += len(chunk)
+            held_back = time.monotonic() - self.started < self.live_after and not self.streamed
+            if held_back and self._held <= OUTPUT_CAP:  # never more than the cap in memory
                 return
             self._send(final=False)
 
@@ -98,7 +104,7 @@ class OutputRelay:
 
     def _send(self, final: bool) -> None:
         self.streamed = True
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._held = self._pending, [], 0
         for stream, chunk in pending:
             text = self._decoders[stream].decode(chunk)
             shown = self._maskers[stream].feed(text)
