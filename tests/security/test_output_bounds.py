@@ -11,8 +11,10 @@ import random
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from runbook.journal.store import Journal
+from runbook.load.loader import schema
 from runbook.model.events import CommandOutput, CommandStarted, RunFinished, RunStatus
 from runbook.options import OUTPUT_CAP
 from runbook.run.capture import Capture, note
@@ -109,6 +111,7 @@ def _check_big(tmp_path: Path, run: object) -> None:
     assert events_file.stat().st_size < JOURNAL_BUDGET, events_file.stat().st_size
     (result,) = [e for e in map(json.loads, events_file.open()) if e["event"] == "command_finished"]
     assert result["status"] == "ok" and result["stdout"].endswith("last line\n")
+    assert not list(Draft202012Validator(schema("events")).iter_errors(result))
     assert result["dropped"]["stdout"] > TWO_HUNDRED_MB - OUTPUT_CAP
     assert "bytes of output dropped here]" in result["stdout"]
     print(  # for the record (pytest -s): what 200 MB of output cost

@@ -520,9 +520,10 @@ class HostSession:
         ``SessionError`` if the executor could not start the command (fork failed)."""
         frame = encode_request(request, self.tag)
         deadline = None
+        started = time.monotonic()
         if request.timeout is not None:
             late = request.timeout + request.kill_grace + request.drain + RESULT_GRACE
-            deadline = time.monotonic() + late
+            deadline = started + late
         pending = _Pending(on_output, deadline, self._stalled)
         with self._lock:
             if self._reader is None:
@@ -536,6 +537,11 @@ class HostSession:
             self._send(frame)
         except OSError as exc:
             self._lose(f"writing to the executor failed: {exc}")
+        if deadline is not None:  # counted from when the request was out, not queued
+            with self._lock:
+                late = time.monotonic() + (deadline - started)
+                if request.id in self._pending and pending.deadline == deadline:
+                    pending.deadline, pending.stalled = late, self._stalled
         pending.done.acquire()
         if pending.callback_error is not None:
             raise pending.callback_error

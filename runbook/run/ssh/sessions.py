@@ -70,6 +70,8 @@ class Sessions:
                 found = self._sessions[key]
                 if found is None or found.alive:
                     return found
+                if found.broken is not None:
+                    self._wake(found, key, conn)
                 found.close(wait=0)
             try:
                 started = open_channel_session(
