@@ -60,6 +60,11 @@ class Transport(enum.StrEnum):
     EXEC = "exec"  # a channel per command
 
 
+# Bytes of each output stream of one command kept in memory and in the journal: the
+# first and the last half, the rest counted and dropped (runbook.run.capture).
+OUTPUT_CAP = 1 << 20
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     """Inputs of ``validate``, ``plan`` and ``apply``: the file and what shapes its plan."""

@@ -171,6 +171,8 @@ class PlainConsole(Console):
             detail += " changed" if r.changed else " unchanged"
         if r.error and (status is not Status.OK or not r.attempts):
             detail += f" ({r.error})"
+        if r.dropped:
+            detail += f" ({sum(r.dropped.values())} bytes of output dropped past the cap)"
         label = status.value if status is Status.OK else status.value.upper()
         lines = [f"  {label:<11} {r.where}  {detail.strip()}  {r.duration:.2f}s"]
         if status.is_failure and not self.verbose:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +32,7 @@ from runbook.model.command import CommandResult, Status
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
+    CommandOutput,
     CommandStarted,
     EssentialListener,
     Event,
@@ -39,6 +40,7 @@ from runbook.model.events import (
     RunFinished,
     StepStarted,
 )
+from runbook.options import OUTPUT_CAP
 
 RUNS_DIR = os.path.join(".runbook", "runs")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -98,6 +100,7 @@ class Journal(EssentialListener):
         self._queue: queue.SimpleQueue[Event | threading.Event | None] = queue.SimpleQueue()
         self._closed = False
         self._failed = False
+        self._streamed: dict[tuple[str, str, str], int] = {}  # characters journaled live
         self._writer = threading.Thread(
             target=self._write_loop, name="runbook-journal", daemon=True
         )
@@ -106,11 +109,37 @@ class Journal(EssentialListener):
     def handle(self, event: Event) -> None:
         if self._failed:
             raise JournalError("the journal cannot be written (see the warning above)")
+        if isinstance(event, CommandOutput):
+            capped = self._capped(event)
+            if capped is None:
+                return
+            event = capped
+        elif isinstance(event, CommandStarted):
+            for stream in ("stdout", "stderr"):
+                self._streamed.pop((event.step, event.host, stream), None)
         self._queue.put(event)
         if isinstance(event, RunFinished):
             self.close()
         elif isinstance(event, StepStarted | BatchStarted):
             self._written()
+
+    def _capped(self, event: CommandOutput) -> CommandOutput | None:
+        """Streamed output as journaled: up to ``OUTPUT_CAP`` characters of each stream
+        of one command, then one note and nothing more (200 MB of output made a 383 MB
+        journal, issue 24); the result keeps the stream's first and last part."""
+        key = (event.step, event.host, event.stream)
+        done = self._streamed.get(key, 0)
+        if done >= OUTPUT_CAP:
+            return None
+        self._streamed[key] = done + len(event.data)
+        if done + len(event.data) <= OUTPUT_CAP:
+            return event
+        self._streamed[key] = OUTPUT_CAP
+        note = (
+            f"[runbook: more {event.stream} is not journaled as it streams: past "
+            f"{OUTPUT_CAP} characters; the result keeps its first and last part]\n"
+        )
+        return replace(event, data=note)
 
     def _written(self) -> None:
         """Wait for the writer to have written every queued event; raise if it failed."""

@@ -215,6 +215,7 @@ class Outcome:
     changed: bool | None = None
     sha256: str | None = None
     backup: str | None = None  # a copy with ``backup``: the file it kept ("" if none)
+    dropped: dict[str, int] = field(default_factory=dict)  # stream → bytes past the cap
 
 
 @dataclass
@@ -241,6 +242,9 @@ class CommandResult:
     item: int | None = None  # a loop's item (0-based): each item has its own result
     # a copy with ``backup: true``: the replaced file's new path, "" when none was replaced
     backup: str | None = None
+    # Bytes of stdout/stderr left out past the output cap (runbook.run.capture): the kept
+    # text has a note line where they were.
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -273,6 +277,7 @@ class CommandResult:
             "attempts": self.attempts,
             "error": self.error,
             **({"maybe_ran": True} if self.maybe_ran else {}),
+            **({"dropped": dict(self.dropped)} if self.dropped else {}),
             **{k: v for k, v in self.transfer_fields().items() if v is not None},
             **({"item": self.item} if self.item is not None else {}),
         }
@@ -300,6 +305,7 @@ class CommandResult:
             attempts=d.get("attempts", 0),
             error=d.get("error"),
             maybe_ran=bool(d.get("maybe_ran", False)),
+            dropped=dict(d.get("dropped") or {}),
             changed=d.get("changed"),
             dest=d.get("dest"),
             sha256=d.get("sha256"),

@@ -7,12 +7,21 @@ controller's, else this source) and runs it. So it must run alone: stdlib only, 
 import annotations``); ``_signal``, ``_struct`` and ``posix`` rather than ``signal``,
 ``struct`` and ``os`` (importing those costs ~5 ms and ~2 ms of every start).
 
-Protocol. After a hello line (``RUNBOOK-EXECUTOR <protocol> <pid>\\n``), both directions
-carry frames: a 9-byte header ``>IBI`` (payload length, type, request id) and the
-payload. Controller -> executor: ``R`` run (``RUN`` struct, then shell, script and an
-environ block ``K=V\\0...``), ``K`` kill, ``H`` heartbeat. Executor -> controller: ``O``
-and ``E`` raw output chunks, then one ``X`` exit (``EXIT`` struct), or ``F`` (a request
-it could not start: the text says why).
+Protocol. After a hello line (``RUNBOOK-EXECUTOR <protocol> <pid> <tag>\\n``), both
+directions carry frames: a 17-byte header ``>8sIBI`` (the session's tag, payload length,
+type, request id) and the payload. Controller -> executor: ``R`` run (``RUN`` struct,
+then shell, script and an environ block ``K=V\\0...``), ``K`` kill, ``H`` heartbeat.
+Executor -> controller: ``O`` and ``E`` raw output chunks, then one ``X`` exit (``EXIT``
+struct), or ``F`` (a request it could not start: the text says why); ``H`` when it has
+sent nothing for ``BEAT_EVERY`` seconds, so the controller can tell a stopped executor
+from a quiet one.
+
+The tag is 8 random bytes the executor draws at start and announces in its hello,
+before any command runs. A command can open this process's stdin or stdout through
+``/proc/$PPID/fd`` and write into the frame stream (issue 24: a forged exit frame
+turned a failure into ``ok``; a 4 GB length hung the run), but it never sees the
+stream, so it cannot know the tag: a frame without it ends the session on either side
+(here: everything is killed and the executor exits), lengths beyond ``MAX_REQUEST`` too.
 
 Each command runs in a new session (its own process group) as ``SHELL -c BOOT`` with
 the request's environment; its stdin is a private regular file holding the script,
@@ -32,9 +41,13 @@ import select
 import sys
 import time
 
-PROTOCOL = 1
+PROTOCOL = 2
 MAGIC = b"RUNBOOK-EXECUTOR "
-HEADER = _struct.Struct(">IBI")  # payload length, frame type, request id
+HEADER = _struct.Struct(">8sIBI")  # the session's tag, payload length, frame type, request id
+TAG_SIZE = 8
+MAX_REQUEST = 1 << 28  # bytes of one request's payload (script and environment)
+MAX_REPLY = 1 << 20  # bytes of one frame to the controller (output goes in READ_SIZE chunks)
+BEAT_EVERY = 5.0  # seconds without a frame to the controller before a heartbeat goes
 # timeout (< 0: none), kill grace, drain, then the lengths of shell, script and env block
 RUN = _struct.Struct(">dddHII")
 EXIT = _struct.Struct(">iBdI")  # rc (-N: killed by signal N), flags, seconds it ran, pid
@@ -156,6 +169,9 @@ class Executor:
         self.writing = False
         self.stop = None  # why the loop ends
         self.heard = time.monotonic()
+        self.queued = self.heard  # when a frame last went into self.out
+        self.beat_every = min(BEAT_EVERY, beat_timeout / 3)
+        self.tag = posix.urandom(TAG_SIZE)
         self.env = dict(posix.environ)  # bytes -> bytes
         self.boots = {}  # shell path -> bash or not
 
@@ -172,7 +188,7 @@ class Executor:
         _signal.signal(_signal.SIGCHLD, _noop)
         for sig in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGINT):
             _signal.signal(sig, self._on_signal)
-        hello = MAGIC + b"%d %d\n" % (PROTOCOL, posix.getpid())
+        hello = MAGIC + b"%d %d %s\n" % (PROTOCOL, posix.getpid(), self.tag.hex().encode())
         posix.write(1, hello)
         posix.set_blocking(1, False)  # a slow channel must not stop heartbeats and deadlines
         self.poll.register(0, select.POLLIN)
@@ -220,7 +236,10 @@ class Executor:
         buf += data
         at = 0
         while len(buf) - at >= HEADER.size:
-            size, kind, rid = HEADER.unpack_from(buf, at)
+            tag, size, kind, rid = HEADER.unpack_from(buf, at)
+            if tag != self.tag or size > MAX_REQUEST:
+                self.stop = "a frame that is not the controller's (a command wrote to stdin?)"
+                return
             end = at + HEADER.size + size
             if len(buf) < end:
                 break
@@ -316,11 +335,12 @@ class Executor:
         self.kills.append((now + cmd.grace, cmd.pid))
 
     def _fail(self, rid, message):
-        self._queue(FAIL_T, rid, message.encode("utf-8", "replace"), True)
+        self._queue(FAIL_T, rid, message.encode("utf-8", "replace")[:4096], True)
 
     def _queue(self, kind, rid, data, urgent=False):
-        self.out += HEADER.pack(len(data), kind, rid)
+        self.out += HEADER.pack(self.tag, len(data), kind, rid)
         self.out += data
+        self.queued = time.monotonic()
         if urgent or len(self.out) >= FLUSH_SIZE:
             self.flush_at = 0.0
         elif self.flush_at == NEVER:
@@ -428,7 +448,7 @@ class Executor:
     # -- timers and the end -----------------------------------------------------------
 
     def _next_timer(self, now):
-        times = [self.heard + self.beat_timeout, now + 60.0]
+        times = [self.heard + self.beat_timeout, self.queued + self.beat_every, now + 60.0]
         if self.flush_at > now:  # (a due flush that could not go waits for POLLOUT)
             times.append(self.flush_at)
         times.extend(when for when, _ in self.kills)
@@ -452,6 +472,8 @@ class Executor:
             self.kills = [k for k in self.kills if k[0] > now]
             for _, pgid in due:
                 _killpg(pgid, _signal.SIGKILL)
+        if now - self.queued >= self.beat_every:
+            self._queue(BEAT_T, 0, b"", True)
         if now - self.heard >= self.beat_timeout:
             self.stop = f"no heartbeat for {self.beat_timeout:g}s"
 

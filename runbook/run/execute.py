@@ -83,6 +83,7 @@ def run_command(
         attempts=attempts,
         error=mask(error) if error else error,  # an until's message may quote a value
         item=command.item_index,
+        dropped=outcome.dropped,
     )
     return result.transferred(command, outcome)
 

@@ -137,9 +137,10 @@ def small_thread_stacks() -> Iterator[None]:
     """Threads started during the run get ``THREAD_STACK`` bytes of stack; the process's
     setting is restored after it.
 
-    A run has ~3 threads per remote host (worker, SSH transport, session reader): at the
-    default 8 MiB of stack each, 500 hosts reserve 12 GiB of address space, and an
-    address-space limit (ulimit -v) fails thread creation long before memory runs out.
+    A run has ~4 threads per remote host (worker, SSH transport, session reader and
+    heartbeat): at the default 8 MiB of stack each, 500 hosts reserve 16 GiB of address
+    space, and an address-space limit (ulimit -v) fails thread creation long before
+    memory runs out.
     None of these threads recurses deeply."""
     before = threading.stack_size(THREAD_STACK)
     try:

@@ -645,31 +645,6 @@ def test_kill_all_stops_a_transfer_in_flight(
     shutil.rmtree(dest.parent, ignore_errors=True)
 
 
-@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
-def test_the_upload_script_never_writes_through_a_planted_file_or_symlink(
-    tmp_path: Path, shell: str
-) -> None:
-    """The SSH upload's ``cat`` writes a new file only: O_EXCL, 0600, else exit 97."""
-    from runbook.run.transfer.remote import NOT_CREATED, UPLOAD
-
-    def upload(path: Path) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [shell, "-c", UPLOAD, "sh", str(path)], input=b"new\0data", capture_output=True
-        )
-
-    fresh = tmp_path / "fresh"
-    assert upload(fresh).returncode == 0
-    assert fresh.read_bytes() == b"new\0data" and stat.S_IMODE(fresh.stat().st_mode) == 0o600
-    planted = tmp_path / "planted"
-    planted.write_bytes(b"theirs")
-    assert upload(planted).returncode == NOT_CREATED
-    assert planted.read_bytes() == b"theirs"
-    link = tmp_path / "link"
-    link.symlink_to(tmp_path / "target")
-    assert upload(link).returncode == NOT_CREATED
-    assert not (tmp_path / "target").exists()
-
-
 def test_a_template_that_reads_no_name_is_still_rendered_at_apply(tmp_path: Path) -> None:
     """It used to reach the transfer unrendered: an internal error (exit 70)."""
     write(tmp_path / "files" / "static.j2", "static\n")

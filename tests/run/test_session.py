@@ -7,11 +7,13 @@ channel. Leftover processes are found with ``pgrep -f`` on a unique ``sleep`` ar
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -21,9 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from runbook.run.capture import OUTPUT_CAP as CAP
+from runbook.run.capture import Capture
 from runbook.run.ssh.session import (
     ChannelStream,
     HostSession,
+    SessionBroken,
     SessionError,
     SessionLost,
     SessionRequest,
@@ -215,30 +220,41 @@ def test_output_streams_while_the_command_runs(session: HostSession) -> None:
 
 
 def test_binary_and_50mb_outputs_arrive_intact(session: HostSession, tmp_path: Path) -> None:
-    """Both streams at once, 50 MB each: no deadlock, every byte intact."""
+    """Both streams at once, 50 MB each: no deadlock, every byte streamed intact; the
+    result keeps the capped form (runbook.run.capture), the rest counted."""
     data = tmp_path / "data.bin"
     data.write_bytes(bytes(range(256)) * 16 + os.urandom(50_000_000))
     digest = hashlib.sha256(data.read_bytes()).hexdigest()
-    result = run(session, f"cat {data}; cat {data} >&2", timeout=NO_HANG * 4)
+    seen = {"stdout": hashlib.sha256(), "stderr": hashlib.sha256()}
+    request = SessionRequest(f"cat {data}; cat {data} >&2", timeout=NO_HANG * 4)
+    result = session.run(request, lambda name, chunk: seen[name].update(chunk))
     assert result.rc == 0
-    assert hashlib.sha256(result.stdout).hexdigest() == digest
-    assert hashlib.sha256(result.stderr).hexdigest() == digest
+    assert seen["stdout"].hexdigest() == digest and seen["stderr"].hexdigest() == digest
+    capture = Capture()
+    capture.add(data.read_bytes())
+    kept, dropped = capture.kept()
+    assert len(kept) < 2 * CAP and dropped > 48_000_000
+    for text, name in ((result.stdout, "stdout"), (result.stderr, "stderr")):
+        assert result.dropped[name] == dropped
+        assert hashlib.sha256(text).digest() == hashlib.sha256(kept).digest()
 
 
 def test_a_slow_consumer_loses_nothing(session: HostSession) -> None:
     """The executor stops reading a command's pipes while its output waits for the
     channel (back-pressure instead of unbounded memory), and resumes: every byte arrives."""
     first = threading.Event()
+    script = "for i in $(seq 200000); do echo line-$i; done"
+    chunks: list[bytes] = []
 
     def slow(name: str, chunk: bytes) -> None:
+        chunks.append(chunk)
         if not first.is_set():
             first.set()
             time.sleep(1.0)  # the channel fills up behind this callback
 
-    script = "for i in $(seq 200000); do echo line-$i; done"
     result = session.run(SessionRequest(script, timeout=NO_HANG * 4), on_output=slow)
     expected = b"".join(b"line-%d\n" % i for i in range(1, 200001))
-    assert result.rc == 0 and result.stdout == expected
+    assert result.rc == 0 and b"".join(chunks) == expected
 
 
 def test_a_background_child_holding_stdout_neither_hangs_nor_leaks(session: HostSession) -> None:
@@ -568,3 +584,127 @@ def test_without_memfd_the_script_is_an_unlinked_private_file(
         assert os.read(fd, 100) == b"echo secret"
     finally:
         os.close(fd)
+
+
+# -- an executor that is stopped, silent or lying (issue 24) -------------------------------
+
+
+def _stop_executor(session: HostSession) -> None:
+    assert session.pid is not None
+    os.kill(session.pid, signal.SIGSTOP)
+
+
+def test_a_stopped_executor_fails_the_run_by_its_deadline(
+    sessions: Callable[..., HostSession],
+) -> None:
+    """``kill -STOP $PPID`` from the command: no exit frame ever comes. The controller
+    gives up at timeout + kill grace + drain + RESULT_GRACE, not never."""
+    session = sessions()
+    marker = unique_sleep()
+    request = SessionRequest(
+        f"kill -STOP $PPID; sleep {marker}", timeout=0.5, kill_grace=0.2, drain=0.2
+    )
+    thread, box = in_thread(lambda: session.run(request))
+    try:
+        thread.join(NO_HANG)
+        assert not thread.is_alive(), "the run hung on a stopped executor"
+        error = box.get("error")
+        assert isinstance(error, SessionLost) and error.may_have_run, box
+        assert "deadline" in str(error) and session.broken is not None
+    finally:
+        kill_leftovers(marker)
+        if session.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(session.pid, signal.SIGKILL)
+
+
+def test_a_silent_executor_is_given_up_without_any_deadline(
+    sessions: Callable[..., HostSession],
+) -> None:
+    """No timeout at all: the executor's own heartbeats stop, the session ends."""
+    session = sessions(heartbeat_timeout=1.5, heartbeat=0.2)  # silence: 1.5 s too
+    marker = unique_sleep()
+    thread, box = in_thread(lambda: session.run(SessionRequest(f"sleep {marker}")))
+    try:
+        assert wait_until(lambda: pgrep(marker))
+        time.sleep(2.0)  # quiet, but alive: its heartbeats keep the session
+        assert thread.is_alive()
+        _stop_executor(session)
+        thread.join(NO_HANG)
+        assert isinstance(box.get("error"), SessionLost), box
+        assert "sent nothing" in str(box["error"])
+    finally:
+        kill_leftovers(marker)
+
+
+def test_a_kill_of_a_stopped_executors_command_ends_within_the_grace(
+    sessions: Callable[..., HostSession],
+) -> None:
+    """The second Ctrl-C on a stopped executor: bounded by the kill grace, not the
+    command's (long) timeout."""
+    session = sessions()
+    marker = unique_sleep()
+    request = SessionRequest(f"sleep {marker}", timeout=3600, kill_grace=0.2, drain=0.2)
+    thread, box = in_thread(lambda: session.run(request))
+    try:
+        assert wait_until(lambda: pgrep(marker))
+        _stop_executor(session)
+        session.kill(request.id, grace=0.2)
+        thread.join(NO_HANG)
+        assert not thread.is_alive() and isinstance(box.get("error"), SessionLost), box
+    finally:
+        kill_leftovers(marker)
+
+
+def test_heartbeats_go_on_while_on_output_is_stuck(sessions: Callable[..., HostSession]) -> None:
+    """A console stalled behind a full pipe blocks ``on_output`` on the reader thread:
+    heartbeats come from their own thread, so the executor keeps the command alive."""
+    session = sessions(heartbeat_timeout=1.0, heartbeat=0.2)
+
+    def stuck(name: str, chunk: bytes) -> None:
+        time.sleep(3.0)  # three heartbeat timeouts
+
+    result = session.run(SessionRequest("echo first; sleep 2; echo done"), stuck)
+    assert (result.rc, result.stdout) == (0, b"first\ndone\n")
+
+
+_FORGE = (
+    'python3 -c \'import os, struct, sys; fd = os.open("/proc/%s/fd/%s" % (sys.argv[1], '
+    'sys.argv[2]), os.O_WRONLY); os.write(fd, bytes.fromhex(sys.argv[3]))\' "$PPID" {fd} {hex}'
+)
+
+
+@pytest.mark.parametrize(
+    ("what", "fd", "frame"),
+    [
+        # An exit frame saying rc 0 for this request id, in the old 9-byte header.
+        ("an ok exit", 1, struct.pack(">IBI", 17, 0x58, 0) + struct.pack(">iBdI", 0, 0, 0, 0)),
+        ("a 4 GB length", 1, struct.pack(">IBI", 0xFFFFFFF0, 0x4F, 0)),
+        ("garbage requests", 0, b"\xff" * 64),
+    ],
+)
+def test_frames_a_command_forges_end_the_session(
+    session: HostSession, what: str, fd: int, frame: bytes
+) -> None:
+    """A command can write into the executor's stdout or stdin through /proc; it cannot
+    know the session's tag: the forgery ends the session, never a result."""
+    request = SessionRequest(_FORGE.format(fd=fd, hex=frame.hex()) + "; exit 3", timeout=20)
+    thread, box = in_thread(lambda: session.run(request))
+    thread.join(NO_HANG)
+    assert not thread.is_alive(), f"{what}: the run hung"
+    assert isinstance(box.get("error"), SessionLost), (what, box)
+    assert "result" not in box
+
+
+def test_a_malformed_hello_is_a_broken_session(tmp_path: Path) -> None:
+    """A "python3" that answers the bootstrap, then a hello no executor of ours sends."""
+    fake = tmp_path / "python3"
+    fake.write_text(
+        "#!/bin/sh\nprintf 'RUNBOOK-BOOT 0d0d0a0a\\n'\nprintf 'RUNBOOK-EXECUTOR 2 x\\n'\n"
+        "exec sleep 30\n"
+    )
+    fake.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(SessionBroken, match="not a protocol 2 hello"):
+        local_session(python=str(fake))
+    assert time.monotonic() - started < NO_HANG

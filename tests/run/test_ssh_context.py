@@ -24,6 +24,7 @@ from runbook.errors import ConnectError
 from runbook.model.command import Command, Outcome, Status
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
+from runbook.run.capture import Capture
 from runbook.run.execute import run_command
 from runbook.run.ssh.channel import kill_command, wire_command
 from runbook.run.ssh.config import resolve
@@ -177,15 +178,25 @@ def test_stdin_is_closed(fleet: Fleet, contexts) -> None:
 def test_ten_megabytes_on_both_streams_arrive_complete(fleet: Fleet, contexts) -> None:
     # Both streams at once: reading one to EOF before the other would deadlock once the
     # channel window fills (paramiko #448, #1815).
+    # Every byte streams through on_output; the outcome keeps the capped form.
     ctx = contexts(fleet.ssh_options())
     cmd = "seq 1 1300000 >&2 & seq 1 1400000; wait"
-    outcome = ctx.execute(Command("s", fleet.host("h4"), cmd, spec=ExecSpec(timeout=NO_HANG)))
+    seen = {"stdout": bytearray(), "stderr": bytearray()}
+    outcome = ctx.execute(
+        Command("s", fleet.host("h4"), cmd, spec=ExecSpec(timeout=NO_HANG)),
+        lambda name, chunk: seen[name].extend(chunk),
+    )
     out = subprocess.run(["seq", "1", "1400000"], capture_output=True).stdout
     err = subprocess.run(["seq", "1", "1300000"], capture_output=True).stdout
     assert outcome.rc == 0
-    assert len(outcome.stdout) == len(out) > 10_000_000
-    assert hashlib.sha256(outcome.stdout).digest() == hashlib.sha256(out).digest()
-    assert hashlib.sha256(outcome.stderr).digest() == hashlib.sha256(err).digest()
+    assert len(seen["stdout"]) == len(out) > 10_000_000
+    assert hashlib.sha256(seen["stdout"]).digest() == hashlib.sha256(out).digest()
+    assert hashlib.sha256(seen["stderr"]).digest() == hashlib.sha256(err).digest()
+    for name, data in (("stdout", out), ("stderr", err)):
+        capture = Capture()
+        capture.add(data)
+        kept, dropped = capture.kept()
+        assert getattr(outcome, name) == kept and outcome.dropped[name] == dropped > 0
 
 
 @pytest.mark.ssh

@@ -12,6 +12,7 @@ import time
 
 from runbook.model.command import Command, Outcome
 from runbook.run import shell
+from runbook.run.capture import Capture, kept
 from runbook.run.contexts.base import (
     DRAIN,
     DRAIN_AFTER_KILL,
@@ -58,8 +59,14 @@ class LocalExecutionContext(ExecutionContext):
                 self._running.discard(proc)
             self._reaper.finished(proc.pid)
         killed = proc.pid in self._killed
+        stdout, stderr, dropped = kept(out, err)
         return Outcome(
-            rc=proc.returncode, stdout=out, stderr=err, timed_out=timed_out, killed=killed
+            rc=proc.returncode,
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=timed_out,
+            killed=killed,
+            dropped=dropped,
         )
 
     @staticmethod
@@ -88,13 +95,13 @@ class LocalExecutionContext(ExecutionContext):
 
     def _read(
         self, proc: subprocess.Popen[bytes], timeout: float, on_output: OutputCallback | None
-    ) -> tuple[bytes, bytes, bool]:
+    ) -> tuple[Capture, Capture, bool]:
         """Both pipes to EOF as chunks arrive, then the exit status; kills the group at
         the deadline. A background child may hold the pipes open after the shell exited:
         its output is awaited for ``DRAIN`` seconds, then left (as every transport does);
         after a kill, for ``DRAIN_AFTER_KILL`` seconds at most."""
         assert proc.stdout is not None and proc.stderr is not None
-        chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+        chunks = {proc.stdout.fileno(): Capture(), proc.stderr.fileno(): Capture()}
         names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         sel = selectors.DefaultSelector()
         for f in (proc.stdout, proc.stderr):
@@ -119,7 +126,7 @@ class LocalExecutionContext(ExecutionContext):
                     if not data:
                         sel.unregister(key.fileobj)
                         continue
-                    chunks[key.fd].append(data)
+                    chunks[key.fd].add(data)
                     if on_output is not None:
                         on_output(names[key.fd], data)
         finally:
@@ -129,7 +136,7 @@ class LocalExecutionContext(ExecutionContext):
         if timed_out:
             self._kill_group(proc)
         proc.wait()
-        out, err = (b"".join(chunks[f]) for f in names)
+        out, err = (chunks[f] for f in names)
         return out, err, timed_out
 
     def kill_all(self) -> None:

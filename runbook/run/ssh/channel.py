@@ -21,6 +21,7 @@ import paramiko
 from runbook.errors import ConnectError, ConnectionLost
 from runbook.model.command import Command, Outcome
 from runbook.run import shell
+from runbook.run.capture import Capture, kept
 from runbook.run.contexts.base import DRAIN, DRAIN_AFTER_KILL, READ_SIZE, OutputCallback
 from runbook.run.ssh.config import Endpoint
 from runbook.run.ssh.paramiko_adapter import WatchedTransport, exit_signal_rc
@@ -35,6 +36,7 @@ REMOTE_TIMEOUT_RCS = (124, -int(signal.SIGKILL), -int(signal.SIGTERM))
 # at least this often.
 IDLE_WAKE = 0.25
 MARKER = "RUNBOOK-PGID:"
+MARKER_WAIT = 1 << 16  # bytes of one stderr line held while the marker line is awaited
 _MARKER_LINE = re.compile(rb"^RUNBOOK-PGID:(\d+)\r?$")
 
 
@@ -150,8 +152,8 @@ class ChannelRun:
         self._kill_sent = False
         self._finished = False
         self._kill_channels: list[paramiko.Channel] = []
-        self._stdout = bytearray()
-        self._stderr = bytearray()
+        self._stdout = Capture()
+        self._stderr = Capture()
         self._head: bytearray | None = bytearray()  # stderr before the marker line
         self._on_output = on_output
 
@@ -204,7 +206,7 @@ class ChannelRun:
             busy = False
             if chan.recv_ready():
                 data = chan.recv(READ_SIZE)
-                self._stdout += data
+                self._stdout.add(data)
                 if self._on_output is not None and data:
                     self._on_output("stdout", data)
                 busy = True
@@ -237,7 +239,7 @@ class ChannelRun:
 
     def _on_stderr(self, data: bytes) -> None:
         if self._head is None:
-            self._stderr += data
+            self._stderr.add(data)
             if self._on_output is not None and data:
                 self._on_output("stderr", data)
             return
@@ -245,12 +247,15 @@ class ChannelRun:
         while True:
             nl = self._head.find(b"\n")
             if nl < 0:
+                if len(self._head) > MARKER_WAIT:  # no line end for this long: not start-up
+                    self._stderr.add(bytes(self._head))  # noise, kept as stderr (bounded)
+                    self._head.clear()
                 return
             line = bytes(self._head[:nl])
             del self._head[: nl + 1]
             found = _MARKER_LINE.match(line)
             if found is None:  # output of shell start-up files, before our command
-                self._stderr += line + b"\n"
+                self._stderr.add(line + b"\n")
                 continue
             rest, self._head = bytes(self._head), None
             self._found_pgid(int(found[1]))
@@ -293,7 +298,7 @@ class ChannelRun:
 
     def _outcome(self, chan: paramiko.Channel, started: float, abandoned: bool) -> Outcome:
         if self._head is not None:
-            self._stderr += self._head
+            self._stderr.add(bytes(self._head))
         rc: int | None = None
         if chan.exit_status != -1 and chan.status_event.is_set():
             rc = chan.exit_status
@@ -314,10 +319,12 @@ class ChannelRun:
             and time.monotonic() - started >= self.command.timeout
         ):
             timed_out = True  # the remote `timeout` fired first
+        stdout, stderr, dropped = kept(self._stdout, self._stderr)
         return Outcome(
             rc=rc,
-            stdout=bytes(self._stdout),
-            stderr=bytes(self._stderr),
+            stdout=stdout,
+            stderr=stderr,
             timed_out=timed_out,
             killed=self.kill_reason == "kill",
+            dropped=dropped,
         )

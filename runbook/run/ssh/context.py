@@ -156,11 +156,12 @@ class SshExecutionContext(ExecutionContext):
         raise AssertionError("not reached")
 
     def transfer(self, command: Command) -> Outcome:
-        """A copy or fetch on the host's connection (``runbook.run.transfer.remote``)."""
-        from runbook.run.transfer import remote as sftp
+        """A copy or fetch on exec channels of the host's connection
+        (``runbook.run.transfer.remote``)."""
+        from runbook.run.transfer import remote
 
         conn = self._connection(command.host)
-        return self._transfers.run(command, lambda watch: sftp.transfer(conn, command, watch))
+        return self._transfers.run(command, lambda watch: remote.transfer(conn, command, watch))
 
     def _attempt(self, command: Command, on_output: OutputCallback | None) -> Outcome:
         conn = self._connection(command.host)

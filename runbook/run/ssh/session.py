@@ -13,7 +13,23 @@ Works over any ``ByteStream``: ``ChannelStream`` (a paramiko ``Channel``) or
 is imported only by ``open_channel_session``.
 
 One reader thread per session demultiplexes replies to the threads blocked in ``run``;
-the same thread sends a heartbeat whenever nothing was sent for ``heartbeat`` seconds.
+a heartbeat thread sends a heartbeat whenever nothing was sent for ``heartbeat``
+seconds. Heartbeats never wait for the reader: ``on_output`` runs on the reader thread,
+and a console stalled behind a full pipe (``apply -v | slow-reader``) once held them
+back until the executor killed the work (issue 24).
+
+The controller enforces every deadline itself (SPEC §6): an executor that is stopped
+(``kill -STOP $PPID`` from a command), silent or lying must not hang the run. The
+reader fails the session — every waiting ``run`` raises ``SessionLost``, the host's
+command ends ``unreachable`` — when a command's exit does not come within its
+timeout plus the kill grace, the drain and ``RESULT_GRACE`` (after a ``kill``: within
+the grace, the drain and ``RESULT_GRACE``), when nothing at all came for ``silence``
+seconds (the executor sends a heartbeat every 5 s), or when a frame is not the
+executor's (a wrong tag, a length beyond ``wire.MAX_REPLY``, an unknown type: see the
+executor's docstring). Time the reader spends in ``on_output`` does not count: a slow
+console is ours, not the executor's. Writes to the executor give up after
+``WRITE_STALL`` seconds without progress. A malformed hello fails the host
+(``SessionBroken``), never the run.
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ import contextlib
 import itertools
 import marshal
 import os
+import re
 import select
 import shlex
 import socket
@@ -36,15 +53,21 @@ from importlib.util import MAGIC_NUMBER
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from runbook.remote import executor as wire
+from runbook.run.capture import Capture, kept
 from runbook.run.contexts.base import DRAIN, KILL_GRACE, READ_SIZE, OutputCallback
-from runbook.run.fdio import write_all
 
 if TYPE_CHECKING:
     import paramiko
 
 HEARTBEAT = 5.0  # seconds between heartbeats; the executor gives up after HEARTBEAT_TIMEOUT
 HEARTBEAT_TIMEOUT = 15.0
+SILENCE = 15.0  # seconds without a byte from an executor (it beats every 5 s): it is stopped
+RESULT_GRACE = 3.0  # seconds past timeout + kill grace + drain before an exit counts as lost
+WRITE_STALL = 15.0  # seconds a write to the executor may make no progress
 _NO_TIMEOUT = -1.0
+_NO_TAG = bytes(wire.TAG_SIZE)
+# The executor's hello: protocol, pid, the session's tag (see the executor's docstring).
+_HELLO = re.compile(rb"RUNBOOK-EXECUTOR (\d{1,9}) (\d{1,10}) ([0-9a-f]{16})")
 
 _ids = itertools.count(1)
 
@@ -60,6 +83,11 @@ class SessionError(Exception):
 class SessionUnavailable(SessionError):
     """The executor could not be started (no usable ``python3``, ``sudo`` refused, ...):
     use exec-per-command for this host instead."""
+
+
+class SessionBroken(SessionError):
+    """The host answered, but not as our executor does (a malformed hello): the host's
+    command fails; nothing falls back to another transport."""
 
 
 class SessionLost(SessionError):
@@ -92,7 +120,8 @@ class SessionResult:
     """What the executor reported. ``rc`` is ``-N`` for a command killed by signal N (as
     ``subprocess`` reports locally); ``duration`` is measured on the host.
     ``output_abandoned``: a background child still held stdout/stderr ``drain`` seconds
-    after the shell exited; what it writes later is discarded."""
+    after the shell exited; what it writes later is discarded. ``dropped``: bytes of
+    each stream past the output cap (``runbook.run.capture``), counted, not kept."""
 
     id: int
     rc: int
@@ -103,10 +132,12 @@ class SessionResult:
     duration: float
     pid: int
     output_abandoned: bool = False
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
-def encode_request(request: SessionRequest) -> bytes:
-    """The ``R`` frame. Raises ValueError for what an exec(2) could not carry."""
+def encode_request(request: SessionRequest, tag: bytes = _NO_TAG) -> bytes:
+    """The ``R`` frame (``tag``: the session's). Raises ValueError for what an exec(2)
+    could not carry."""
     shell = request.shell.encode("utf-8", "surrogateescape")
     script = request.script.encode("utf-8", "surrogateescape")
     if not request.shell.startswith("/"):
@@ -126,7 +157,8 @@ def encode_request(request: SessionRequest) -> bytes:
         timeout, request.kill_grace, request.drain, len(shell), len(script), len(block)
     )
     size = len(head) + len(shell) + len(script) + len(block)
-    return b"".join((wire.HEADER.pack(size, wire.RUN_T, request.id), head, shell, script, block))
+    header = wire.HEADER.pack(tag, size, wire.RUN_T, request.id)
+    return b"".join((header, head, shell, script, block))
 
 
 # -- bootstrap ----------------------------------------------------------------------------
@@ -233,16 +265,21 @@ class ChannelStream:
 
     def write(self, data: bytes) -> None:
         done = 0
+        progress = time.monotonic()
         while done < len(data):
             if self.channel.closed:
                 raise OSError("the channel is closed")
             try:
                 sent = self.channel.send(data[done:])  # data[0:] is data itself: no copy
             except TimeoutError:
-                continue  # the remote window is full; the channel's timeout is the reader's
+                # The remote window is full; the channel's timeout is the reader's.
+                if time.monotonic() - progress >= WRITE_STALL:
+                    raise OSError(f"the executor read nothing for {WRITE_STALL:g}s") from None
+                continue
             if sent == 0:
                 raise OSError("the channel is closed")
             done += sent
+            progress = time.monotonic()
 
     def read(self, size: int, timeout: float | None) -> bytes | None:
         self.channel.settimeout(timeout)
@@ -278,6 +315,7 @@ class PipeStream:
         self.proc = proc
         self._in = proc.stdin.fileno()
         self._out = proc.stdout.fileno()
+        os.set_blocking(self._in, False)  # a stopped executor must not block a write
 
     @classmethod
     def spawn(cls, argv: Sequence[str], env: Mapping[str, str] | None = None) -> PipeStream:
@@ -293,7 +331,15 @@ class PipeStream:
         return cls(proc)
 
     def write(self, data: bytes) -> None:
-        write_all(self._in, data)
+        view = memoryview(data)
+        while view:
+            _, ready, _ = select.select([], [self._in], [], WRITE_STALL)
+            if not ready:
+                raise OSError(f"the executor read nothing for {WRITE_STALL:g}s")
+            try:
+                view = view[os.write(self._in, view) :]
+            except BlockingIOError:
+                continue
 
     def read(self, size: int, timeout: float | None) -> bytes | None:
         ready, _, _ = select.select([self._out], [], [], timeout)
@@ -342,20 +388,32 @@ def _describe(stderr: bytes, status: int | None) -> str:
 # -- the session --------------------------------------------------------------------------
 
 
+class _Broken(Exception):
+    """The executor broke the protocol or a deadline: the session cannot go on."""
+
+
 class _Pending:
-    """A ``run`` waiting for its exit frame; the reader thread fills it in."""
+    """A ``run`` waiting for its exit frame; the reader thread fills it in.
 
-    __slots__ = ("out", "err", "on_output", "done", "result", "error", "callback_error")
+    ``deadline`` (monotonic, None: none) is when its exit must have come, not counting
+    the reader's time in ``on_output`` after ``stalled`` (the session's total then)."""
 
-    def __init__(self, on_output: OutputCallback | None) -> None:
-        self.out: list[bytes] = []
-        self.err: list[bytes] = []
+    __slots__ = (
+        "out", "err", "on_output", "done", "result", "error", "callback_error", "deadline",
+        "stalled",
+    )  # fmt: skip
+
+    def __init__(self, on_output: OutputCallback | None, deadline: float | None, stalled: float):
+        self.out = Capture()
+        self.err = Capture()
         self.on_output = on_output
         self.done = threading.Lock()
         self.done.acquire()  # released by the reader thread when the result is in
         self.result: SessionResult | None = None
         self.error: SessionError | None = None
         self.callback_error: BaseException | None = None
+        self.deadline = deadline
+        self.stalled = stalled
 
 
 class HostSession:
@@ -365,25 +423,39 @@ class HostSession:
     are killed by the executor when its stdin closes).
     """
 
-    def __init__(self, stream: ByteStream, *, name: str = "", heartbeat: float = HEARTBEAT) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        name: str = "",
+        heartbeat: float = HEARTBEAT,
+        silence: float = SILENCE,
+    ) -> None:
         self.stream = stream
         self.name = name or "host"
         self.heartbeat = heartbeat
+        self.silence = silence
         self.pid: int | None = None  # the executor's pid on the host
+        self.tag = _NO_TAG  # the session's frame tag, from the hello
+        self.broken: str | None = None  # why the controller gave up on the executor
         self._lock = threading.Lock()  # _pending and _dead
         self._wlock = threading.Lock()  # one frame at a time on the stream
         self._pending: dict[int, _Pending] = {}
         self._dead: str | None = None
         self._closing = False
         self._last_write = time.monotonic()
+        self._heard = time.monotonic()  # the last byte from the executor (or callback end)
+        self._stalled = 0.0  # seconds the reader spent in on_output callbacks, in all
         self._reader: threading.Thread | None = None
+        self._stop = threading.Event()  # ends the heartbeat thread
 
     @property
     def alive(self) -> bool:
         return self._reader is not None and self._dead is None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Send the executor and wait for its hello. Raises ``SessionUnavailable``."""
+        """Send the executor and wait for its hello. Raises ``SessionUnavailable`` (no
+        usable python3) or ``SessionBroken`` (a hello that is not our executor's)."""
         deadline = time.monotonic() + timeout
         line, rest = self._line(BOOT, b"", deadline)
         try:
@@ -394,16 +466,25 @@ class HostSession:
         with contextlib.suppress(OSError):
             self.stream.write(payload)
         line, rest = self._line(wire.MAGIC, rest, deadline)
-        protocol, pid = line[len(wire.MAGIC) :].split(b" ")
-        if int(protocol) != wire.PROTOCOL:
-            self._unavailable(f"executor protocol {protocol!r} unknown")
-        self.pid = int(pid)
-        self._last_write = time.monotonic()
+        hello = _HELLO.fullmatch(line.rstrip(b"\r"))
+        if hello is None or int(hello[1]) != wire.PROTOCOL:
+            self.stream.abort()
+            self.stream.close()
+            raise SessionBroken(
+                f"{self.name}: the runbook executor answered {line[:80]!r}, not a "
+                f"protocol {wire.PROTOCOL} hello; the host's commands fail"
+            )
+        self.pid = int(hello[2])
+        self.tag = bytes.fromhex(hello[3].decode())
+        self._last_write = self._heard = time.monotonic()
         self._reader = threading.Thread(
             target=self._read_loop, args=(bytearray(rest),), daemon=True,
             name=f"session-{self.name}",
         )  # fmt: skip
         self._reader.start()
+        threading.Thread(
+            target=self._beat_loop, daemon=True, name=f"session-{self.name}-beat"
+        ).start()
 
     def _line(self, prefix: bytes, buf: bytes, deadline: float) -> tuple[bytes, bytes]:
         """The first line starting with ``prefix`` (what comes before it is noise from
@@ -434,11 +515,16 @@ class HostSession:
         self, request: SessionRequest, on_output: OutputCallback | None = None
     ) -> SessionResult:
         """Run one command to its end; blocks. ``on_output(stream, chunk)`` ("stdout" or
-        "stderr") is called from the reader thread as chunks arrive: it must be quick
-        (heartbeats wait for it). Raises ``SessionLost``, or ``SessionError`` if the
-        executor could not start the command (fork failed)."""
-        frame = encode_request(request)
-        pending = _Pending(on_output)
+        "stderr") is called from the reader thread as chunks arrive. Raises
+        ``SessionLost`` (also when the executor misses the command's deadline), or
+        ``SessionError`` if the executor could not start the command (fork failed)."""
+        frame = encode_request(request, self.tag)
+        deadline = None
+        started = time.monotonic()
+        if request.timeout is not None:
+            late = request.timeout + request.kill_grace + request.drain + RESULT_GRACE
+            deadline = started + late
+        pending = _Pending(on_output, deadline, self._stalled)
         with self._lock:
             if self._reader is None:
                 raise SessionError(f"{self.name}: the session was not started")
@@ -451,6 +537,11 @@ class HostSession:
             self._send(frame)
         except OSError as exc:
             self._lose(f"writing to the executor failed: {exc}")
+        if deadline is not None:  # counted from when the request was out, not queued
+            with self._lock:
+                late = time.monotonic() + (deadline - started)
+                if request.id in self._pending and pending.deadline == deadline:
+                    pending.deadline, pending.stalled = late, self._stalled
         pending.done.acquire()
         if pending.callback_error is not None:
             raise pending.callback_error
@@ -459,14 +550,19 @@ class HostSession:
         assert pending.result is not None
         return pending.result
 
-    def kill(self, request_id: int) -> None:
+    def kill(self, request_id: int, grace: float = KILL_GRACE) -> None:
         """Ask the executor to kill the command's process group (TERM, KILL after its
-        grace). A command that already finished, or is unknown, is left alone."""
+        grace). A command that already finished, or is unknown, is left alone. Its exit
+        must come within ``grace`` + the drain + ``RESULT_GRACE`` from now."""
         with self._lock:
-            if request_id not in self._pending or self._dead is not None:
+            pending = self._pending.get(request_id)
+            if pending is None or self._dead is not None:
                 return
+            late = time.monotonic() + grace + DRAIN + RESULT_GRACE
+            if pending.deadline is None or late < pending.deadline:
+                pending.deadline, pending.stalled = late, self._stalled
         try:
-            self._send(wire.HEADER.pack(0, wire.KILL_T, request_id))
+            self._send(wire.HEADER.pack(self.tag, 0, wire.KILL_T, request_id))
         except OSError as exc:
             self._lose(f"writing to the executor failed: {exc}")
 
@@ -474,6 +570,7 @@ class HostSession:
         """End the executor's stdin and wait up to ``wait`` s for it to exit. Runs still
         waiting raise ``SessionLost``. Safe to call twice."""
         self._closing = True
+        self._stop.set()
         with contextlib.suppress(OSError):
             self.stream.close_input()
         reader = self._reader
@@ -495,6 +592,7 @@ class HostSession:
 
     def _lose(self, reason: str) -> None:
         """Mark the session dead and fail every waiting run."""
+        self._stop.set()
         with self._lock:
             if self._dead is None:
                 self._dead = reason
@@ -505,20 +603,42 @@ class HostSession:
             )
             p.done.release()
 
+    def _beat_loop(self) -> None:
+        """A heartbeat whenever nothing went to the executor for ``heartbeat`` seconds —
+        never behind the reader, whose ``on_output`` may wait for a stalled console. A
+        frame being written meanwhile is traffic enough (or stuck: ``WRITE_STALL``)."""
+        while not self._stop.wait(max(0.05, self._last_write + self.heartbeat - time.monotonic())):
+            if time.monotonic() - self._last_write < self.heartbeat or self._closing:
+                continue
+            if not self._wlock.acquire(blocking=False):
+                continue
+            try:
+                self.stream.write(wire.HEADER.pack(self.tag, 0, wire.BEAT_T, 0))
+                self._last_write = time.monotonic()
+            except OSError as exc:
+                self._wlock.release()
+                self._lose(f"writing to the executor failed: {exc}")
+                return
+            self._wlock.release()
+
     def _read_loop(self, buf: bytearray) -> None:
         reason = "the executor ended the session"
         try:
+            if buf:
+                self._dispatch(buf)
             while True:
-                wait = self._last_write + self.heartbeat - time.monotonic()
-                # Never 0: paramiko's timeout is the channel's, for sends too.
-                data = self.stream.read(READ_SIZE, max(0.05, wait))
+                data = self.stream.read(READ_SIZE, self._next_check())
                 if data is not None:
                     if not data:
                         break
+                    self._heard = time.monotonic()
                     buf += data
                     self._dispatch(buf)
-                if time.monotonic() - self._last_write >= self.heartbeat and not self._closing:
-                    self._send(wire.HEADER.pack(0, wire.BEAT_T, 0))
+                self._check(data is None)
+        except _Broken as exc:
+            reason = str(exc)
+            self.broken = reason
+            self.stream.abort()  # the executor sees its stdin close (if it ever runs again)
         except (OSError, EOFError) as exc:
             reason = f"the stream to the executor failed: {exc}"
         except Exception as exc:  # a bug here must not leave runs blocked for ever
@@ -529,11 +649,37 @@ class HostSession:
                 reason = "the session was closed"
             self._lose(reason)
 
+    def _next_check(self) -> float:
+        """How long the reader may wait for data before it looks at the deadlines."""
+        now = time.monotonic()
+        wake = min(now + 1.0, self._heard + self.silence)
+        with self._lock:
+            for p in self._pending.values():
+                if p.deadline is not None:
+                    wake = min(wake, p.deadline + self._stalled - p.stalled)
+        return max(0.05, wake - now)
+
+    def _check(self, idle: bool) -> None:
+        """Raise ``_Broken`` when the executor missed a deadline or went silent."""
+        now = time.monotonic()
+        if idle and not self._closing and now - self._heard >= self.silence:
+            raise _Broken(f"the executor sent nothing for {self.silence:g}s (stopped?)")
+        with self._lock:
+            late = [
+                p for p in self._pending.values()
+                if p.deadline is not None and now >= p.deadline + self._stalled - p.stalled
+            ]  # fmt: skip
+        if late and not self._closing:
+            raise _Broken("the executor did not report a command's end by its deadline (stopped?)")
+
     def _dispatch(self, buf: bytearray) -> None:
-        """Handle every complete frame in ``buf`` and remove it."""
+        """Handle every complete frame in ``buf`` and remove it. Raises ``_Broken`` for a
+        frame that is not the executor's."""
         at, size_buf, header = 0, len(buf), wire.HEADER.size
         while size_buf - at >= header:
-            size, kind, rid = wire.HEADER.unpack_from(buf, at)
+            tag, size, kind, rid = wire.HEADER.unpack_from(buf, at)
+            if tag != self.tag or size > wire.MAX_REPLY or kind not in _REPLIES:
+                raise _Broken("a frame that is not the executor's (a command wrote to its stdout?)")
             end = at + header + size
             if end > size_buf:
                 break
@@ -545,25 +691,33 @@ class HostSession:
 
     def _frame(self, pending: _Pending, kind: int, rid: int, payload: bytes) -> None:
         if kind == wire.OUT_T or kind == wire.ERR_T:
-            (pending.out if kind == wire.OUT_T else pending.err).append(payload)
+            (pending.out if kind == wire.OUT_T else pending.err).add(payload)
             if pending.on_output is not None and pending.callback_error is None:
+                began = time.monotonic()
                 try:
                     pending.on_output("stdout" if kind == wire.OUT_T else "stderr", payload)
                 except Exception as exc:  # re-raised by run(), never kills the reader
                     pending.callback_error = exc
+                finally:
+                    self._heard = time.monotonic()
+                    self._stalled += self._heard - began
             return
         if kind == wire.EXIT_T:
+            if len(payload) != wire.EXIT.size:
+                raise _Broken(f"an exit frame of {len(payload)} bytes")
             rc, flags, duration, pid = wire.EXIT.unpack(payload)
+            stdout, stderr, dropped = kept(pending.out, pending.err)
             pending.result = SessionResult(
                 id=rid,
                 rc=rc,
-                stdout=b"".join(pending.out),
-                stderr=b"".join(pending.err),
+                stdout=stdout,
+                stderr=stderr,
                 timed_out=bool(flags & wire.TIMED_OUT),
                 killed=bool(flags & wire.KILLED),
                 duration=duration,
                 pid=pid,
                 output_abandoned=bool(flags & wire.ABANDONED),
+                dropped=dropped,
             )
         elif kind == wire.FAIL_T:
             text = payload.decode("utf-8", "replace")
@@ -575,6 +729,9 @@ class HostSession:
         pending.done.release()
 
 
+_REPLIES = frozenset({wire.OUT_T, wire.ERR_T, wire.EXIT_T, wire.FAIL_T, wire.BEAT_T})
+
+
 # -- constructors -------------------------------------------------------------------------
 
 
@@ -584,6 +741,7 @@ def local_session(
     become_user: str | None = None,
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     heartbeat: float = HEARTBEAT,
+    silence: float | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 10.0,
 ) -> HostSession:
@@ -592,9 +750,9 @@ def local_session(
     command = bootstrap_command(
         become_user, python=python or sys.executable, heartbeat_timeout=heartbeat_timeout
     )
-    session = HostSession(
-        PipeStream.spawn(["/bin/sh", "-c", command], env), name="local", heartbeat=heartbeat
-    )
+    stream = PipeStream.spawn(["/bin/sh", "-c", command], env)
+    silence = silence or heartbeat_timeout  # the executor beats every heartbeat_timeout/3 s
+    session = HostSession(stream, name="local", heartbeat=heartbeat, silence=silence)
     session.start(timeout)
     return session
 
@@ -607,6 +765,7 @@ def open_channel_session(
     python: str = "python3",
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     heartbeat: float = HEARTBEAT,
+    silence: float | None = None,
     timeout: float = 10.0,
     nodelay: bool = True,
 ) -> HostSession:
@@ -627,6 +786,7 @@ def open_channel_session(
         channel.exec_command(command)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise SessionUnavailable(f"{name or 'host'}: cannot open a channel: {exc}") from exc
-    session = HostSession(ChannelStream(channel), name=name, heartbeat=heartbeat)
-    session.start(timeout)  # closes the channel before raising SessionUnavailable
+    silence = silence or heartbeat_timeout  # the executor beats every heartbeat_timeout/3 s
+    session = HostSession(ChannelStream(channel), name=name, heartbeat=heartbeat, silence=silence)
+    session.start(timeout)  # closes the channel before raising SessionUnavailable/Broken
     return session

@@ -4,11 +4,16 @@
 and — with ``transport: auto`` — replaced by exec-per-command for a host where the
 executor cannot start (no ``python3``), with a warning once. ``become`` commands run
 through an executor started for their user (``sudo -n -u U``), which enforces their
-deadlines and kills too (SPEC §8).
+deadlines and kills too (SPEC §8). A host whose executor answers with a malformed hello
+fails its command (``unreachable``), never the run. An executor the controller gave up
+on (stopped, silent, forged frames: ``HostSession.broken``) gets a ``kill -CONT`` on a
+channel of its own, so that it wakes, sees its stdin closed and kills its commands.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import threading
 from collections.abc import Callable
 
@@ -19,12 +24,15 @@ from runbook.run.contexts.base import OutputCallback
 from runbook.run.ssh.channel import Connection
 from runbook.run.ssh.session import (
     HostSession,
+    SessionBroken,
     SessionError,
     SessionLost,
     SessionRequest,
     SessionUnavailable,
     open_channel_session,
 )
+
+WAKE_WAIT = 10.0  # seconds the kill -CONT of an abandoned executor may take
 
 Key = tuple[str, str | None]  # (host name, user: None for the connecting user)
 
@@ -47,6 +55,7 @@ class Sessions:
         self._locks: dict[Key, threading.Lock] = {}
         self._sessions: dict[Key, HostSession | None] = {}
         self._running: dict[int, HostSession] = {}  # request id → its session
+        self._woken: set[HostSession] = set()  # abandoned executors sent a kill -CONT
 
     @staticmethod
     def key(command: Command) -> Key:
@@ -62,11 +71,15 @@ class Sessions:
                 found = self._sessions[key]
                 if found is None or found.alive:
                     return found
+                if found.broken is not None:
+                    self._wake(found, key, conn)
                 found.close(wait=0)
             try:
                 started = open_channel_session(
                     conn.transport, name=key[0], become_user=key[1], timeout=self.timeout
                 )
+            except SessionBroken as exc:
+                raise ConnectError(key[0], str(exc)) from exc
             except SessionUnavailable as exc:
                 if self.mode == Transport.SESSION:
                     raise ConnectError(key[0], str(exc)) from exc
@@ -98,6 +111,13 @@ class Sessions:
         except SessionLost as exc:
             if not exc.may_have_run:
                 raise
+            if session.broken is not None:
+                self._wake(session, self.key(command), conn)
+                raise ConnectionLost(
+                    command.host.name,
+                    f"gave up on the runbook executor on {conn.endpoint}: {session.broken}; "
+                    "the command may have partly run",
+                ) from exc
             transport = conn.transport
             why = transport.loss() if not transport.is_active() else "the executor ended"
             raise ConnectionLost(
@@ -116,6 +136,7 @@ class Sessions:
             stderr=result.stderr,
             timed_out=result.timed_out,
             killed=result.killed,
+            dropped=result.dropped,
         )
 
     def forget(self, host: str) -> None:
@@ -128,12 +149,34 @@ class Sessions:
             if s is not None:
                 s.close(wait=0)
 
+    def _wake(self, session: HostSession, key: Key, conn: Connection) -> None:
+        """Once per abandoned executor, in the background: ``kill -CONT`` it (as its
+        user), so that a stopped one sees its stdin closed and kills its commands."""
+        with self._lock:
+            if session.pid is None or session in self._woken or not conn.alive:
+                return
+            self._woken.add(session)
+        argv = ["kill", "-CONT", str(session.pid)]
+        if key[1] is not None:
+            argv = ["sudo", "-n", "-u", key[1], "--", *argv]
+
+        def wake() -> None:
+            with contextlib.suppress(Exception):  # best effort: the host may be gone too
+                chan = conn.transport.open_session(timeout=WAKE_WAIT)
+                try:
+                    chan.exec_command(shlex.join(argv))
+                    chan.status_event.wait(WAKE_WAIT)
+                finally:
+                    chan.close()
+
+        threading.Thread(target=wake, daemon=True, name=f"wake-{key[0]}").start()
+
     def kill_all(self) -> None:
         """Ask every executor to kill what it runs for us (no second channel needed)."""
         with self._lock:
             running = list(self._running.items())
         for request_id, session in running:
-            session.kill(request_id)
+            session.kill(request_id, self.kill_grace)
 
     def close(self) -> None:
         with self._lock:

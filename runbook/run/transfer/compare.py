@@ -1,5 +1,7 @@
 """Is the file already there? What a copy compares (content, mode, owner, group) and
-what it sets when it writes — one decision for every transport."""
+what it sets when it writes — one decision for every transport. A dest that is a
+symlink is replaced by the file (``rename(2)``), never written through; one to a
+directory is refused, as a directory is."""
 
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ def decide(found: Found, size: int, sha256: str, tr: Transfer) -> Decision:
     """Compare what is at dest with what the copy writes: content, mode, owner, group."""
     if found.state in ("dir", "special"):
         raise TransferFailed(f"dest {tr.dest} exists and is not a regular file ({found.state})")
+    if found.state == "linkdir":  # replacing it would swap a directory for a file
+        raise TransferFailed(f"dest {tr.dest} is a symbolic link to a directory")
+    if found.state == "swapped":
+        raise TransferFailed(f"dest {tr.dest} was replaced while it was inspected")
     if found.state == "noparent":
         raise TransferFailed(
             f"the directory of dest {tr.dest} does not exist (or cannot be searched)"

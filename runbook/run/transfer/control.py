@@ -10,6 +10,7 @@ changed) are ``TransferFailed`` and become a ``failed`` result with that message
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,6 +94,26 @@ class Transfers:
                 return Outcome(rc=None, killed=True, changed=False)
             except TimedOut:
                 return Outcome(rc=None, timed_out=True, changed=False)
+
+
+# Test-only: a directory in the controller's environment that makes transfers stop at
+# the named points a test holds (here and in the host scripts, ``scripts.pause``) until
+# the test says go, so a race test swaps a path at a known moment, not by timing luck.
+PAUSE_ENV = "RUNBOOK_TEST_PAUSE"
+PAUSE_MAX = 30.0  # seconds a pause waits for its go at most
+
+
+def pause(point: str) -> None:
+    """With ``RUNBOOK_TEST_PAUSE=DIR`` and ``DIR/POINT.hold``: create ``DIR/POINT.reached``,
+    then wait until ``DIR/POINT.go`` exists (at most ``PAUSE_MAX`` s). Else nothing."""
+    hook = os.environ.get(PAUSE_ENV)
+    if not hook or not os.path.exists(os.path.join(hook, f"{point}.hold")):
+        return
+    with open(os.path.join(hook, f"{point}.reached"), "w"):
+        pass
+    deadline = time.monotonic() + PAUSE_MAX
+    while not os.path.exists(os.path.join(hook, f"{point}.go")) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def describe_os_error(exc: OSError) -> str:
