@@ -58,6 +58,8 @@ def _match(
         return set(hosts)
     if term in groups:
         return set(groups[term])
+    if term == "ungrouped":  # Ansible's implicit group, empty here: it matches no host
+        return set()
     if term in hosts or term in LOCAL_NAMES:
         return {term}
     if term.startswith("~"):

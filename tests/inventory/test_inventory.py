@@ -161,6 +161,10 @@ def test_yaml_export_with_an_empty_ungrouped(tmp_path: Path) -> None:
     listing["web"] = {"hosts": ["w1"]}
     inv = build_inventory({}, [str(write(tmp_path, "export.json", json.dumps(listing)))])
     assert inv.groups == {"all": ["w1"], "web": ["w1"]}
+    # As in Ansible, `ungrouped` is a group even when empty: it matches no host, it is not
+    # an unknown name.
+    assert inv.resolve("ungrouped") == []
+    assert [h.name for h in inv.resolve("ungrouped:web")] == ["w1"]
 
 
 def test_script_failure_shows_its_stderr(tmp_path: Path) -> None:
