@@ -92,8 +92,12 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
 
     file = opts.plan.file
     raw = read_plan(file) if opts.require_approvals else None
+    # The signatures first: a plan changed after it was approved is refused for that,
+    # whatever else is wrong with it (its digest no longer matches either).
+    approvals = _approved(opts, raw)
     saved = read_saved_plan(file, raw)
-    approvals = _approved(opts, raw, saved)
+    if approvals is not None and saved is None:
+        raise _not_a_saved_plan(file)
     if opts.resume:
         prepared = _resumed(opts, saved, approvals)
     elif saved is not None:
@@ -116,9 +120,7 @@ def prepare_run(opts: ApplyOptions) -> PreparedRun:
     return prepared
 
 
-def _approved(
-    opts: ApplyOptions, raw: bytes | None, saved: dict[str, Any] | None
-) -> Approvals | None:
+def _approved(opts: ApplyOptions, raw: bytes | None) -> Approvals | None:
     """``--require-approvals N --allowed-signers F``: the approvals of the saved plan whose
     bytes are ``raw`` (raises ``InputError`` unless there are N)."""
     if opts.allowed_signers and not opts.require_approvals:
@@ -127,12 +129,16 @@ def _approved(
         return None
     if not opts.allowed_signers:
         raise UsageError("--require-approvals needs --allowed-signers FILE (who may approve)")
-    if saved is None:
-        raise UsageError(
-            f"--require-approvals: {opts.plan.file} is not a saved plan; approvals are of "
-            "saved plans (runbook plan --out PLAN.json, runbook approve PLAN.json)"
-        )
+    if not opts.plan.file.endswith(".json"):
+        raise _not_a_saved_plan(opts.plan.file)
     return verified(raw, opts.plan.file, opts.require_approvals, opts.allowed_signers)
+
+
+def _not_a_saved_plan(file: str) -> UsageError:
+    return UsageError(
+        f"--require-approvals: {file} is not a saved plan; approvals are of saved plans "
+        "(runbook plan --out PLAN.json, runbook approve PLAN.json)"
+    )
 
 
 def check_saved_syntax(plan: Plan) -> None:
