@@ -242,7 +242,8 @@ class Runner:
     def _listener_failed(self, listener: Listener, exc: Exception) -> None:
         self.listeners.remove(listener)
         what = type(listener).__name__
-        if isinstance(listener, EssentialListener):
+        # A protocol check sees the attribute, not its value: essential = False is not.
+        if isinstance(listener, EssentialListener) and listener.essential:
             self.halt(f"{what} failed: {exc!r}")
             self.notify(
                 f"{what} stopped ({exc!r}); the run halts: nothing new starts, running "
