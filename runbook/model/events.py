@@ -230,6 +230,16 @@ class RunFinished(Event):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConsoleDropped(Event):
+    """Only in the ``--output json`` stream, never in the journal: the ``dropped`` events
+    before this one were not written, because stdout was not read in time (the console
+    never pauses the run for its reader; the journal has them all)."""
+
+    kind: ClassVar[str] = "console_dropped"
+    dropped: int
+
+
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -243,6 +253,7 @@ KINDS: dict[str, type[Event]] = {
         Registered,
         StepFinished,
         RunFinished,
+        ConsoleDropped,
     )
 }
 
