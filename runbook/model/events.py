@@ -122,6 +122,9 @@ class BatchStarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CommandStarted(Event):
+    """A command starts for ``host`` (its result, ``command_finished``, is that host's);
+    a delegated one runs on ``delegate`` (its name in the plan's hosts)."""
+
     kind: ClassVar[str] = "command_started"
     step: str
     host: str
@@ -129,6 +132,7 @@ class CommandStarted(Event):
     batch: int | None = None
     cmd: str | None = None  # a command rendered at apply time, as shown (SPEC §8)
     item: int | None = None  # a loop's item (0-based)
+    delegate: str | None = None  # delegate_to: the host the command runs on
 
 
 @dataclass(frozen=True, kw_only=True)
