@@ -147,6 +147,15 @@ class JsonLines(Console):
         return [_json(ConsoleDropped(run_id=self.run_id, dropped=count))]
 
 
+def _shown(lines: Sequence[str]) -> str:
+    """``lines`` as written: each escaped as one line (``printable``), each ended. When
+    no line holds a newline of its own, all in one pass (the fast path of ``-v``)."""
+    text = "\n".join(lines)
+    if text.count("\n") == len(lines) - 1:
+        return printable(text) + "\n"
+    return "".join(printable(ln, multiline=False) + "\n" for ln in lines)
+
+
 def _json(event: Event) -> str:
     return printable_json(json.dumps(event.to_dict(), ensure_ascii=False))
 
@@ -183,7 +192,7 @@ class PlainConsole(Console):
     def _emit(self, lines: Sequence[str]) -> None:
         if self.detached:
             return
-        self.out.write("".join(printable(ln, multiline=False) + "\n" for ln in lines))
+        self.out.write(_shown(lines))
         self.out.flush()
 
     def _dropped(self, count: int) -> Sequence[str]:

@@ -3,10 +3,11 @@
 Observers never steer (SPEC §6). Events reach the console under the runner's emit lock,
 so a console that wrote to its terminal or pipe there stopped the whole run while the
 pipe was full (``apply -v | (sleep 60; cat)``). The console's ``handle`` only queues
-lines here; a thread of its own writes them. ``put`` never blocks: when more than
-``BACKLOG`` characters wait, the oldest lines are dropped, and once the writer can write
-again it first says how many (``note``) — the newest lines, the last steps' summaries
-among them, are the ones kept; the journal keeps everything.
+lines here; a thread of its own writes them, all that waits in one write. ``put`` never
+blocks: when more than ``BACKLOG`` waits, the oldest lines are dropped, and once the
+writer can write again it first says how many (``note``) — the newest lines, the last
+steps' summaries among them, are the ones kept; the journal keeps everything. 4 MiB: a
+256 KiB backlog dropped lines of ``seq 1 1000000`` written to a file, which kept up.
 
 A write that fails stops the writer: ``on_error`` hears why (a closed pipe, a hung-up
 terminal, a bug) and the run goes on.
@@ -20,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-BACKLOG = 256 * 1024  # characters waiting for the terminal before the oldest are dropped
+BACKLOG = 4 << 20  # what may wait for the terminal: characters, plus LINE_COST a line
 LINE_COST = 64  # what a queued line costs beyond its characters (an empty line is not free)
 
 
@@ -49,7 +50,8 @@ class Outbox:
         self._cost = 0
         self._dropped = 0  # lines dropped since the writer last took a batch
         self._cond = threading.Condition()
-        self._busy = False  # the writer holds a batch it has not finished writing
+        self._busy = False  # the writer holds batches it has not finished writing
+        self._waiting = False  # the writer waits for a batch
         self._held = False  # nothing may be written (a prompt is on the terminal)
         self._closing = False
         self.stopped = False  # a write failed, or a Ctrl-C gave up on the rest
@@ -74,7 +76,8 @@ class Outbox:
                 self._cost -= old.cost
                 self._dropped += len(old.lines)
                 self.dropped += len(old.lines)
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -108,18 +111,22 @@ class Outbox:
         while True:
             with self._cond:
                 while (not self._queue or self._held) and not (self._closing and not self._queue):
+                    self._waiting = True
                     self._cond.wait()
+                    self._waiting = False
                 if not self._queue:
                     return  # closing, and everything is written
-                batch = self._queue.popleft()
-                self._cost -= batch.cost
+                # Everything queued, in one write: a writer that took one batch at a time
+                # fell behind a command streaming to a file, and dropped lines it need not.
+                batches = list(self._queue)
+                self._queue.clear()
+                self._cost = 0
                 dropped, self._dropped = self._dropped, 0
                 self._busy = True
             try:
                 if not self.stopped:
-                    if dropped:
-                        self._write(self._note(dropped))
-                    self._write(batch.lines)
+                    lines = [ln for b in batches for ln in b.lines]
+                    self._write([*self._note(dropped), *lines] if dropped else lines)
             except Exception as exc:  # observers never steer: not even a bug of ours
                 self._fail(exc)
             finally:
