@@ -68,8 +68,8 @@ class Console:
     """Base of what shows a run on stdout: a listener that can be paused for a prompt, and
     detached when its terminal goes away (SIGHUP). Observers never steer: ``handle``
     never waits for the terminal (see ``Outbox``), and a console whose writes fail stops
-    writing while the run goes on. ``close`` (or leaving it as a context manager) writes
-    what is still queued: the run's last lines come before the recap."""
+    writing while the run goes on. ``close`` writes what is still queued: the run's last
+    lines come before the recap."""
 
     detached = False
     outbox: Outbox
@@ -100,6 +100,7 @@ class Console:
             yield
 
     def close(self) -> None:
+        """Once the run is over: wait until everything queued is written."""
         try:
             self.outbox.close()
         except KeyboardInterrupt:  # the operator gave up on the rest of the output
@@ -112,12 +113,6 @@ class Console:
             detach_stdout()
         if not isinstance(exc, BrokenPipeError):
             self._on_error(exc)
-
-    def __enter__(self) -> Console:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class JsonLines(Console):
