@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,7 +150,9 @@ class Fleet:
     """``size`` sshd servers named ``{prefix}1`` .. ``{prefix}N``.
 
     ``max_startups`` (sshd's MaxStartups, e.g. ``"1:100:1"``) is one value for every host
-    or a mapping name → value; ``sshd_options`` are extra sshd_config lines for all hosts.
+    or a mapping name → value; ``sshd_options`` are extra sshd_config lines for all hosts;
+    ``sshd_prefix`` a command each sshd is started through (``setpriv`` dropping a
+    capability, say), which must exec it.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Fleet:
         prefix: str = "h",
         max_startups: str | Mapping[str, str] | None = None,
         sshd_options: Mapping[str, str] | None = None,
+        sshd_prefix: Sequence[str] = (),
     ) -> None:
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="runbook-fleet-"))
@@ -171,6 +174,7 @@ class Fleet:
         self.known_hosts = self.root / "known_hosts"
         self.ssh_config = self.root / "ssh_config"
         self.sshd_options = dict(sshd_options or {})
+        self.sshd_prefix = list(sshd_prefix)
         names = [f"{prefix}{i}" for i in range(1, size + 1)]
         if isinstance(max_startups, Mapping):
             startups = dict(max_startups)
@@ -303,7 +307,7 @@ class Fleet:
                 h.config.write_text(self._sshd_config(h))
                 pending[name] = h.log.stat().st_size if h.log.exists() else 0
                 h.proc = subprocess.Popen(
-                    [SSHD, "-D", "-f", str(h.config), "-E", str(h.log)],
+                    [*self.sshd_prefix, SSHD, "-D", "-f", str(h.config), "-E", str(h.log)],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -44,9 +44,14 @@ def apply(opts: ApplyOptions) -> int:
             notify=_notify,
             warn=lambda message: _notify(f"WARNING: {message}"),
         )
-        result, journal = launch(
-            prepared, settings, slot, how, lambda runner: _signals_recorded(runner, console)
-        )
+        try:
+            result, journal = launch(
+                prepared, settings, slot, how, lambda runner: _signals_recorded(runner, console)
+            )
+        except BaseException:
+            console.close()  # what it queued comes before the crash's one line
+            raise
+    console.close()  # the run is over and its lock released: now wait for the reader
     if opts.output != Format.JSON:
         _observe(lambda: recap(result, str(journal), approvals=prepared.approvals))
     return result.exit_code

@@ -1,6 +1,11 @@
 """What the operator sees while a run goes: off a terminal (logs, CI, benchmarks) a line
 per step and per failure (every result with ``-v``), on a terminal a live status line per
 running step, and with ``--output json`` one event per line. ``NO_COLOR`` is honoured.
+
+Every console writes through an ``Outbox``: ``handle`` (called under the runner's emit
+lock) only turns an event into lines and queues them; the outbox's thread writes them.
+A stalled terminal or pipe therefore never pauses the run: past a bounded backlog the
+oldest lines are dropped and the console says how many where they were.
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
+from runbook.cli.outbox import Outbox
 from runbook.model.command import CommandResult, Status, StepStatus, counts_text, status_counts
 from runbook.model.events import (
     BatchStarted,
     CommandFinished,
     CommandOutput,
     CommandStarted,
+    ConsoleDropped,
     Event,
     RunFinished,
     RunStarted,
@@ -50,12 +57,26 @@ def _indent(text: str, prefix: str = "      ") -> list[str]:
     return [prefix + ln for ln in lines]
 
 
+def _warn(exc: Exception) -> None:
+    """What a console whose writes failed says (on stderr, which may work still)."""
+    message = f"runbook: the console stopped ({exc!r}); the run goes on, the journal has it all"
+    with contextlib.suppress(OSError, ValueError):
+        print(printable(message, multiline=False), file=sys.stderr)
+
+
 class Console:
     """Base of what shows a run on stdout: a listener that can be paused for a prompt, and
-    detached when its terminal goes away (SIGHUP). Observers never steer: the runner
-    detaches a console whose writes fail."""
+    detached when its terminal goes away (SIGHUP). Observers never steer: ``handle``
+    never waits for the terminal (see ``Outbox``), and a console whose writes fail stops
+    writing while the run goes on. ``close`` writes what is still queued: the run's last
+    lines come before the recap."""
 
     detached = False
+    outbox: Outbox
+
+    def __init__(self, on_error: Callable[[Exception], None] = _warn) -> None:
+        self._on_error = on_error
+        self.outbox = Outbox(self._emit, self._dropped, self._failed)
 
     def detach(self) -> None:
         """Safe from a signal handler: only sets a flag."""
@@ -64,20 +85,74 @@ class Console:
     def handle(self, event: Event) -> None:
         raise NotImplementedError
 
+    def _emit(self, lines: Sequence[str]) -> None:
+        """Write ``lines`` to the terminal: on the outbox's thread only."""
+        raise NotImplementedError
+
+    def _dropped(self, count: int) -> Sequence[str]:
+        """What to write where ``count`` lines (or events) were dropped."""
+        raise NotImplementedError
+
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
         """While the operator is asked something, nothing else may draw."""
-        yield
+        with self.outbox.held():
+            yield
+
+    def close(self) -> None:
+        """Once the run is over: wait until everything queued is written."""
+        try:
+            self.outbox.close()
+        except KeyboardInterrupt:  # the operator gave up on the rest of the output
+            detach_stdout()
+
+    def _failed(self, exc: Exception) -> None:
+        """A write failed (on the outbox's thread): nothing more is written; a closed
+        pipe (``| head``) is no news, anything else is said on stderr."""
+        if isinstance(exc, OSError):
+            detach_stdout()
+        if not isinstance(exc, BrokenPipeError):
+            self._on_error(exc)
 
 
 class JsonLines(Console):
-    """``--output json``: one event per line on stdout (schemas/events.schema.json)."""
+    """``--output json``: one event per line on stdout (schemas/events.schema.json); where
+    events were dropped, a ``console_dropped`` event says how many."""
+
+    run_id = ""
+
+    def __init__(self, on_error: Callable[[Exception], None] = _warn) -> None:
+        self.out = sys.stdout
+        super().__init__(on_error)
 
     def handle(self, event: Event) -> None:
         if self.detached:
             return
-        sys.stdout.write(printable_json(json.dumps(event.to_dict(), ensure_ascii=False)) + "\n")
-        sys.stdout.flush()
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+        self.outbox.put([_json(event)])
+
+    def _emit(self, lines: Sequence[str]) -> None:
+        if self.detached:
+            return
+        self.out.write("".join(ln + "\n" for ln in lines))
+        self.out.flush()
+
+    def _dropped(self, count: int) -> Sequence[str]:
+        return [_json(ConsoleDropped(run_id=self.run_id, dropped=count))]
+
+
+def _shown(lines: Sequence[str]) -> str:
+    """``lines`` as written: each escaped as one line (``printable``), each ended. When
+    no line holds a newline of its own, all in one pass (the fast path of ``-v``)."""
+    text = "\n".join(lines)
+    if text.count("\n") == len(lines) - 1:
+        return printable(text) + "\n"
+    return "".join(printable(ln, multiline=False) + "\n" for ln in lines)
+
+
+def _json(event: Event) -> str:
+    return printable_json(json.dumps(event.to_dict(), ensure_ascii=False))
 
 
 class PlainConsole(Console):
@@ -87,7 +162,12 @@ class PlainConsole(Console):
 
     FAILURES_WITH_OUTPUT = 5  # per step; the journal has the rest
 
-    def __init__(self, out: IO[str] | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        out: IO[str] | None = None,
+        verbose: bool = False,
+        on_error: Callable[[Exception], None] = _warn,
+    ) -> None:
         self.out = out or sys.stdout
         self.verbose = verbose
         self.total_steps = 0
@@ -97,12 +177,22 @@ class PlainConsole(Console):
         self._shown_failures = 0
         self._hidden_failures = 0
         self._streamed: set[tuple[str, str]] = set()  # its output was shown as it came
+        super().__init__(on_error)
 
     def write(self, *lines: str) -> None:
+        """Queue ``lines``, written together (see ``Outbox``)."""
+        if not self.detached:
+            self.outbox.put(lines)
+
+    def _emit(self, lines: Sequence[str]) -> None:
         if self.detached:
             return
-        self.out.write("".join(printable(ln, multiline=False) + "\n" for ln in lines))
+        self.out.write(_shown(lines))
         self.out.flush()
+
+    def _dropped(self, count: int) -> Sequence[str]:
+        show = f"; runbook show {self.run_id} has them" if self.run_id else ""
+        return [f"... ({counted(count, 'line')} not shown: stdout was not read in time{show})"]
 
     def handle(self, e: Event) -> None:
         if isinstance(e, RunStarted):
@@ -192,55 +282,73 @@ class PlainConsole(Console):
 
 
 class LiveConsole(PlainConsole):
-    """On a terminal: a live status line per running step, failures printed above it."""
+    """On a terminal: a live status line per running step, failures printed above it.
 
-    def __init__(self, verbose: bool = False) -> None:
+    The status line is drawn by rich's own thread from state ``handle`` keeps under
+    ``_lock``; it is started and stopped on the outbox's thread (or, for a prompt, with
+    the outbox held), never in ``handle``."""
+
+    def __init__(
+        self, verbose: bool = False, on_error: Callable[[Exception], None] = _warn
+    ) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        super().__init__(sys.stdout, verbose)
         self._lock = threading.Lock()
         self._step: dict[str, Any] | None = None
         self._counts: Counter[Status] = Counter()
         self._running = 0
+        self._want_live = False  # a step is running: the status line should show
         self.console = Console(highlight=False)
         self.live = Live(
             console=self.console, refresh_per_second=8, transient=True, get_renderable=self._render
         )
+        super().__init__(sys.stdout, verbose, on_error)
 
-    def write(self, *lines: str) -> None:
+    def _emit(self, lines: Sequence[str]) -> None:
         if self.detached:
-            if self.live.is_started:
-                self.live.stop()
+            self._stop_live()
             return
+        if self._want_live and not self.live.is_started:
+            self.live.start()
         for ln in lines:
             self.console.print(printable(ln, multiline=False), markup=False, highlight=False)
 
+    def _stop_live(self) -> None:
+        if self.live.is_started:
+            with contextlib.suppress(OSError):
+                self.live.stop()
+
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
-        with self._lock:
+        with self.outbox.held():
             was_live = self.live.is_started
             if was_live:
                 self.live.stop()
-        try:
-            yield
-        finally:
-            if was_live:
-                with self._lock:
+            try:
+                yield
+            finally:
+                if was_live:
                     self.live.start()
+
+    def close(self) -> None:
+        super().close()
+        self._stop_live()
 
     def _render(self) -> Any:
         from rich.text import Text
 
-        s = self._step
-        if s is None:
-            return Text("")
-        done = sum(self._counts.values())
-        parts = counts_text(status_counts(self._counts.elements()))
+        with self._lock:
+            s = self._step
+            if s is None:
+                return Text("")
+            done = sum(self._counts.values())
+            parts = counts_text(status_counts(self._counts.elements()))
+            running = self._running
         elapsed = time.monotonic() - s["t0"]
         name = printable(s["name"], multiline=False)
         return Text(
-            f"  {name}: {done}/{s['total']} hosts done, {self._running} running"
+            f"  {name}: {done}/{s['total']} hosts done, {running} running"
             f"{' · ' + parts if parts else ''} · {elapsed:.1f}s",
             style="bold",
         )
@@ -251,8 +359,7 @@ class LiveConsole(PlainConsole):
                 self._step = {"name": e.step, "total": len(e.hosts), "t0": time.monotonic()}
                 self._counts.clear()
                 self._running = 0
-                if not self.live.is_started:
-                    self.live.start()
+                self._want_live = True
             elif isinstance(e, CommandStarted):
                 self._running += 1
                 return
@@ -265,9 +372,9 @@ class LiveConsole(PlainConsole):
                     return
             elif isinstance(e, StepFinished):
                 self._step = None
-            elif isinstance(e, RunFinished) and self.live.is_started:
-                self.live.stop()
-        super().handle(e)
+            elif isinstance(e, RunFinished):
+                self._want_live = False
+            super().handle(e)
 
 
 def detach_stdout() -> None:

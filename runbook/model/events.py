@@ -122,6 +122,9 @@ class BatchStarted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CommandStarted(Event):
+    """A command starts for ``host`` (its result, ``command_finished``, is that host's);
+    a delegated one runs on ``delegate`` (its name in the plan's hosts)."""
+
     kind: ClassVar[str] = "command_started"
     step: str
     host: str
@@ -129,6 +132,7 @@ class CommandStarted(Event):
     batch: int | None = None
     cmd: str | None = None  # a command rendered at apply time, as shown (SPEC §8)
     item: int | None = None  # a loop's item (0-based)
+    delegate: str | None = None  # delegate_to: the host the command runs on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,6 +234,16 @@ class RunFinished(Event):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConsoleDropped(Event):
+    """Only in the ``--output json`` stream, never in the journal: the ``dropped`` events
+    before this one were not written, because stdout was not read in time (the console
+    never pauses the run for its reader; the journal has them all)."""
+
+    kind: ClassVar[str] = "console_dropped"
+    dropped: int
+
+
 KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -243,6 +257,7 @@ KINDS: dict[str, type[Event]] = {
         Registered,
         StepFinished,
         RunFinished,
+        ConsoleDropped,
     )
 }
 

@@ -577,6 +577,7 @@ class Runner:
                 batch=step.batch,
                 cmd=job.shown,
                 item=cmd.item_index,
+                delegate=None if cmd.delegate is None else cmd.delegate.name,
             )
         )
         relay = self._relay(cmd)

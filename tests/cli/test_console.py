@@ -32,6 +32,7 @@ def test_ok_results_fold_and_only_the_first_failures_show_their_output() -> None
                                  rc=0 if i < 2 else 1, stderr=f"boom {host}\n")))  # fmt: skip
     c.handle(StepFinished(run_id="r", step="s", index=0, status=StepStatus.TOLERATED,
                           counts={"ok": 2, "failed": 7}, duration=1.0))  # fmt: skip
+    c.close()  # written by the console's own thread: all of it once closed
     text = out.getvalue()
     assert " a " not in text and "FAILED      c" in text
     assert text.count("stderr:") == 5 and "boom h" not in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.e2e.helpers import events, finished, journal_dirs, runbook, write
+from tests.e2e.helpers import events, finished, journal_dirs, journal_events, runbook, write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,3 +79,40 @@ def test_rescue_always_and_resume_through_the_cli(tmp_path: Path) -> None:
     log = lines(tmp_path)
     assert sorted(log[:2]) == ["last n1", "last n2"] and log[2:] == ["finally"]
     assert len(journal_dirs(tmp_path)) == 2
+
+
+def test_a_delegated_command_says_where_it_runs_in_the_events_and_the_journal(
+    tmp_path: Path,
+) -> None:
+    """``command_started`` names the delegate a command runs on; ``host`` (and the
+    result's) stays the target."""
+    rb = write(
+        tmp_path / "rb.yml",
+        "name: delegated\nhosts:\n  nodes:\n    hosts:\n"
+        "      n1: {connection: local}\n      n2: {connection: local}\n"
+        "steps:\n  - name: drain\n    hosts: nodes\n    delegate_to: controller\n"
+        "    run: echo drain {{ host.name }}\n"
+        "  - name: patch\n    hosts: nodes\n    run: echo patch\n",
+    )
+    done = runbook("apply", "--yes", "--output", "json", str(rb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    schema = json.loads((ROOT / "schemas" / "events.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    (run_dir,) = journal_dirs(tmp_path)
+    for evs in (events(done.stdout), journal_events(run_dir)):
+        assert not [err.message for e in evs for err in validator.iter_errors(e)]
+        started = {
+            (e["step"], e["host"]): e.get("delegate")
+            for e in evs
+            if e["event"] == "command_started"
+        }
+        assert started == {
+            ("drain", "n1"): "localhost",
+            ("drain", "n2"): "localhost",
+            ("patch", "n1"): None,
+            ("patch", "n2"): None,
+        }
+        results = {
+            (e["step"], e["host"]): e["stdout"] for e in evs if e["event"] == "command_finished"
+        }
+        assert results[("drain", "n2")] == "drain n2\n"

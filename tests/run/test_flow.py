@@ -88,8 +88,11 @@ def test_a_delegated_command_runs_on_the_delegate_and_its_result_is_the_targets(
     assert drain.stdout == "lbctl drain web3 on lb1"
     # ... and is reported, journaled and counted per target.
     assert {r.host for r in result.results if r.step == "drain"} == {"web1", "web2", "web3", "web4"}
-    started = {(e["step"], e["host"]) for e in rec.of(ev.CommandStarted.kind)}
+    started = {(e["step"], e["host"]): e.get("delegate") for e in rec.of(ev.CommandStarted.kind)}
     assert ("drain", "web3") in started and ("drain", "lb1") not in started
+    # ... and each start says where it runs: on the delegate, or (no delegate) on the host.
+    assert started[("drain", "web3")] == "lb1" and started[("add", "web1")] == "lb1"
+    assert started[("patch", "web3")] is None
     # The delegate was connected before step 1, as every machine a command runs on.
     assert "lb1" in ctx.connected
 

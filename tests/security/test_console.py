@@ -3,16 +3,19 @@ drive the terminal (SPEC §6)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from tests.e2e.helpers import journal_dirs, journal_events, wait_for, write
+from tests.e2e.helpers import ROOT, journal_dirs, journal_events, start, wait_for, write
 from tests.e2e.test_terminal import _run_on_pty
 
 HOSTILE = r"printf '\033]0;PWNED-TITLE\007\033[1A\033[2K  ok  FAKE-OK\r\n'"
@@ -63,6 +66,73 @@ def test_a_closed_stdout_never_stops_the_run(tmp_path: Path, output: str) -> Non
     # The whole output of the loud step is in the journal, whatever the console printed.
     loud = next(e for e in journal_events(run_dir) if e.get("step") == "loud" and "stdout" in e)
     assert loud["stdout"].endswith("\n5000\n")
+
+
+def _stalled(tmp_path: Path) -> Path:
+    """A step whose streamed output (-v) is far more than a pipe and the console's
+    backlog hold, then four more steps."""
+    rest = "".join(
+        f"  - name: after {i}\n    hosts: localhost\n    run: sleep 0.2; echo step {i}\n"
+        for i in range(1, 5)
+    )
+    return write(
+        tmp_path / "rb.yml",
+        "name: nobody reads\nsteps:\n  - name: loud\n    hosts: localhost\n"
+        f"    run: seq 1 1000000\n{rest}",
+    )
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_a_stalled_console_never_pauses_the_run(tmp_path: Path, output: str) -> None:
+    """`runbook apply -v | (sleep 60; cat)`: nobody reads stdout while the run goes on.
+    The run ends all its steps regardless (the journal says so before anyone reads);
+    what is read at last says how much was dropped, then the run's last lines in order,
+    and the exit code is the run's."""
+    rb = _stalled(tmp_path)
+    proc = start("apply", "--yes", "-v", "--output", output, str(rb), cwd=tmp_path)
+    try:
+        wait_for(
+            lambda: any(
+                e["event"] == "run_finished"
+                for d in journal_dirs(tmp_path)
+                for e in journal_events(d)
+            ),
+            timeout=120,
+            what="the run to finish while nobody reads its stdout",
+        )
+        reading = time.time()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    (run_dir,) = journal_dirs(tmp_path)
+    journal = journal_events(run_dir)
+    steps = [e for e in journal if e["event"] == "step_finished"]
+    assert [e["step"] for e in steps] == ["loud", "after 1", "after 2", "after 3", "after 4"]
+    assert all(e["time"] < reading for e in steps)
+    loud = next(e for e in journal if e["event"] == "command_finished" and e["step"] == "loud")
+    assert loud["stdout"].endswith("\n1000000\n")  # the journal has what the console dropped
+    if output == "json":
+        shown = [json.loads(line) for line in out.splitlines()]
+        schema = json.loads((ROOT / "schemas" / "events.schema.json").read_text())
+        validator = jsonschema.Draft202012Validator(schema)
+        assert not [err.message for e in shown for err in validator.iter_errors(e)]
+        (note,) = [e for e in shown if e["event"] == "console_dropped"]
+        assert note["dropped"] > 0
+        after = [e["event"] for e in shown[shown.index(note) + 1 :]]
+        assert after[-3:] == ["command_finished", "step_finished", "run_finished"]
+    else:
+        dropped = re.search(
+            r"^\.\.\. \((\d+) lines not shown: stdout was not read in time", out, re.M
+        )
+        assert dropped and int(dropped.group(1)) > 0, out[-3000:]
+        tail = out[dropped.end() :]
+        last = [
+            tail.index(s) for s in ("[5/5] after 4", "localhost | step 4", "RECAP", "exit code 0")
+        ]
+        assert last == sorted(last), tail
 
 
 def test_a_hung_up_terminal_detaches_the_console_and_the_run_goes_on(tmp_path: Path) -> None:

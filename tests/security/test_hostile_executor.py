@@ -175,6 +175,45 @@ def test_frames_forged_by_a_command_never_make_a_result(
     assert took < NO_HANG
 
 
+# -- a sealed executor ----------------------------------------------------------------------
+
+# sshd (so the executor and every command under it) without CAP_SYS_PTRACE: the fleet
+# logs in as root, and that capability opens any process's /proc/PID/fd. Root without it
+# stands to its own processes as any other user does to its own.
+NO_PTRACE = ["setpriv", "--bounding-set", "-sys_ptrace", "--"]
+
+
+@pytest.fixture(scope="module")
+def no_ptrace_fleet(fleet_factory: Callable[..., Fleet]) -> Fleet:
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop CAP_SYS_PTRACE"
+    return fleet_factory(1, sshd_prefix=NO_PTRACE)
+
+
+def test_a_command_cannot_open_its_executors_fds(tmp_path: Path, no_ptrace_fleet: Fleet) -> None:
+    """The executor is not dumpable: a command of its user cannot open
+    ``/proc/$PPID/fd/1`` (before: it wrote a forged frame there, and the session ended,
+    the command ``unreachable``). The command gets its own error; the same executor
+    runs the next step."""
+    forge = FORGE.format(fd=1, hex=os.urandom(64).hex())
+    rb = tmp_path / "rb.yml"
+    rb.write_text(
+        "name: sealed\nhosts:\n  fleet: [h1]\nsteps:\n"
+        "  - name: forge\n    hosts: h1\n    on_failure: continue\n"
+        f'    run: |\n      {forge}\n      echo "open: $? executor: $PPID"\n      exit 3\n'
+        '  - name: after\n    hosts: h1\n    run: |\n      echo "executor: $PPID"\n'
+    )
+    proc, _ = apply(rb, no_ptrace_fleet)
+    assert proc.returncode == 0, proc.stderr
+    results = {r["step"]: r for r in finished(proc.stdout)}
+    forged = results["forge"]
+    assert forged["status"] == "failed" and forged["rc"] == 3, forged
+    assert "PermissionError" in forged["stderr"], forged["stderr"]
+    opened, executor = forged["stdout"].split()[1::2]
+    assert opened == "1"  # python3 failed: it could not open the executor's stdout
+    assert results["after"]["status"] == "ok"
+    assert results["after"]["stdout"] == f"executor: {executor}\n"  # the same session
+
+
 # -- a malformed hello ----------------------------------------------------------------------
 
 
