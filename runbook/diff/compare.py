@@ -37,7 +37,7 @@ VERSION = 1
 # and values derived from others (max_failures is compared resolved, as the runner uses it).
 _NOT_SETTINGS = frozenset(
     {"name", "position", "batches", "spec", "register_hosts", "group", "batch", "inner"}
-    | {"once_for", "rescue", "always"}
+    | {"once_for", "rescue", "always", "confirm_templates"}  # confirm shows the text
 )
 # Host fields that say where a command runs; groups and become show in commands already.
 _HOST_SKIP = frozenset({"groups", "become", "become_user"})

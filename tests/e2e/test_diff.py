@@ -376,3 +376,16 @@ def test_colour_on_a_terminal_unless_no_color(repo: Path):
     assert "\x1b[" not in _on_pty(args, repo, {**env, "NO_COLOR": "1"})
     piped = runbook(*args, cwd=repo, env={"NO_COLOR": ""})
     assert "\x1b[" not in piped.stdout  # not a terminal
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in (ROOT / "playbooks").glob("*.yml")))
+def test_a_playbook_and_its_copy_elsewhere_have_no_differences(
+    tmp_path: Path, playbook: str
+) -> None:
+    """As with --git, the two sides sit at different paths: nothing that only says where a
+    template is written (a confirm's, a step's) may show as a change."""
+    for side in ("old", "new"):
+        shutil.copytree(ROOT / "playbooks", tmp_path / side)
+    done = runbook("diff", str(tmp_path / "old" / playbook), str(tmp_path / "new" / playbook))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no differences" in done.stdout
