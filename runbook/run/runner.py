@@ -388,7 +388,7 @@ class Runner:
                 counts.update(self._cancel(step, batch))
                 continue
             if len(step.batches) > 1:
-                hosts = [c.host.name for c in batch]
+                hosts = list(dict.fromkeys(c.host.name for c in batch))
                 self.emit(BatchStarted(run_id=self.run_id, step=step.name, batch=b, hosts=hosts))
             for result in self._run_commands(step, batch):
                 counts[result.status] += 1
@@ -649,12 +649,13 @@ class Runner:
         )
 
     def _step_started(self, index: int, step: PlannedStep, hosts: list[str], batches: int) -> None:
+        """``hosts``: of the step's commands, once each (a loop has a command per item)."""
         self.emit(
             StepStarted(
                 run_id=self.run_id,
                 step=step.name,
                 index=index,
-                hosts=hosts,
+                hosts=list(dict.fromkeys(hosts)),
                 batches=batches,
                 on_failure=step.on_failure,
                 max_failures=step.max_failures,

@@ -224,6 +224,9 @@ def test_loop_items_run_in_order_and_the_first_failure_skips_the_rest(tmp_path):
     assert registered["d2"]["results"][0]["stdout"] == "createdb app"
     started = [(e["host"], e["item"]) for e in rec.of("command_started") if e["step"] == "create"]
     assert ("d2", 2) not in started and ("d1", 2) in started
+    # The step is on two hosts, whatever its number of items.
+    (create,) = [e for e in rec.of("step_started") if e["step"] == "create"]
+    assert create["hosts"] == ["d1", "d2"]
     assert result.exit_code == 0  # on_failure: continue
 
 
