@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import re
 
+# What a secret shows as on every surface (plans, journal, console): its stand-in, and
+# the mask over its value in output.
+STAND_IN = "********"
+
 # C0 controls but \t and \n, DEL, and the C1 range (a lone 0x9b is CSI on some terminals).
 _CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
 _INVISIBLE = (

@@ -68,7 +68,8 @@ def _diff(
     errors: list[InputError] = []
     for side, fix in ((old, relabel), (new, lambda e: e)):
         try:
-            plans.append(side_plan(replace(opts, file=side.path), side.label, side.untrusted))
+            side_opts = replace(opts, file=side.path)
+            plans.append(side_plan(side_opts, side.label, side.untrusted, side.root))
         except InputError as exc:
             errors += [fix(e) for e in (exc, *exc.others)]
     if errors:
@@ -78,10 +79,10 @@ def _diff(
     return diff_plans(plans[0], plans[1])
 
 
-def side_plan(opts: PlanOptions, label: str, untrusted: str | None = None) -> Plan:
+def side_plan(opts: PlanOptions, label: str, untrusted: str | None = None, root: str = "") -> Plan:
     """``opts.file`` planned (a runbook) or read (a saved plan, narrowed by the selection
     options as ``apply`` narrows it), its source named ``label``; ``untrusted``: why its
-    inventory scripts and pipe lookups may not run."""
+    inventory scripts and pipe lookups may not run, and its file lookups stay in ``root``."""
     from runbook.plan.narrow import narrow
     from runbook.plan.saved import plan_from_dict, read_saved_plan
 
@@ -89,11 +90,11 @@ def side_plan(opts: PlanOptions, label: str, untrusted: str | None = None) -> Pl
     if saved is not None:
         plan = narrow(plan_from_dict(saved, opts.file), opts, f"saved plan {label}")
     else:
-        plan = plan_runbook(opts, untrusted)
+        plan = plan_runbook(opts, untrusted, root)
     return replace(plan, source=label)
 
 
-def plan_runbook(opts: PlanOptions, untrusted: str | None = None) -> Plan:
+def plan_runbook(opts: PlanOptions, untrusted: str | None = None, root: str = "") -> Plan:
     """As ``prepare_plan`` plans, with secrets and vaulted values as their stand-ins
     (their values change nothing in a plan) and no check of the controller's shells
     (nothing runs here)."""
@@ -102,7 +103,7 @@ def plan_runbook(opts: PlanOptions, untrusted: str | None = None) -> Plan:
     from runbook.plan.planner import make_plan
     from runbook.prepare import plan_inputs
     from runbook.templating.lookups import planning
-    from runbook.templating.render import STAND_IN
+    from runbook.text import STAND_IN
 
     keyring = read_keyring(opts.vault_ids)
     keyring.blind = True
@@ -112,6 +113,8 @@ def plan_runbook(opts: PlanOptions, untrusted: str | None = None) -> Plan:
                for s in rb.secrets}  # fmt: skip
     lookups = lookups_for(sources)
     lookups.pipe_refused = untrusted
+    if untrusted is not None:
+        lookups.confined_to = root or os.path.dirname(os.path.abspath(opts.file))
     with planning(lookups):
         return make_plan(rb, inventory, extra, stand_ins, opts.selection, keyring)
 

@@ -30,8 +30,7 @@ from runbook.diff.compare import (
 )
 from runbook.options import Format
 from runbook.plan.text import compact, counted
-from runbook.templating.render import STAND_IN
-from runbook.text import printable, printable_json
+from runbook.text import STAND_IN, printable, printable_json
 
 NONE = "(none)"
 _MARK = {ADDED: "+", REMOVED: "-", CHANGED: "~", MOVED: "~"}

@@ -22,10 +22,11 @@ from runbook.errors import InputError, Position
 from runbook.load.vault import Keyring
 from runbook.model.runbook import SecretSpec
 from runbook.templating.lookups import Lookups, PipeFailed, SecretSource, run_pipe
+from runbook.text import STAND_IN
 
 SecretSources = dict[str, dict[str, str]]
 
-MASK = "********"
+MASK = STAND_IN  # a secret in output reads as it reads in the plan
 MIN_LINE = 8
 
 

@@ -49,7 +49,8 @@ from runbook.templating.lazy import first_template, has_templates, resolve_templ
 from runbook.templating.lookups import recording
 from runbook.templating.native import strings, value_names
 from runbook.templating.partial import partial
-from runbook.templating.render import STAND_IN, names_read, render_env, render_parts, undefined
+from runbook.templating.render import names_read, render_env, render_parts, undefined
+from runbook.text import STAND_IN
 
 Context = MutableMapping[str, Any]
 RESULT_NAMES = frozenset({"rc", "stdout", "stderr", "stdout_lines", "stderr_lines"})

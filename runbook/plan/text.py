@@ -38,8 +38,7 @@ from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.spec import DEFAULT_SHELL, ExecSpec
 from runbook.plan.flow import RESCUE_NAMES
 from runbook.templating.partial import fold
-from runbook.templating.render import STAND_IN
-from runbook.text import printable
+from runbook.text import STAND_IN, printable
 
 Mask = Callable[[str], str]
 

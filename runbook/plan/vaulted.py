@@ -16,7 +16,7 @@ from typing import Any
 
 from runbook.load.secrets import token
 from runbook.load.vault import Keyring, Vaulted, has_vaulted, replace_vaulted, vaulted_in
-from runbook.templating.render import STAND_IN
+from runbook.text import STAND_IN
 
 # Names the planner itself puts in a context: never vaulted, and large (``groups``).
 PLANNER_NAMES = frozenset({"host", "groups", "runbook", "step", "env", "hostvars", "batch"})

@@ -25,7 +25,8 @@ from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.templating.env import evaluate
 from runbook.templating.lookups import planning
 from runbook.templating.native import native
-from runbook.templating.render import STAND_IN, Rendered, render_parts, withheld
+from runbook.templating.render import Rendered, render_parts, withheld
+from runbook.text import STAND_IN
 
 Value = dict[str, Any]
 

@@ -15,7 +15,9 @@ planner makes the command a secret command (rendered with the real value only at
 
 What a planning pass allows and has cached is a ``Lookups``, made current for the pass
 with ``planning``; ``runbook diff --git`` plans a revision with ``pipe`` refused, since
-reviewing a change must execute nothing from it.
+reviewing a change must execute nothing from it, and with ``file`` kept inside the
+revision's tree and ``env`` answered with a stand-in: a diff posted on a pull request must
+not show the controller's files or environment (a CI token) to whoever wrote the change.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import jinja2
 
 from runbook.errors import Position
+from runbook.text import STAND_IN
 
 PIPE_TIMEOUT = 60.0  # seconds a pipe lookup may run
 
@@ -56,6 +59,9 @@ class Lookups:
     """One planning pass's lookups: what is allowed, the secret sources, the cache."""
 
     pipe_refused: str | None = None  # why pipe lookups may not run here (diff --git)
+    # An untrusted revision's tree (diff --git): file lookups stay inside it, env lookups
+    # read nothing of the controller.
+    confined_to: str | None = None
     secrets: tuple[SecretSource, ...] = ()
     touched: set[str] | None = None  # secret names read through lookups, while recording
     _pipes: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -179,6 +185,8 @@ def _secret(lookups: Lookups, kind: str, term: str) -> str | None:
 
 
 def _env(lookups: Lookups, term: str, options: dict[str, Any]) -> str:
+    if lookups.confined_to is not None:
+        return STAND_IN  # the controller's environment is not the revision's to show
     value = os.environ.get(term)
     if value is None:
         if "default" in options:
@@ -189,6 +197,12 @@ def _env(lookups: Lookups, term: str, options: dict[str, Any]) -> str:
 
 def _file(lookups: Lookups, term: str, options: dict[str, Any]) -> str:
     path = os.path.join(_base_dir(), term)
+    root = lookups.confined_to
+    if root is not None and not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+        raise LookupFailed(
+            f"lookup('file', {term!r}) not read: it is outside the revision's tree, and "
+            f"{lookups.pipe_refused or 'the revision is not trusted'}"
+        )
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()

@@ -18,7 +18,6 @@ from runbook.model.command import Templates
 from runbook.templating.env import ENV, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 
-STAND_IN = "********"
 JINJA_GLOBALS = frozenset(ENV.globals)
 
 

@@ -280,3 +280,52 @@ def test_diff_git_executes_nothing_of_the_revision(tmp_path: Path) -> None:
     trusted = runbook("diff", "--git", "HEAD~2", "--trust-revision", "rb.yml", cwd=repo)
     assert trusted.returncode == 1, trusted.stderr
     assert script_marker.exists() and pipe_marker.exists()
+
+
+def test_diff_git_shows_nothing_of_the_controller_to_the_revision(tmp_path: Path) -> None:
+    """A diff is posted where the change's author reads it: the revision's env lookups
+    read nothing of the controller's environment (a CI token), and its file lookups stay
+    inside the revision's tree, unless the reviewer trusts the revision."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=60)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "ci@example.com")
+    git("config", "user.name", "CI")
+    outside = write(tmp_path / "controller-only.txt", "not-for-the-author\n")
+    write(repo / "notes.txt", "in-the-tree\n")
+    write(repo / "rb.yml", "name: r\nsteps:\n  - {name: s, hosts: localhost, run: echo base}\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "base")
+    write(  # the change under review: read the controller's secrets
+        repo / "rb.yml",
+        "name: r\nsteps:\n  - name: s\n    hosts: localhost\n"
+        "    run: \"echo {{ lookup('env', 'CI_TOKEN') }} {{ lookup('file', 'notes.txt') }}\"\n",
+    )
+    git("add", "-A")
+    git("commit", "-q", "-m", "change")
+    git("checkout", "-q", "HEAD~1")  # a trusted checkout of the base; the change is REV
+    env = {"CI_TOKEN": "tok-3141592653"}
+
+    proc = runbook("diff", "--git", "main", "rb.yml", cwd=repo, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "tok-3141592653" not in proc.stdout
+    assert "echo ******** in-the-tree" in proc.stdout  # in its own tree: read
+    trusted = runbook("diff", "--git", "main", "--trust-revision", "rb.yml", cwd=repo, env=env)
+    assert "echo tok-3141592653 in-the-tree" in trusted.stdout
+
+    git("checkout", "-q", "main")
+    write(
+        repo / "rb.yml",
+        "name: r\nsteps:\n  - name: s\n    hosts: localhost\n"
+        f"    run: \"echo {{{{ lookup('file', '{outside}') }}}}\"\n",
+    )
+    git("commit", "-q", "-am", "reach outside")
+    git("checkout", "-q", "HEAD~2")
+    proc = runbook("diff", "--git", "main", "rb.yml", cwd=repo)
+    assert proc.returncode == 2, proc.stdout
+    assert "not read: it is outside the revision's tree" in proc.stderr
+    assert "not-for-the-author" not in proc.stdout + proc.stderr

@@ -41,7 +41,7 @@ from runbook.run.runner import Runner
 from runbook.run.transfer import content as content_module
 from runbook.run.transfer.control import Watch
 from runbook.run.values import RunValues
-from runbook.templating.render import STAND_IN
+from runbook.text import STAND_IN
 from tests.e2e.helpers import runbook as runbook_cli
 
 LOCAL = Host("localhost", connection="local")

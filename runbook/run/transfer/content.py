@@ -25,7 +25,8 @@ from runbook.plan.transfers import CHUNK, check_source, file_digest
 from runbook.run.transfer.control import TransferFailed, Watch, describe_os_error
 from runbook.templating.env import evaluate
 from runbook.templating.files import parse_template
-from runbook.templating.render import STAND_IN, withheld
+from runbook.templating.render import withheld
+from runbook.text import STAND_IN
 
 READ_CHUNK = CHUNK
 
