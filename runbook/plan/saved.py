@@ -147,7 +147,7 @@ def plan_digest(data: Mapping[str, Any]) -> str:
 
     It depends on what the file says, not on how it is laid out: re-indenting a plan keeps
     it; changing a command, a host, a setting or a secret's source changes it. Saved
-    plans carry it, and it is what an approval signs.
+    plans carry it. (Approvals sign the file's exact bytes instead: ``review.approvals``.)
     """
     content = {k: v for k, v in data.items() if k != DIGEST}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

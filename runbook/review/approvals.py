@@ -48,7 +48,8 @@ def signatures_file(plan_file: str) -> str:
     return plan_file + ".sig"
 
 
-def plan_digest(data: bytes) -> str:
+def bytes_digest(data: bytes) -> str:
+    """The SHA-256 of a plan file's exact bytes: what an approval signs and records."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -143,7 +144,7 @@ def verified(data: bytes, plan_file: str, required: int, allowed: str) -> Approv
         if s.principal is not None and s.principal not in approvers:
             approvers[s.principal] = Approval(s.principal, s.key)
     if len(approvers) >= required:
-        return Approvals(plan_file, plan_digest(data), required, tuple(approvers.values()))
+        return Approvals(plan_file, bytes_digest(data), required, tuple(approvers.values()))
     sig_file = signatures_file(plan_file)
     got = ", ".join(approvers) or "none"
     first = InputError(

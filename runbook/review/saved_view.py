@@ -13,7 +13,7 @@ from runbook.load.secrets import Secrets
 from runbook.plan.discover import stored_discovery
 from runbook.plan.saved import plan_from_dict, read_saved_plan
 from runbook.plan.text import Note, plan_text
-from runbook.review.approvals import check_signatures, plan_digest, read_plan, signatures_file
+from runbook.review.approvals import bytes_digest, check_signatures, read_plan, signatures_file
 from runbook.review.checked import checked_view, discovered_values
 
 
@@ -28,7 +28,7 @@ def saved_plan_lines(path: str, allowed: str | None) -> list[str]:
     lines = [
         f"saved plan {path}: {plan.name}",
         f"runbook: {os.path.relpath(plan.source)}, planned {saved.get('created') or '?'}",
-        f"bytes: {plan_digest(raw)} (what approvals sign)",
+        f"bytes: {bytes_digest(raw)} (what approvals sign)",
     ]
     found = list(stored_discovery(saved))
     notes: dict[tuple[str, str], Note] = {}

@@ -7,7 +7,7 @@ across hash seeds) through a real ``python -m runbook plan`` process.
 
 Golden plans: ``tests/golden/<case>.{txt,json}`` are the reviewed output of
 ``runbook plan`` for the runbooks in ``tests/data/runbooks/``. After an intended change,
-regenerate with ``UPDATE_GOLDEN=1 pytest tests/test_planner.py -k golden`` and read the
+regenerate with ``UPDATE_GOLDEN=1 pytest tests/plan/test_planner.py -k golden`` and read the
 diff before committing it: the golden files are the expectation, not a snapshot.
 """
 

@@ -289,7 +289,7 @@ def test_the_digest_is_of_the_content_not_the_layout(
     base: tuple[Path, Plan], tmp_path: Path
 ) -> None:
     """Re-indenting or reordering a saved plan keeps it applicable; the digest is the one
-    ``plan_digest`` documents (others, e.g. approvals, compute it the same way)."""
+    ``plan_digest`` documents (anyone can compute it the same way)."""
     root, plan = base
     assert plan["plan_digest"] == plan_digest(plan)
     assert plan_digest({**plan, "plan_digest": "x"}) == plan["plan_digest"]  # itself left out
