@@ -301,11 +301,14 @@ def test_a_fetch_src_swapped_back_after_it_was_opened_is_refused(
     assert SHADOW.decode().strip() not in everything_written(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "transport",
+    [pytest.param(t, id=t.name) for t in TRANSPORTS if t.become],
+    indirect=True,  # a root-only file is read with become
+)
 def test_a_become_fetch_of_a_root_only_file_stores_it_root_only(
     tmp_path: Path, area: Path, transport: Transport, request: pytest.FixtureRequest
 ) -> None:
-    if not transport.become:
-        pytest.skip("a root-only file is read with become")
     (area / "app.log").write_bytes(b"private log\n")
     os.chmod(area / "app.log", 0o600)
     rb = write_runbook(tmp_path, transport, fetch_step(area))

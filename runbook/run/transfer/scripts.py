@@ -9,7 +9,7 @@ stdin.
 A user who owns the directory of a path can swap names in it for symlinks at any moment
 (issue 24: a root copy's temp file, ``chown``-ed by path, became ``/etc/shadow``). So no
 script acts on a name twice: each opens the file once, on a descriptor, and works on
-that descriptor through ``/dev/fd/N`` (``chown``, ``chmod``, ``wc``, ``sha256sum`` of
+that descriptor through ``/dev/fd/N`` (``chown``, ``chmod``, ``wc``, the sha256 of
 ``/dev/fd/3`` reach the open file, whatever its name now is; Linux's ``/proc``). Before
 it trusts a name it checks that the name still is the open file (same device and inode,
 ``lstat``-ed: a symlink never matches) — the shell's way of ``O_NOFOLLOW``. The install
@@ -101,10 +101,8 @@ cat >&3 || exit 1
 pause install.written
 s=$(wc -c < /dev/fd/3) || exit 1
 [ "$s" -eq "$n" ] || { echo "wrote $s of $n bytes: the content was cut short" >&2; exit 1; }
-if command -v sha256sum >/dev/null 2>&1; then
-  x=$(sha256sum < /dev/fd/3) || exit 1
-  [ "${x%% *}" = "$h" ] || { echo "the content's sha256 is not the planned one" >&2; exit 1; }
-fi
+x=$(sha < /dev/fd/3) || { echo "no sha256sum, shasum or openssl here" >&2; exit 1; }
+[ "${x%% *}" = "$h" ] || { echo "the content's sha256 is not the planned one" >&2; exit 1; }
 if [ "$u" != - ] || [ "$g" != - ]; then
   ug=; [ "$u" = - ] || ug=$u; [ "$g" = - ] || ug="$ug:$g"
   if [ "$strict" = 1 ]; then chown -- "$ug" /dev/fd/3 || exit 1
