@@ -457,14 +457,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from runbook.journal.store import list_runs, runs_dir
 
     root = runs_dir(args.file, args.journal)
-    runs = list_runs(root)
+    runs, unreadable = list_runs(root)
     if args.file:  # only that runbook's runs, not every runbook's beside it
         source = os.path.abspath(args.file)
         runs = [r for r in runs if r.meta.get("source") == source]
-    if not runs:
+    if not runs and not unreadable:
         print(f"no runs in {root}" + (f" for {args.file}" if args.file else ""))
         return 0
-    _print_lines(runs_lines(runs))
+    lines = runs_lines(runs)
+    lines += [f"{run_id}  cannot be read: {why}" for run_id, why in sorted(unreadable.items())]
+    _print_lines(lines)
     return 0
 
 

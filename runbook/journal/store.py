@@ -359,13 +359,19 @@ def _event(line: bytes) -> Event | None:
         raise JournalError(f"not a valid {kind!r} event: {exc!r}") from None
 
 
-def list_runs(root: Path) -> list[RunRecord]:
+def list_runs(root: Path) -> tuple[list[RunRecord], dict[str, str]]:
+    """The runs journaled in ``root``, in the order they started (a run id's suffix is
+    random: two runs of one second sort by it), and the runs that cannot be read, by id,
+    with why (``runs`` says so rather than leave them out)."""
     trusted_root(root)
     if not root.is_dir():
-        return []
-    runs = []
+        return [], {}
+    runs, unreadable = [], {}
     for p in sorted(root.iterdir()):
         if (p / "meta.json").exists():
-            with contextlib.suppress(JournalError):
+            try:
                 runs.append(read_run(root, p.name))
-    return runs
+            except JournalError as exc:
+                unreadable[p.name] = str(exc)
+    runs.sort(key=lambda r: (r.events[0].time if r.events else 0.0, r.run_id))
+    return runs, unreadable

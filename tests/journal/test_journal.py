@@ -219,3 +219,23 @@ def test_a_line_that_is_not_utf8_before_the_last_is_refused(tmp_path: Path) -> N
     events.write_bytes(b'{"event": "\xff"}\n' + events.read_bytes())
     with pytest.raises(JournalError, match=r"events\.jsonl:1: not a JSON event"):
         read_run(tmp_path / "runs", "r1")
+
+
+def test_runs_are_listed_in_the_order_they_started_and_a_damaged_one_is_named(
+    tmp_path: Path,
+) -> None:
+    """Run ids end in a random suffix: two runs of one second sort by it, not by start."""
+    from runbook.journal.store import list_runs
+
+    root = tmp_path / "runs"
+    for run_id in ("20270101-000000-ffffff", "20270101-000000-000000"):  # started in this order
+        j = Journal(root, run_id, {"runbook": "x", "digest": "d"}, {"format": "runbook-plan"})
+        j.handle(CommandStarted(run_id=run_id, step="s", host="a"))
+        j.close()
+    damaged = root / "20270101-000001-aaaaaa"
+    (damaged / "meta.json").parent.mkdir(mode=0o700)
+    (damaged / "meta.json").write_text("{}")
+    (damaged / "events.jsonl").write_text("garbage\n{}\n")
+    runs, unreadable = list_runs(root)
+    assert [r.run_id for r in runs] == ["20270101-000000-ffffff", "20270101-000000-000000"]
+    assert list(unreadable) == ["20270101-000001-aaaaaa"]
