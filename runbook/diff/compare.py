@@ -28,6 +28,7 @@ from runbook.model.controller import controlled_to_dict
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.model.spec import ExecSpec
 from runbook.plan.flow import shown_delegate
+from runbook.plan.text import when_shown
 
 ADDED, REMOVED, CHANGED, MOVED, UNCHANGED = "added", "removed", "changed", "moved", "unchanged"
 FORMAT = "runbook-plan-diff"
@@ -89,6 +90,9 @@ class CommandView:
     # A set or an assert (``cmd`` is its summary) as planned; a loop's item or its source.
     controlled: dict[str, Any] | None = None
     loop: dict[str, Any] | None = None
+    # A when decided at apply, as the plan shows it for this host (what is known at plan
+    # time filled in); compared as the template's ``when``.
+    when: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"cmd": self.cmd, "env": self.env}
@@ -389,6 +393,7 @@ def _command_view(c: Command, settings: Mapping[str, Any]) -> CommandView:
         delegate=None if c.delegate is None else shown_delegate(c.delegate),
         controlled=plain(controlled_to_dict(c.controlled)) if c.controlled is not None else None,
         loop=_loop_view(c),
+        when=when_shown(c),
     )
 
 

@@ -179,8 +179,8 @@ def _notes(view: CommandView) -> str:
         notes.append(f"deferred: reads {', '.join(view.deferred)}")
     if view.secret:
         notes.append(f"secret: {', '.join(view.secret)}")
-    if view.template is not None and view.template.get("when") is not None:
-        notes.append(f"when decided at apply: {view.template['when']}")
+    if view.when:
+        notes.append(f"when: {view.when} (decided at apply)")  # as the plan shows it
     notes += [f"{k}: {show(v)}" for k, v in view.settings.items()]
     return "; ".join(notes)
 

@@ -687,3 +687,16 @@ def test_a_copy_is_diffed_by_its_summary_without_a_shell_prompt(tmp_path):
     data = json.loads(diff_json(d))
     Draft202012Validator(schema("diff")).validate(data)
     assert data["steps"][0]["commands"][0]["new"]["transfer"] is True
+
+
+def test_a_when_decided_at_apply_reads_as_the_plan_shows_it(tmp_path):
+    """Per host, what is known at plan time filled in: the same line as the plan's."""
+    old = "- {name: role, hosts: db, run: cat role, register: role}\n"
+    new = (
+        old
+        + '- {name: act, hosts: db, run: "act {{ role.stdout }}", when: host.name == role.stdout}'
+    )
+    d = diff(tmp_path, old, new)
+    text = diff_text(d)
+    assert "when: 'db1' == role.stdout (decided at apply)" in text
+    assert "when decided at apply: host.name" not in text
