@@ -122,6 +122,7 @@ class _Planner:
         self._resolved: dict[str, dict[str, Any]] = {}
         self._runbook_env: dict[str, dict[str, str]] = {}
         self._env_decided: dict[tuple[Any, frozenset[str]], bool] = {}
+        self._lookups: dict[int, tuple[Templates, bool]] = {}
         self._hosts: dict[str, Host] = {}
         self._parts: dict[str, tuple[Templates, frozenset[str]]] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
@@ -273,6 +274,13 @@ class _Planner:
                 names & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
             )
         return found
+
+    def _may_call_lookup(self, parts: Templates) -> bool:
+        """``_may_call_lookup``, once per step's templates."""
+        found = self._lookups.get(id(parts))
+        if found is None or found[0] is not parts:
+            found = self._lookups[id(parts)] = (parts, _may_call_lookup(parts))
+        return found[1]
 
     def host(self, host: Host) -> Host:
         """The host with the fields templated ``ansible_*`` vars set, and its become."""
@@ -521,7 +529,7 @@ class _Planner:
             if not secrets and not registers and loop is None:
                 per_command = frozenset(extra or ())
                 env = None if delegate else self.runbook_env(step, host, ctx, parts, per_command)
-                if _may_call_lookup(parts):
+                if self._may_call_lookup(parts):
                     with recording() as touched:  # secrets read through lookups
                         done = render_parts(parts, ctx, env)
                 else:  # no template here can call a lookup: nothing to record

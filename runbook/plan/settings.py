@@ -56,6 +56,8 @@ class SettingsPlanner:
     def for_host(self, step: Step, host: Host) -> Step:
         """``step`` with its templated ``timeout``/``retries``/``delay`` rendered for
         ``host``. Raises ``InputError`` at the setting's position."""
+        if not step.templated:  # the usual step: nothing to render, per host or not
+            return step
         own = {k: v for k, v in step.templated.items() if k not in STEP_LEVEL}
         if not own:
             return step

@@ -266,7 +266,9 @@ def check_syntax(source: str, position: Position | None = None, expression: bool
     with _as_template_error("template", position, source=source if expression else None):
         if expression:
             compile_expression(source)
-        else:
+        elif "{" in source and fast_renderer(source) is None:
+            # A template of the fast subset parsed, and holds nothing Jinja's compiler
+            # could refuse (its filters exist): compiling it (~1 ms) would tell nothing.
             compile_template(source)
 
 
