@@ -262,6 +262,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--big-gib", type=float, default=0, help="also one host, a file this big")
     p.add_argument("--no-fetch", action="store_true", help="copy only")
+    p.add_argument("--json", type=Path, help="also write every sample here (run.py reads it)")
     p.add_argument(
         "--pythonpath", default=str(REPO), help="where runbook is imported from (a compiled export)"
     )
@@ -299,6 +300,19 @@ def main() -> int:
                 report([s for s, _ in tools], a.size_mib * MIB, len(hosts)),
             ]
             print("\n".join(out), flush=True)  # kept, whatever happens to the big file
+            if a.json:
+                a.json.write_text(
+                    json.dumps(
+                        {
+                            "hosts": len(hosts),
+                            "size_mib": a.size_mib,
+                            "load": [load[0], os.getloadavg()[0]],
+                            "series": [s.to_dict() for s, _ in tools],
+                            "report": "\n".join(out),
+                        },
+                        indent=2,
+                    )
+                )
             if a.big_gib:
                 print("\n" + big(bench, view, hosts[0], work, a.big_gib, probe))
     finally:
