@@ -192,3 +192,63 @@ def test_what_cannot_wait_is_built_at_once() -> None:
 
     assert not _pending(Slotted) and Slotted(1).a == 1
     assert not _pending(OwnInit) and OwnInit().a == 5
+
+
+@dataclass(frozen=True)
+class Pickled:
+    """A module-level class: pickle finds it by name."""
+
+    a: int
+    tags: tuple[str, ...] = ()
+
+
+class _Base:
+    def describe(self) -> str:
+        return "base"
+
+
+def test_the_class_made_again_keeps_its_name_methods_and_super() -> None:
+    import functools
+    import pickle
+
+    @dataclass
+    class Shape:
+        sides: int = 3
+
+        def describe(self) -> str:
+            return f"{self.sides} sides"
+
+        @classmethod
+        def names(cls) -> list[str]:
+            return [f.name for f in dataclasses.fields(cls)]
+
+        @property
+        def double(self) -> int:
+            return self.sides * 2
+
+        @functools.cached_property
+        def cached(self) -> int:
+            return self.sides + 1
+
+    @dataclass
+    class Square(Shape):
+        sides: int = 4
+
+        def describe(self) -> str:
+            return "square: " + super().describe()  # the __class__ cell: the class made here
+
+    assert Shape.names() == ["sides"]
+    s = Square()
+    assert (s.describe(), s.double, s.cached) == ("square: 4 sides", 8, 5)
+    assert isinstance(s, Shape) and type(s) is Square
+    assert Square.__qualname__.endswith("<locals>.Square")
+    assert pickle.loads(pickle.dumps(Pickled(1, ("x",)))) == Pickled(1, ("x",))
+
+
+def test_a_class_with_another_base_is_built_at_once() -> None:
+    @dataclass
+    class Mixed(_Base):
+        a: int = 0
+
+    assert not _pending(Mixed)
+    assert Mixed().describe() == "base"
