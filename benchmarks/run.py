@@ -782,10 +782,11 @@ class Bench:
         return target
 
     def cpu_target(self, rb: str) -> Target:
-        """Controller CPU per command at 500 hosts (``scale``), W2: what one more command
-        costs, (CPU of W2 − CPU of W1) / (hosts × 9): start-up and connections, the same
-        in both, cancel out. The detail gives parallel-ssh's, and W2's CPU over all its
-        commands (start-up and connections spread over them)."""
+        """Controller CPU per command at 500 hosts (``scale``), W2: the run's CPU over its
+        5,000 commands, start-up and connections included (as issue 27 quotes
+        parallel-ssh's 0.55 ms). The detail adds what one more command costs, (CPU of W2 −
+        CPU of W1) / (hosts × 9), where start-up and connections cancel out, and
+        parallel-ssh's two figures."""
         n = self.args.scale_hosts
         w1, w2 = self.got.get(("scale", "W1"), {}), self.got.get(("scale", "W2"), {})
         target = Target(
@@ -793,21 +794,22 @@ class Bench:
             f"controller CPU per command, W2@{n} ({rb}, `--forks {self.args.scale_forks}`)",
             "≤ 0.6 ms (parallel-ssh 0.55)",
         )
-        if rb not in w1 or rb not in w2:
+        if rb not in w2:
             return target
+        commands = n * len(WORKLOADS["W2"])
         extra = n * (len(WORKLOADS["W2"]) - len(WORKLOADS["W1"]))
 
-        def marginal(tool: str) -> float:
-            return (w2[tool].cpu - w1[tool].cpu) / extra * 1000
+        def figures(tool: str) -> str:
+            total = f"{w2[tool].cpu / commands * 1000:.2f} ms"
+            if tool not in w1:
+                return total
+            return f"{total}; one more: {(w2[tool].cpu - w1[tool].cpu) / extra * 1000:.2f} ms"
 
-        target.value, target.unit = marginal(rb), " ms"
+        target.value, target.unit = w2[rb].cpu / commands * 1000, " ms"
         target.met = target.value <= 0.6
-        total = w2[rb].cpu / (n * len(WORKLOADS["W2"])) * 1000
-        target.detail = f"all of W2's CPU over its commands: {total:.2f} ms"
-        pssh = FAST["pssh"]
-        if pssh in w1 and pssh in w2:
-            total = w2[pssh].cpu / (n * len(WORKLOADS["W2"])) * 1000
-            target.detail += f"; parallel-ssh: {marginal(pssh):.2f} ms ({total:.2f} ms)"
+        target.detail = figures(rb)
+        if FAST["pssh"] in w2:
+            target.detail += f"; parallel-ssh: {figures(FAST['pssh'])}"
         return target
 
     def copy_target(self, rb: str) -> Target:
