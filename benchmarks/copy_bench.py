@@ -1,7 +1,9 @@
-"""Copy throughput: runbook's ``copy`` against ``scp`` and paramiko's ``SFTPClient.put``.
+"""Copy throughput: runbook's ``copy`` against ``scp`` and paramiko's ``SFTPClient.put``;
+``fetch`` against ``scp`` the other way.
 
     python benchmarks/copy_bench.py                       # 100 MiB to 10 hosts, 5 rounds
     python benchmarks/copy_bench.py --hosts 10 --size-mib 100 --reps 5 --big-gib 1
+    python benchmarks/copy_bench.py --pythonpath /tmp/rb   # runbook exported there
 
 Each round runs, interleaved (A B C A B C, see README "What is measured"), as whole
 processes from fork to exit, connections included:
@@ -9,16 +11,21 @@ processes from fork to exit, connections included:
 - **runbook**: ``runbook apply`` of one ``copy`` step to every host (``--forks`` = hosts);
 - **runbook, unchanged**: the same apply again, every dest already right (the probe only);
 - **scp**: one ``scp`` per host, all at once (OpenSSH 9 scp speaks SFTP);
-- **paramiko put**: ``sftp_put.py``, one thread per host, ``SFTPClient.put``.
+- **paramiko put**: ``sftp_put.py``, one thread per host, ``SFTPClient.put``;
+- **runbook fetch** and **scp fetch**: the same file back from every host into a
+  directory of its own per host (``fetch`` and one ``scp host:file`` per host).
 
 Ciphers: runbook prefers aes128-gcm (``contexts/paramiko_adapter.py``), paramiko put
 negotiates paramiko's default (aes128-ctr + hmac-sha2-256), scp OpenSSH's
 (chacha20-poly1305).
 
 Dest files are removed before each timed write, so every tool writes every byte; every
-dest is checked (sha256) after every run. Controller CPU is the tool's process tree
-(GNU time); fleet CPU is the sshds' (``run.fleet_cpu``). ``--big-gib`` adds one host and
-a file of that size (runbook and scp): wall time and runbook's peak RSS.
+dest is checked (sha256) after every run. ``--pythonpath`` (default: this checkout) is
+where runbook is imported from: export a commit and compile it (README, "Which code
+runs"), or every run also compiles runbook's modules when bytecode is not written.
+Controller CPU is the tool's process tree (GNU time); fleet CPU is the sshds'
+(``run.fleet_cpu``). ``--big-gib`` adds one host and a file of that size (runbook and
+scp): wall time and runbook's peak RSS.
 
 Nothing here asserts a time; the fleet runs on the same CPUs as the tools.
 """
@@ -71,6 +78,7 @@ class Bench:
         self.dest = work / "dest"
         self.dest.mkdir(exist_ok=True)
         self.env = {"PYTHONPATH": str(REPO)}
+        self.remote_src = self.dest / "fetch-src.bin"  # on the hosts (this machine)
 
     def dests(self, tool: str) -> list[Path]:
         return [self.dest / tool / f"{h}.bin" for h in self.hosts]
@@ -92,6 +100,38 @@ class Bench:
             "--forks",
             str(len(self.hosts)),
         ] + ["--ssh-config", str(self.fleet.ssh_config), str(rb)]
+
+    def fetch(self, tool: str) -> list[str]:
+        (self.dest / tool).mkdir(exist_ok=True)
+        rb = self.work / f"{tool}.yml"
+        rb.write_text(
+            f"name: fetch {self.src.name}\nhosts:\n  fleet: {json.dumps(self.hosts)}\n"
+            "steps:\n  - name: fetch\n    hosts: fleet\n"
+            f"    fetch: {{src: {self.remote_src}, "
+            f'dest: "{self.dest / tool}/{{{{ host.name }}}}.bin"}}\n'
+        )
+        return [
+            sys.executable,
+            "-m",
+            "runbook",
+            "apply",
+            "--yes",
+            "--forks",
+            str(len(self.hosts)),
+        ] + ["--ssh-config", str(self.fleet.ssh_config), str(rb)]
+
+    def scp_fetch(self, tool: str) -> list[str]:
+        (self.dest / tool).mkdir(exist_ok=True)
+        config = str(self.fleet.ssh_config)
+        each = [
+            shlex.join(["scp", "-q", "-F", config, f"{h}:{self.remote_src}", str(d)])
+            for h, d in zip(self.hosts, self.dests(tool), strict=True)
+        ]
+        script = (
+            " & ".join(each)
+            + " & fail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail"
+        )
+        return ["/bin/bash", "-c", script]
 
     def scp(self, tool: str) -> list[str]:
         (self.dest / tool).mkdir(exist_ok=True)
@@ -188,17 +228,31 @@ def report(series: list[Series], size: int, hosts: int) -> str:
     ]
     by = {s.tool: s for s in series}
     rb, scp, put = by["runbook"], by["scp"], by["paramiko put"]
+    gib = size * hosts / 2**30
     lines = [
         table(head, rows),
         "",
-        f"runbook / scp: **{fmt(ratio(rb.wall, scp.wall))}×**; runbook / paramiko put: "
-        f"**{fmt(ratio(rb.wall, put.wall))}×**; "
+        f"copy: runbook / scp: **{fmt(ratio(rb.wall, scp.wall))}×** (rounds "
+        f"{_rounds(rb, scp)}); runbook / paramiko put: **{fmt(ratio(rb.wall, put.wall))}×**; "
         f"paramiko put / scp: {fmt(ratio(put.wall, scp.wall))}×",
-        f"runbook's controller CPU per GiB written: {fmt(rb.cpu / (size * hosts / 2**30))} s "
-        f"(paramiko put: {fmt(put.cpu / (size * hosts / 2**30))} s; scp, all its ssh "
-        f"processes: {fmt(scp.cpu / (size * hosts / 2**30))} s)",
+        f"runbook's controller CPU per GiB written: {fmt(rb.cpu / gib)} s "
+        f"(paramiko put: {fmt(put.cpu / gib)} s; scp, all its ssh "
+        f"processes: {fmt(scp.cpu / gib)} s)",
     ]
+    if "runbook fetch" in by and "scp fetch" in by:
+        f, sf = by["runbook fetch"], by["scp fetch"]
+        lines.append(
+            f"fetch: runbook / scp: **{fmt(ratio(f.wall, sf.wall))}×** (rounds "
+            f"{_rounds(f, sf)}); controller CPU per GiB read: runbook {fmt(f.cpu / gib)} s, "
+            f"scp {fmt(sf.cpu / gib)} s"
+        )
     return "\n".join(lines)
+
+
+def _rounds(a: Series, b: Series) -> str:
+    """The ratio in each interleaved round, min–max."""
+    r = [x.wall / y.wall for x, y in zip(a.samples, b.samples, strict=False) if y.wall]
+    return f"{min(r):.2f}–{max(r):.2f}" if r else "–"
 
 
 def main() -> int:
@@ -207,6 +261,11 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=100)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--big-gib", type=float, default=0, help="also one host, a file this big")
+    p.add_argument("--no-fetch", action="store_true", help="copy only")
+    p.add_argument("--json", type=Path, help="also write every sample here (run.py reads it)")
+    p.add_argument(
+        "--pythonpath", default=str(REPO), help="where runbook is imported from (a compiled export)"
+    )
     a = p.parse_args()
     sys.path.insert(0, str(REPO))
     from tests.fleet import Fleet
@@ -219,22 +278,41 @@ def main() -> int:
             view, probe = FleetView.of(fl), fleet_cpu(fl)
             hosts = fl.names
             bench = Bench(view, hosts, work, src)
+            bench.env = {"PYTHONPATH": a.pythonpath}
             rb = Series("runbook", bench.runbook("runbook"))
             again = Series("runbook, unchanged", rb.argv)
             scp = Series("scp", bench.scp("scp"))
             put = Series("paramiko put", bench.put("paramiko-put"))
+            tools = [(rb, True), (again, False), (scp, True), (put, True)]
+            if not a.no_fetch:
+                shutil.copyfile(src, bench.remote_src)
+                tools += [
+                    (Series("runbook fetch", bench.fetch("runbook-fetch")), True),
+                    (Series("scp fetch", bench.scp_fetch("scp-fetch")), True),
+                ]
             print(f"== {a.size_mib} MiB to {len(hosts)} hosts, {a.reps} rounds", file=sys.stderr)
             load = os.getloadavg()
-            timed_rounds(
-                bench, [(rb, True), (again, False), (scp, True), (put, True)], a.reps, want, probe
-            )
+            timed_rounds(bench, tools, a.reps, want, probe)
             out = [
                 f"## Copy: {a.size_mib} MiB to {len(hosts)} hosts (load average before: "
                 f"{load[0]:.1f}, after: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs)",
                 "",
-                report([rb, again, scp, put], a.size_mib * MIB, len(hosts)),
+                report([s for s, _ in tools], a.size_mib * MIB, len(hosts)),
             ]
             print("\n".join(out), flush=True)  # kept, whatever happens to the big file
+            if a.json:
+                a.json.write_text(
+                    json.dumps(
+                        {
+                            "hosts": len(hosts),
+                            "size_mib": a.size_mib,
+                            "load": [load[0], os.getloadavg()[0]],
+                            "series": [s.to_dict() for s, _ in tools],
+                            "report": "\n".join(out),
+                        },
+                        indent=2,
+                    )
+                )
             if a.big_gib:
                 print("\n" + big(bench, view, hosts[0], work, a.big_gib, probe))
     finally:
@@ -249,6 +327,7 @@ def big(
     want = make_file(src, int(gib * 2**30))
     (work / "big").mkdir(exist_ok=True)
     one = Bench(view, [host], work / "big", src)
+    one.env = bench.env
     rb = Series("runbook", one.runbook("runbook"))
     scp = Series("scp", one.scp("scp"))
     print(f"== {gib:g} GiB to one host, 1 round", file=sys.stderr)

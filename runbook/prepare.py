@@ -8,24 +8,23 @@ them is found here, before the first command starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, Position, UsageError
 from runbook.load.secrets import Secrets, lookups_for
 from runbook.load.vault import Keyring, read_keyring
-from runbook.model.approval import Approvals
 from runbook.model.plan import Plan
 from runbook.model.runbook import Runbook
 from runbook.options import ApplyOptions, PlanOptions
-from runbook.plan.discover import stored_discovery
-from runbook.review.approvals import read_plan, verified
-from runbook.run.launch import PreparedRun
-from runbook.run.runner import Resume
+from runbook.records import dataclass
 
-if TYPE_CHECKING:  # imported only where a runbook is planned or a run resumed
+if TYPE_CHECKING:
+    # Imported where they are used: `validate` and `plan` never load the runner, the
+    # journal or the approvals (start-up, issue 27).
     from runbook.inventory.build import Inventory
     from runbook.journal.store import RunRecord
+    from runbook.model.approval import Approvals
+    from runbook.run.launch import PreparedRun
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def prepare_plan(opts: PlanOptions) -> Prepared:
     secrets = secrets.with_vault(keyring)
     # validate and plan read the secrets too: a template that fails on a real value is
     # their exit 2 as well, not only apply's.
-    check_before_run(PreparedRun(plan, secrets))
+    _check_planned(plan, secrets)
     return Prepared(rb, plan, secrets)
 
 
@@ -87,8 +86,11 @@ def check_local_shells(plan: Plan) -> None:
 def prepare_run(opts: ApplyOptions) -> PreparedRun:
     """The plan ``apply`` runs: from a journaled run, a saved plan or the runbook. A saved
     or journaled plan is narrowed, never re-rendered (``narrow``)."""
+    from runbook.plan.discover import stored_discovery
     from runbook.plan.narrow import narrow
     from runbook.plan.saved import read_saved_plan
+    from runbook.review.approvals import read_plan
+    from runbook.run.launch import PreparedRun
 
     file = opts.plan.file
     raw = read_plan(file) if opts.require_approvals else None
@@ -131,6 +133,8 @@ def _approved(opts: ApplyOptions, raw: bytes | None) -> Approvals | None:
         raise UsageError("--require-approvals needs --allowed-signers FILE (who may approve)")
     if not opts.plan.file.endswith(".json"):
         raise _not_a_saved_plan(opts.plan.file)
+    from runbook.review.approvals import verified
+
     return verified(raw, opts.plan.file, opts.require_approvals, opts.allowed_signers)
 
 
@@ -169,14 +173,15 @@ def check_saved_syntax(plan: Plan) -> None:
 def check_before_run(prepared: PreparedRun) -> None:
     """What can only be checked with the real values, before the first command: local
     shells exist; commands that read secrets render with the secrets' real values."""
-    check_local_shells(prepared.plan)
-    _check_secret_commands(prepared.plan, prepared.secrets)
+    _check_planned(prepared.plan, prepared.secrets)
 
 
-def _check_secret_commands(plan: Plan, secrets: Secrets) -> None:
-    from runbook.run.values import RunValues
+def _check_planned(plan: Plan, secrets: Secrets) -> None:
+    check_local_shells(plan)
+    if any(c.templates is not None and c.templates.secrets for c in plan.commands):
+        from runbook.run.values import RunValues  # the run's renderer: only when needed
 
-    RunValues(plan, secrets.values, secrets.masker, secrets.sources).check_secret_commands(plan)
+        RunValues(plan, secrets.values, secrets.masker, secrets.sources).check_secret_commands(plan)
 
 
 def _resumed(
@@ -187,6 +192,8 @@ def _resumed(
     from runbook.journal.resumes import story
     from runbook.journal.store import read_run, runs_dir
     from runbook.plan.narrow import narrow
+    from runbook.run.launch import PreparedRun
+    from runbook.run.runner import Resume
 
     file, run_id = opts.plan.file, opts.resume
     assert run_id is not None

@@ -68,6 +68,8 @@ def printable(text: str, multiline: bool = True) -> str:
     line (a name, a prompt's line) must not start a line of its own that looks like
     another part of the surface.
     """
+    if text.isascii() and text.isprintable():  # no control at all (nor tab or newline)
+        return text
     pattern = _HIDDEN if multiline else _HIDDEN_OR_NEWLINE
     return pattern.sub(_escaped, text)
 

@@ -226,6 +226,22 @@ def _positive(s: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``argv`` None: this process's own, which exits after)."""
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:
+            # The process ends now: nothing it made is garbage worth collecting. Python's
+            # finalization collects everything still alive several times over (sessions,
+            # transports, the plan): ~0.1-0.2 s at 50 hosts, after the recap is printed.
+            # Frozen objects are left to the exit; files and the journal are closed
+            # already, stdout and stderr are flushed as always.
+            import gc
+
+            gc.freeze()
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     from runbook.errors import InputError, JournalError
     from runbook.text import printable

@@ -178,11 +178,22 @@ def shell_tokens(raw: str, where: Position) -> list[tuple[int, str]]:
 
 def _literal(text: str) -> Any:
     """An INI value as Ansible reads it: a Python literal if it is one, else the text."""
+    if _PLAIN_INT.fullmatch(text):  # ports, ids: what literal_eval would give, 20x faster
+        return int(text)
+    if _NEVER_LITERAL.match(text):  # paths, names, addresses: literal_eval would fail
+        return text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
     return _plain(value, text)
+
+
+_PLAIN_INT = re.compile(r"[1-9][0-9]{0,17}|0")
+# A Python literal starts (after spaces and tabs) with a digit, a dot, a sign, a quote, a
+# bracket, True/False/None or a string prefix (b r u f, any case); an address such as
+# 192.0.2.1 is no number either.
+_NEVER_LITERAL = re.compile(r"[ \t]*(?:[^0-9.+\-'\"\[({TFNbBrRuUfF \t]|[0-9]+\.[0-9]+\.)")
 
 
 def _plain(value: Any, text: str) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import InputError, LoadError, Position, SchemaError, position_of
+from runbook.load.fastschema import Checker, compile_schema
 from runbook.load.steps import DocPath, Inherited, SourceFile, StepReader, check_finite, env_str
 from runbook.load.yamlpos import load_yaml
 from runbook.model.runbook import Runbook, SecretSpec
@@ -65,9 +66,24 @@ def files_digest(paths: tuple[str, ...] | list[str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+@cache
+def checker(name: str = "runbook") -> Checker | None:
+    """The compiled yes/no check of a schema of ``schemas/`` (``load.fastschema``)."""
+    return compile_schema(schema(name))
+
+
+def schema_valid(instance: Any, name: str = "runbook", ref: str = "#") -> bool | None:
+    """Whether ``instance`` is valid against a schema (or its ``ref``) without importing
+    jsonschema; ``None`` when the compiled check cannot tell (ask jsonschema)."""
+    check = checker(name)
+    return None if check is None else check.valid(instance, ref)
+
+
 def validate(data: Any, positions: dict, path: str, name: str = "runbook") -> None:
     """Raise one ``SchemaError`` listing every violation, earliest in the file first."""
-    from jsonschema import Draft202012Validator  # slow import: only when validating
+    if schema_valid(data, name):
+        return  # the usual case, without jsonschema's ~60 ms import
+    from jsonschema import Draft202012Validator  # slow import: only to word the errors
 
     validator = Draft202012Validator(schema(name))
     errors: list[InputError] = []

@@ -43,7 +43,13 @@ from runbook.plan.settings import SettingsPlanner
 from runbook.plan.transfers import TransferPlanner
 from runbook.plan.vaulted import NONE as NO_VAULT
 from runbook.plan.vaulted import VaultReads, split_vaulted, vaulted_names
-from runbook.templating.env import check_syntax, evaluate, expression_names, template_names
+from runbook.templating.env import (
+    check_syntax,
+    evaluate,
+    expression_names,
+    may_call_lookup,
+    template_names,
+)
 from runbook.templating.env import render as render_template
 from runbook.templating.lazy import first_template, has_templates, resolve_templates, template_reads
 from runbook.templating.lookups import recording
@@ -116,6 +122,8 @@ class _Planner:
         self._templated: dict[str, frozenset[str]] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
         self._runbook_env: dict[str, dict[str, str]] = {}
+        self._env_decided: dict[tuple[Any, frozenset[str]], bool] = {}
+        self._lookups: dict[int, tuple[Templates, bool]] = {}
         self._hosts: dict[str, Host] = {}
         self._parts: dict[str, tuple[Templates, frozenset[str]]] = {}
         self._groups = {g: list(m) for g, m in inventory.groups.items()}
@@ -249,15 +257,31 @@ class _Planner:
         """The runbook's env rendered once per host, unless it reads the step, its batch or
         delegate, include vars, a loop's item or a lookup (then per command: a lookup may
         read a secret)."""
-        names = per_command | _STEP_NAMES
-        if step.vars or any(
-            names & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
-        ):
+        if step.vars or self._env_per_command(parts, per_command):
             return None
         env = self._runbook_env.get(host.name)
         if env is None:
             env = self._runbook_env[host.name] = render_env(parts.env, ctx, parts.positions)
         return env
+
+    def _env_per_command(self, parts: Templates, per_command: frozenset[str]) -> bool:
+        """Whether the runbook's env must be rendered per command (see ``runbook_env``):
+        decided once per step and set of per-command names, not per host."""
+        key = (parts.env, per_command)
+        found = self._env_decided.get(key)
+        if found is None:
+            names = per_command | _STEP_NAMES
+            found = self._env_decided[key] = any(
+                names & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
+            )
+        return found
+
+    def _may_call_lookup(self, parts: Templates) -> bool:
+        """``_may_call_lookup``, once per step's templates."""
+        found = self._lookups.get(id(parts))
+        if found is None or found[0] is not parts:
+            found = self._lookups[id(parts)] = (parts, _may_call_lookup(parts))
+        return found[1]
 
     def host(self, host: Host) -> Host:
         """The host with the fields templated ``ansible_*`` vars set, and its become."""
@@ -506,7 +530,11 @@ class _Planner:
             if not secrets and not registers and loop is None:
                 per_command = frozenset(extra or ())
                 env = None if delegate else self.runbook_env(step, host, ctx, parts, per_command)
-                with recording() as touched:  # secrets read through lookups
+                if self._may_call_lookup(parts):
+                    with recording() as touched:  # secrets read through lookups
+                        done = render_parts(parts, ctx, env)
+                else:  # no template here can call a lookup: nothing to record
+                    touched = set()
                     done = render_parts(parts, ctx, env)
                 if not touched:
                     command = _command(step, host, done.cmd, done.env, until_vars, done.skip_reason)
@@ -699,6 +727,14 @@ def _shown(parts: Templates, ctx: Context, registers: set[str]) -> tuple[str, di
 
 
 _STEP_NAMES = frozenset({"step", "batch", "delegate"})  # a runbook env reading these is per step
+
+
+def _may_call_lookup(parts: Templates) -> bool:
+    """Whether rendering ``parts`` may read a secret through a lookup (then recorded)."""
+    sources = [parts.run, *(v for _, v in (*parts.env, *parts.step_env))]
+    return any(map(may_call_lookup, sources)) or (
+        parts.when is not None and may_call_lookup(parts.when, expression=True)
+    )
 
 
 def _skipped(step: Step, sel: Selection) -> bool:

@@ -234,9 +234,11 @@ def plan_from_dict(data: Mapping[str, Any], path: str) -> Plan:
 
 
 def _validate(data: Mapping[str, Any], path: str) -> None:
-    from jsonschema import Draft202012Validator
+    from runbook.load.loader import schema, schema_valid
 
-    from runbook.load.loader import schema
+    if schema_valid(data, "plan"):
+        return  # jsonschema only words the errors
+    from jsonschema import Draft202012Validator
 
     errors = sorted(
         Draft202012Validator(schema("plan")).iter_errors(data), key=lambda e: list(e.path)

@@ -56,6 +56,8 @@ class SettingsPlanner:
     def for_host(self, step: Step, host: Host) -> Step:
         """``step`` with its templated ``timeout``/``retries``/``delay`` rendered for
         ``host``. Raises ``InputError`` at the setting's position."""
+        if not step.templated:  # the usual step: nothing to render, per host or not
+            return step
         own = {k: v for k, v in step.templated.items() if k not in STEP_LEVEL}
         if not own:
             return step
@@ -138,14 +140,16 @@ class SettingsPlanner:
 
 def _check(key: str, value: Any, where: Position, step: str) -> None:
     """The rendered value passes the rule a plain one does (the runbook schema's)."""
-    from jsonschema import Draft202012Validator
+    from runbook.load.loader import schema, schema_valid
 
-    from runbook.load.loader import schema
+    valid = schema_valid(value, "runbook", f"#/$defs/{_RULES[key]}")
+    if valid is None:
+        from jsonschema import Draft202012Validator
 
-    rules = schema("runbook")
-    rule = {"$ref": f"#/$defs/{_RULES[key]}", "$defs": rules["$defs"]}
-    error = next(iter(Draft202012Validator(rule).iter_errors(value)), None)
-    if error is not None or isinstance(value, bool):
+        rules = schema("runbook")
+        rule = {"$ref": f"#/$defs/{_RULES[key]}", "$defs": rules["$defs"]}
+        valid = next(iter(Draft202012Validator(rule).iter_errors(value)), None) is None
+    if not valid or isinstance(value, bool):
         raise TemplateError(
             f"{key}: the template rendered {value!r}, which is not a valid {key}",
             where,

@@ -28,7 +28,6 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from runbook.load.secrets import token
 from runbook.load.vault import ID_PREFIX as VAULT_ID
@@ -37,6 +36,7 @@ from runbook.model.controller import Assertion
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.spec import DEFAULT_SHELL, ExecSpec
 from runbook.plan.flow import RESCUE_NAMES
+from runbook.records import dataclass
 from runbook.templating.partial import fold
 from runbook.text import STAND_IN, printable
 
@@ -107,6 +107,8 @@ class _Shown:
     mask: Mask
 
     def note(self, c: Command) -> Note:
+        if not self.notes:  # the usual plan: no --check, nothing to look up
+            return _NO_NOTE
         return self.notes.get(c.key, _NO_NOTE)
 
 
@@ -279,7 +281,18 @@ def _common_settings(step: PlannedStep) -> dict[str, str]:
 def _own_settings(c: Command) -> dict[str, str]:
     if c.controlled is not None:
         return {}
-    return _settings(c.spec)
+    spec = c.spec
+    known = _SETTINGS_OF.get(id(spec))
+    if known is None or known[0] is not spec:  # an id is reused once its spec is gone
+        known = _SETTINGS_OF[id(spec)] = (spec, _settings(spec))
+        if len(_SETTINGS_OF) > 4096:
+            _SETTINGS_OF.clear()
+    return known[1]
+
+
+# A spec's settings by the spec's identity: hashing a spec (every field, per command)
+# for the cache of ``_settings`` cost more than the text it finds (20,000 commands).
+_SETTINGS_OF: dict[int, tuple[ExecSpec, dict[str, str]]] = {}
 
 
 def _varies(cmds: list[Command]) -> bool:
@@ -327,8 +340,14 @@ def _common_env(cmds: list[Command]) -> dict[str, str]:
     """Env shared by every host is shown once; each host line shows only what differs."""
     if not cmds:
         return {}
-    common = set.intersection(*(set(c.env.items()) for c in cmds))
-    return {k: v for k, v in cmds[0].env.items() if (k, v) in common}
+    common = dict(cmds[0].env)
+    for c in cmds:
+        if not common:
+            break
+        env = c.env
+        if env is not cmds[0].env:
+            common = {k: v for k, v in common.items() if k in env and env[k] == v}
+    return common
 
 
 def _commands(
@@ -337,18 +356,22 @@ def _commands(
     """One line (and its continuation) per distinct command; its hosts listed compactly.
     Hosts share a line exactly when everything shown for them is the same."""
     lines_of: dict[tuple[object, ...], list[Command]] = {}
+    owns: dict[tuple[object, ...], list[str]] = {}  # each line's own parts, made once
     for c in batch:
-        key: tuple[object, ...] = (
-            (c.host.name,) if expand else (c.cmd, _delegate(c), *_own(c, shared, shown))
-        )
-        lines_of.setdefault(key, []).append(c)
+        own = _own(c, shared, shown)
+        key: tuple[object, ...] = (c.host.name,) if expand else (c.cmd, _delegate(c), *own)
+        found = lines_of.get(key)
+        if found is None:
+            lines_of[key], owns[key] = [c], own
+        else:
+            found.append(c)
     labels = {
         key: compact([c.host.name for c in cs]) + _delegate(cs[0]) for key, cs in lines_of.items()
     }
     width = max(map(len, labels.values()), default=0)
     lines: list[str] = []
     for key, cs in lines_of.items():
-        lines += _command_lines(cs[0], labels[key].ljust(width), shared, indent, shown)
+        lines += _command_lines(cs[0], labels[key].ljust(width), indent, owns[key])
     return lines
 
 
@@ -375,13 +398,11 @@ def _own(c: Command, shared: _Shared, shown: _Shown) -> list[str]:
     ]
 
 
-def _command_lines(
-    c: Command, label: str, shared: _Shared, indent: str, shown: _Shown
-) -> list[str]:
+def _command_lines(c: Command, label: str, indent: str, own: list[str]) -> list[str]:
+    """``own``: what ``_own`` gives for ``c``."""
     # Continuation lines line up with the command's first line (a set's or an assert's
     # lines are its own; a transfer's notes sit where a command's would).
     pad = indent + " " * len(label) + ("  " if c.controlled is not None else "    ")
-    own = _own(c, shared, shown)
     if c.skip_reason:
         return [f"{indent}{label}  {own[0]}", *(f"{pad}{line}" for line in own[1:])]
     prompt = "$ " if c.is_shell else ""  # a copy, fetch, wait, reboot, set or assert is not
@@ -478,6 +499,8 @@ def compact(names: Iterable[str]) -> str:
     in Ansible's pattern syntax, where ``[01:50]`` pads both ends to one width and
     ``[1:50]`` does not pad at all; order kept. The one folding of host names: plan text,
     console, recap and diff all use it."""
+    if isinstance(names, list) and len(names) == 1:
+        return str(names[0])  # one host is its own name, however it is numbered
     out: list[_Run | str] = []
     for name in names:
         m = _NUMBERED.match(name)

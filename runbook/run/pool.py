@@ -13,8 +13,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from runbook.records import dataclass
 
 _SENTINEL = None
 

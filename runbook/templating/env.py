@@ -20,10 +20,12 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
+import jinja2.parser
 import jinja2.sandbox
 
 from runbook.errors import Position, TemplateError
-from runbook.templating.fast import Part, compile_fast, try_render
+from runbook.templating.fast import Renderer, compile_fast
 from runbook.templating.lookups import GLOBALS as LOOKUP_GLOBALS
 from runbook.templating.lookups import rendering_at
 
@@ -106,7 +108,7 @@ _rendered: dict[tuple[str, tuple[Any, ...]], str] = {}
 
 
 @lru_cache(maxsize=4096)
-def fast_parts(source: str) -> list[Part] | None:
+def fast_renderer(source: str) -> Renderer | None:
     """The fast path's compiled form, or None outside its subset (Jinja renders it)."""
     return compile_fast(ENV.parse(source), ENV.filters)
 
@@ -120,9 +122,9 @@ def _names(source: str) -> tuple[str, ...]:
 def render(source: str, context: Mapping[str, Any], position: Position | None = None) -> str:
     if "{" not in source:  # fast path: most commands have no template syntax at all
         return source
-    parts = fast_parts(source)
-    if parts is not None:  # text and plain interpolations: ~10x Jinja's speed
-        text = try_render(parts, context)
+    fast = fast_renderer(source)
+    if fast is not None:  # text and plain interpolations: ~10x Jinja's speed
+        text = fast(context)
         if text is not None:
             return text
     with _as_template_error("template", position), _where(source, position):
@@ -197,12 +199,46 @@ def _render(source: str, context: Mapping[str, Any]) -> str:
 
 def evaluate(source: str, context: Mapping[str, Any], position: Position | None = None) -> bool:
     """A ``when``/``until``/``that`` expression → bool."""
+    fast = _defined_test(source)
+    if fast is not None:  # `when: x is defined` on every host: no Jinja context per host
+        name, wanted = fast
+        return (name in context and not isinstance(context[name], jinja2.Undefined)) is wanted
     # An expression is compiled inside a wrapper template: its line numbers mean nothing.
     with (
         _as_template_error("expression", position, lines=False, source=source),
         _where(source, position),
     ):
         return bool(compile_expression(source)(**context))
+
+
+@lru_cache(maxsize=1024)
+def _defined_test(source: str) -> tuple[str, bool] | None:
+    """``NAME is defined`` → (NAME, True); ``NAME is undefined``, ``NAME is not defined``
+    and ``not NAME is defined`` → (NAME, False); None for any other expression (or a
+    NAME that is one of Jinja's globals, which a context may lack). Parsed as
+    ``compile_expression`` parses."""
+    try:
+        parser = jinja2.parser.Parser(ENV, source, state="variable")
+        node = parser.parse_expression()
+        if not parser.stream.eos:
+            return None
+    except jinja2.TemplateSyntaxError:
+        return None
+    wanted = True
+    if isinstance(node, jinja2.nodes.Not):
+        node, wanted = node.node, False
+    if (
+        not isinstance(node, jinja2.nodes.Test)
+        or node.name not in ("defined", "undefined")
+        or node.args
+        or node.kwargs
+        or node.dyn_args
+        or node.dyn_kwargs
+        or not isinstance(node.node, jinja2.nodes.Name)
+        or node.node.name in ENV.globals
+    ):
+        return None
+    return node.node.name, wanted is (node.name == "defined")
 
 
 @lru_cache(maxsize=4096)
@@ -230,8 +266,24 @@ def check_syntax(source: str, position: Position | None = None, expression: bool
     with _as_template_error("template", position, source=source if expression else None):
         if expression:
             compile_expression(source)
-        else:
+        elif "{" in source and fast_renderer(source) is None:
+            # A template of the fast subset parsed, and holds nothing Jinja's compiler
+            # could refuse (its filters exist): compiling it (~1 ms) would tell nothing.
             compile_template(source)
+
+
+@lru_cache(maxsize=4096)
+def may_call_lookup(source: str, expression: bool = False) -> bool:
+    """Whether a template (or an expression) names ``lookup``, ``query`` or ``q``: the
+    only way to a lookup (``runbook.templating.lookups``). Jinja's undeclared-names
+    analysis leaves globals out, so its names read cannot tell."""
+    if "{" not in source and not expression:
+        return False
+    try:
+        tree = ENV.parse("{{ " + source + " }}" if expression else source)
+    except jinja2.TemplateSyntaxError:
+        return True  # not for here to decide: say yes
+    return any(n.name in LOOKUP_GLOBALS for n in tree.find_all(jinja2.nodes.Name))
 
 
 def _calls_lookup(source: str) -> bool:

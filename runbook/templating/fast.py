@@ -4,10 +4,11 @@ filter }}`` interpolations.
 Planning 1,000 hosts × 20 steps renders 20,000+ templates; Jinja spends ~25 µs on each in
 context set-up and generator machinery, more than the text costs. A template made only of
 literal text and expressions that read a variable (``a``, ``a.b``, ``a['b']``) through
-plain one-argument filters (``quote``, ``lower``…) is compiled here into a list of small
-functions instead. Anything else — a statement, a call, an operator, a filter with
-arguments, a value the path cannot read — returns ``None``, and Jinja renders it as
-always, so the output, and every error message, stays Jinja's own.
+plain one-argument filters (``quote``, ``lower``…), and integer ``+ - *``, is compiled
+here into one generated Python function instead (a render is one call, not a call per
+node). Anything else — a statement, a call, another operator, a filter with arguments,
+a value the path cannot read — gives ``None``, and Jinja renders it as always, so the
+output, and every error message, stays Jinja's own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from jinja2 import nodes
 
-Part = Callable[[Mapping[str, Any]], str]
+Renderer = Callable[[Mapping[str, Any]], "str | None"]
 
 
 class _Miss(Exception):
@@ -42,60 +43,25 @@ def _getitem(obj: Any, key: Any) -> Any:
     raise _Miss
 
 
-def _value(node: nodes.Node, filters: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Any]:
-    """A getter for ``node``, or ``_Miss`` when the node is outside the fast subset."""
-    if isinstance(node, nodes.Name) and node.ctx == "load":
-        name = node.name
-
-        def load(ctx: Mapping[str, Any]) -> Any:
-            try:
-                return ctx[name]
-            except KeyError:
-                raise _Miss from None
-
-        return load
-    if isinstance(node, nodes.Getattr) and not node.attr.startswith(_UNSAFE_PREFIX):
-        inner, attr = _value(node.node, filters), node.attr
-        return lambda ctx: _getattr(inner(ctx), attr)
-    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-        inner, key = _value(node.node, filters), node.arg.value
-        return lambda ctx: _getitem(inner(ctx), key)
-    if isinstance(node, nodes.Add | nodes.Sub | nodes.Mul):
-        return _arithmetic(node, filters)
-    if isinstance(node, nodes.Const) and isinstance(node.value, int | str):
-        value = node.value
-        return lambda ctx: value
-    if isinstance(node, nodes.Filter) and _plain_filter(node, filters):
-        assert node.node is not None
-        inner, func = _value(node.node, filters), filters[node.name]
-        return lambda ctx: func(inner(ctx))
-    raise _Miss
-
-
-_OPERATORS: dict[type, Callable[[int, int], int]] = {
-    nodes.Add: lambda a, b: a + b,
-    nodes.Sub: lambda a, b: a - b,
-    nodes.Mul: lambda a, b: a * b,
-}
-
-
-def _arithmetic(
-    node: nodes.BinExpr, filters: Mapping[str, Any]
-) -> Callable[[Mapping[str, Any]], Any]:
+def _integers(a: Any, b: Any) -> None:
     """``port_base + 1``: integers only (a string, a float or a bool: Jinja's way)."""
-    left, right, op = (
-        _value(node.left, filters),
-        _value(node.right, filters),
-        _OPERATORS[type(node)],
-    )
+    if type(a) is not int or type(b) is not int:
+        raise _Miss
 
-    def compute(ctx: Mapping[str, Any]) -> Any:
-        a, b = left(ctx), right(ctx)
-        if type(a) is not int or type(b) is not int:
-            raise _Miss
-        return op(a, b)
 
-    return compute
+def _add(a: Any, b: Any) -> int:
+    _integers(a, b)
+    return int(a + b)
+
+
+def _sub(a: Any, b: Any) -> int:
+    _integers(a, b)
+    return int(a - b)
+
+
+def _mul(a: Any, b: Any) -> int:
+    _integers(a, b)
+    return int(a * b)
 
 
 def _plain_filter(node: nodes.Filter, filters: Mapping[str, Any]) -> bool:
@@ -117,37 +83,69 @@ def _to_text(value: Any) -> str:
     raise _Miss  # Jinja's own str() of other objects (a dict, an Undefined) stays Jinja's
 
 
-def compile_fast(template: nodes.Template, filters: Mapping[str, Any]) -> list[Part] | None:
-    """Parts of a template in the fast subset, or None."""
+_OPERATORS = {nodes.Add: "_add", nodes.Sub: "_sub", nodes.Mul: "_mul"}
+
+
+def _code(node: nodes.Node, filters: Mapping[str, Any], names: dict[str, Any]) -> str:
+    """A Python expression that reads ``node`` from ``ctx`` (a missing name: KeyError),
+    or ``_Miss`` when the node is outside the fast subset. Filters are bound in
+    ``names`` as ``_f1``, ``_f2``..."""
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return f"ctx[{node.name!r}]"
+    if isinstance(node, nodes.Getattr) and not node.attr.startswith(_UNSAFE_PREFIX):
+        return f"_getattr({_code(node.node, filters, names)}, {node.attr!r})"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        return f"_getitem({_code(node.node, filters, names)}, {node.arg.value!r})"
+    if isinstance(node, nodes.Add | nodes.Sub | nodes.Mul):
+        left, right = _code(node.left, filters, names), _code(node.right, filters, names)
+        return f"{_OPERATORS[type(node)]}({left}, {right})"
+    if isinstance(node, nodes.Const) and isinstance(node.value, int | str):
+        return repr(node.value)
+    if isinstance(node, nodes.Filter) and _plain_filter(node, filters):
+        assert node.node is not None
+        name = f"_f{len(names)}"
+        names[name] = filters[node.name]
+        return f"{name}({_code(node.node, filters, names)})"
+    raise _Miss
+
+
+def compile_fast(template: nodes.Template, filters: Mapping[str, Any]) -> Renderer | None:
+    """One generated function rendering a template of the fast subset, or None.
+
+    ``"pg_ctl -D {{ data_dir | quote }}"`` becomes ``"pg_ctl -D " +
+    _text(_f1(ctx["data_dir"]))``, inside a ``try``: any exception (a missing name,
+    ``_Miss``, a filter's) makes it return None, and Jinja renders the template instead,
+    saying what is wrong its own way."""
     if len(template.body) != 1 or not isinstance(template.body[0], nodes.Output):
-        return None if template.body else []
-    parts: list[Part] = []
+        return None if template.body else _empty
+    names: dict[str, Any] = {
+        "_text": _to_text,
+        "_getattr": _getattr,
+        "_getitem": _getitem,
+        "_add": _add,
+        "_sub": _sub,
+        "_mul": _mul,
+    }
     try:
-        for node in template.body[0].nodes:
-            parts.append(
-                _literal(node.data)
-                if isinstance(node, nodes.TemplateData)
-                else _shown(_value(node, filters))
-            )
+        pieces = [
+            repr(node.data)
+            if isinstance(node, nodes.TemplateData)
+            else f"_text({_code(node, filters, names)})"
+            for node in template.body[0].nodes
+        ]
     except _Miss:
         return None
-    return parts
+    source = (
+        "def render(ctx):\n"
+        "    try:\n"
+        f"        return {' + '.join(pieces) or repr('')}\n"
+        "    except Exception:\n"
+        "        return None\n"
+    )
+    exec(compile(source, "<fast template>", "exec"), names)
+    render: Renderer = names["render"]
+    return render
 
 
-def _literal(text: str) -> Part:
-    return lambda ctx: text
-
-
-def _shown(get: Callable[[Mapping[str, Any]], Any]) -> Part:
-    return lambda ctx: _to_text(get(ctx))
-
-
-def try_render(parts: list[Part], context: Mapping[str, Any]) -> str | None:
-    """The rendered text, or None when Jinja must render it (a value the fast path cannot
-    read as Jinja would). ``parts`` come from ``compile_fast``."""
-    try:
-        return "".join(part(context) for part in parts)
-    except _Miss:
-        return None
-    except Exception:  # a filter failed: Jinja renders again and reports it its way
-        return None
+def _empty(ctx: Mapping[str, Any]) -> str:
+    return ""

@@ -714,3 +714,26 @@ def test_bad_vars_file(tmp_path: Path, name: str, content: str, message: str, li
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert "not found" in load_error(tmp_path / "nope.ini").message
     assert "is a directory" in load_error(tmp_path).message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("2200", "0", "00", "0755", "1_000", "9" * 25, "-3", "+4", "1.5", "10.0", "1e5", ".5"),
+        *("/data/x", "node1", "192.0.2.1", "1.2.3", "1.2 .e5", "~/x", "$HOME", "@x", "a=b"),
+        *("True", "true", "None", "Nonesuch", "Foo", "b'x'", "rb'x'", "u'x'", "f'x'"),
+        *('"x"', "'a'", "[1, 2]", "{1: 2}", "(1,)", "{'k': [1]}", " 5", " /x", "\t7", "", " "),
+    ],
+)
+def test_an_ini_value_is_read_as_literal_eval_reads_it(text: str) -> None:
+    """The shortcuts for numbers, paths and names give what ``ast.literal_eval`` gives."""
+    import ast
+
+    from runbook.inventory.ini import _literal, _plain
+
+    try:
+        expected = _plain(ast.literal_eval(text), text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        expected = text
+    got = _literal(text)
+    assert (got, type(got)) == (expected, type(expected))

@@ -102,3 +102,25 @@ def test_what_the_fast_path_cannot_render_fails_as_jinja_says(
 ) -> None:
     with pytest.raises(TemplateError, match=message):
         render(source, ctx, AT)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x is defined",
+        "x is undefined",
+        "x is not defined",
+        "x is not undefined",
+        "not x is defined",
+        "not (x is undefined)",
+        "range is defined",  # a global: Jinja's own way
+        "x is defined and x",  # more than the test: Jinja's own way
+    ],
+)
+def test_a_defined_test_decides_as_jinja_does(source: str) -> None:
+    import jinja2
+
+    from runbook.templating.env import compile_expression
+
+    for ctx in ({}, {"x": 1}, {"x": None}, {"x": ""}, {"x": jinja2.Undefined()}):
+        assert evaluate(source, ctx) is bool(compile_expression(source)(**ctx)), ctx

@@ -47,11 +47,12 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from importlib import resources
 from importlib.util import MAGIC_NUMBER
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
+from runbook.records import dataclass
 from runbook.remote import executor as wire
 from runbook.run.capture import Capture, kept
 from runbook.run.contexts.base import DRAIN, KILL_GRACE, READ_SIZE, OutputCallback
@@ -569,10 +570,7 @@ class HostSession:
     def close(self, wait: float = 5.0) -> None:
         """End the executor's stdin and wait up to ``wait`` s for it to exit. Runs still
         waiting raise ``SessionLost``. Safe to call twice."""
-        self._closing = True
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self.stream.close_input()
+        self.begin_close()
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(wait)
@@ -582,6 +580,14 @@ class HostSession:
         self._lose("the session was closed")
         if reader is None or not reader.is_alive():  # never close an fd a reader may poll
             self.stream.close()
+
+    def begin_close(self) -> None:
+        """``close`` without the wait: end the executor's stdin, so that many sessions
+        can be told at once and then waited for together (``Sessions.close``)."""
+        self._closing = True
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.stream.close_input()
 
     # -- internals ----------------------------------------------------------------------
 
