@@ -16,7 +16,7 @@ the typed events of ``runbook.model.events`` (``handle(event)``; they must not b
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.load.secrets import Secrets
@@ -25,7 +25,6 @@ from runbook.model.plan import Plan, Selection
 from runbook.options import PlanOptions, RunSettings, SshOptions
 from runbook.plan.text import plan_text as _plan_text
 from runbook.prepare import Prepared, check_before_run, prepare_plan
-from runbook.records import dataclass
 from runbook.run.launch import Confirm, Launch, PreparedRun, launch, locked_journal
 from runbook.run.runner import RunResult
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import UsageError
 from runbook.model.plan import Selection
 from runbook.model.spec import MAX_TIMEOUT
-from runbook.records import dataclass
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a command is killed
 # One worker thread per fork: a million ended the run in "can't start new thread" (exit

@@ -8,6 +8,7 @@ them is found here, before the first command starts.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, Position, UsageError
@@ -16,7 +17,6 @@ from runbook.load.vault import Keyring, read_keyring
 from runbook.model.plan import Plan
 from runbook.model.runbook import Runbook
 from runbook.options import ApplyOptions, PlanOptions
-from runbook.records import dataclass
 
 if TYPE_CHECKING:
     # Imported where they are used: `validate` and `plan` never load the runner, the

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from typing import IO
 
 from runbook.model.approval import Approvals
 from runbook.model.command import Status, counts_text, status_counts
 from runbook.plan.text import compact, counted
-from runbook.records import dataclass
 from runbook.run.runner import RunResult
 from runbook.text import printable
 

@@ -19,7 +19,7 @@ import json
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from runbook.load.steps import INNER_FORBIDDEN
@@ -29,7 +29,6 @@ from runbook.model.plan import Plan, PlannedGroup, PlannedStep
 from runbook.model.spec import ExecSpec
 from runbook.plan.flow import shown_delegate
 from runbook.plan.text import when_shown
-from runbook.records import dataclass
 
 ADDED, REMOVED, CHANGED, MOVED, UNCHANGED = "added", "removed", "changed", "moved", "unchanged"
 FORMAT = "runbook-plan-diff"

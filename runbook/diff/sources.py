@@ -22,13 +22,12 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from runbook.diff.compare import PlanDiff, diff_plans
 from runbook.errors import InputError, UsageError
 from runbook.model.plan import Plan
 from runbook.options import PlanOptions
-from runbook.records import dataclass
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ inline host win over them.
 from __future__ import annotations
 
 import os
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import InventoryError, Position, Positions
@@ -21,7 +21,6 @@ from runbook.inventory.sources import read_source
 from runbook.inventory.vars_dirs import load_layers
 from runbook.load.vault import Keyring
 from runbook.model.runbook import Connection, Host
-from runbook.records import dataclass
 
 
 @dataclass

@@ -20,14 +20,13 @@ So ``group_vars/all`` beats every group's inline vars, a deeper group beats its 
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import InventoryError, Position
 from runbook.inventory.hosts import CONNECTION_VARS
 from runbook.inventory.words import check_word
 from runbook.load.vault import Keyring, vault_all
-from runbook.records import dataclass
 
 PRIORITY = "ansible_group_priority"
 

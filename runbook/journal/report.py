@@ -23,7 +23,7 @@ import math
 import shlex
 import time
 from collections import Counter, defaultdict, deque
-from dataclasses import field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from typing import Any
 from runbook.errors import JournalError
 from runbook.journal.store import RunRecord
 from runbook.model.command import Status
-from runbook.records import dataclass
 from runbook.text import printable, printable_json
 
 STATUSES = tuple(s.value for s in Status)

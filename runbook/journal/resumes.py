@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from runbook.journal.store import RunRecord, read_run
 from runbook.model.command import Status
 from runbook.model.events import Registered
-from runbook.records import dataclass
 
 Key = tuple[str, str]  # (step, host)
 

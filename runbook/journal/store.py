@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -41,7 +41,6 @@ from runbook.model.events import (
     StepStarted,
 )
 from runbook.options import OUTPUT_CAP
-from runbook.records import dataclass
 
 RUNS_DIR = os.path.join(".runbook", "runs")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

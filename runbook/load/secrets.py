@@ -15,13 +15,12 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import InputError, Position
 from runbook.load.vault import Keyring
 from runbook.model.runbook import SecretSpec
-from runbook.records import dataclass
 from runbook.templating.lookups import Lookups, PipeFailed, SecretSource, run_pipe
 from runbook.text import STAND_IN
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.errors import DocPath, LoadError, Position, Positions, SchemaError, position_of
@@ -22,7 +22,6 @@ from runbook.model.files import KINDS, FileAction
 from runbook.model.runbook import Step
 from runbook.model.spec import ExecSpec
 from runbook.model.waits import WaitAction, WaitKind
-from runbook.records import dataclass
 from runbook.templating.lazy import mark_all
 
 ACTIONS = ("run", "copy", "fetch", "steps", "include", "wait_for", "reboot", "set", "assert")

@@ -22,11 +22,10 @@ import os
 import stat
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import InputError, Position, UsageError
-from runbook.records import dataclass
 
 HEADER = "$ANSIBLE_VAULT;"
 ITERATIONS = 10_000

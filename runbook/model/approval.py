@@ -4,9 +4,8 @@ the recap, the events and the report; checked by ``runbook.review.approvals``.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-from runbook.records import dataclass
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import enum
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position
@@ -15,7 +15,6 @@ from runbook.model.files import Transfer
 from runbook.model.runbook import Host
 from runbook.model.spec import ExecSpec
 from runbook.model.waits import WaitAction
-from runbook.records import dataclass
 
 
 class Status(enum.StrEnum):

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-
-from runbook.records import dataclass
 
 DEFAULT_LOOP_VAR = "item"
 NO_ITEMS = "loop: no items"  # why a host whose loop has no item is skipped

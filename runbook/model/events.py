@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from runbook.model.command import CommandResult, StepStatus
-from runbook.records import dataclass
 
 SCHEMA_VERSION = 2
 

@@ -12,11 +12,10 @@ import enum
 import os
 import re
 from collections.abc import Callable
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook.errors import Position, SchemaError
-from runbook.records import dataclass
 
 
 class TransferKind(enum.StrEnum):

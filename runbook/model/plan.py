@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.errors import Position, UsageError
 from runbook.model.command import Command, Templates
 from runbook.model.spec import ExecSpec, OnFailure
-from runbook.records import dataclass
 
 Serial = int | str | list[int | str] | None
 

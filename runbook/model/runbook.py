@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from runbook.errors import Position, position_of
@@ -11,7 +11,6 @@ from runbook.model.controller import DEFAULT_LOOP_VAR, Assertion, SetValues
 from runbook.model.files import FileAction
 from runbook.model.spec import ExecSpec
 from runbook.model.waits import WaitAction
-from runbook.records import dataclass
 
 # Only this name is local by default; an address of 127.0.0.1 still means SSH (test fleets).
 LOCAL_NAMES = frozenset({"localhost"})

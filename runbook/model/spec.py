@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
-
-from runbook.records import dataclass
 
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_SHELL = "/bin/bash"

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from runbook.errors import Position, SchemaError
-from runbook.records import dataclass
 
 
 class WaitKind(enum.StrEnum):

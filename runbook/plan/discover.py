@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runbook.errors import InputError
 from runbook.model.plan import Plan, PlannedStep
 from runbook.model.runbook import Runbook, Step
 from runbook.plan.text import compact
-from runbook.records import dataclass
 from runbook.templating.env import expression_names, template_names
 from runbook.templating.partial import attributes
 

@@ -11,12 +11,12 @@ inside the group's first batch only, and later batches run whole. Nothing before
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from runbook.errors import InputError, UsageError
 from runbook.inventory.build import Inventory
 from runbook.model.plan import Selection
-from runbook.records import dataclass
 
 
 class Selectable(Protocol):

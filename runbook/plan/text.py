@@ -28,6 +28,7 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from runbook.load.secrets import token
 from runbook.load.vault import ID_PREFIX as VAULT_ID
@@ -36,7 +37,6 @@ from runbook.model.controller import Assertion
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.spec import DEFAULT_SHELL, ExecSpec
 from runbook.plan.flow import RESCUE_NAMES
-from runbook.records import dataclass
 from runbook.templating.partial import fold
 from runbook.text import STAND_IN, printable
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from runbook.errors import InputError, Position, TemplateError
@@ -24,7 +24,6 @@ from runbook.model.files import FileAction, Transfer, TransferKind
 from runbook.model.runbook import Host, Runbook, Step
 from runbook.plan.vaulted import NONE as NO_VAULT
 from runbook.plan.vaulted import VaultReads, split_vaulted
-from runbook.records import dataclass
 from runbook.templating.env import evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 from runbook.templating.files import MAX_TEMPLATE, FileTemplate, parse_template

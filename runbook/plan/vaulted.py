@@ -11,11 +11,11 @@ joins the run's secrets, so it is masked wherever it could still appear (output,
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from runbook.load.secrets import token
 from runbook.load.vault import Keyring, Vaulted, has_vaulted, replace_vaulted, vaulted_in
-from runbook.records import dataclass
 from runbook.text import STAND_IN
 
 # Names the planner itself puts in a context: never vaulted, and large (``groups``).

@@ -27,11 +27,11 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from runbook.errors import InputError, Position, UsageError
 from runbook.model.approval import Approval, Approvals
 from runbook.plan.saved import read_saved_plan
-from runbook.records import dataclass
 
 NAMESPACE = "runbook-plan"
 BEGIN, END = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----"

@@ -10,7 +10,7 @@ and ``apply`` of it finds them again first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.load.secrets import Secrets
@@ -18,7 +18,6 @@ from runbook.model.plan import Plan
 from runbook.options import RunSettings
 from runbook.plan.discover import Discovered, discovery_plan
 from runbook.plan.text import Note, plan_text
-from runbook.records import dataclass
 from runbook.review.checked import checked_view, discovered_values
 from runbook.review.discovery import DiscoveryRun, discover
 from runbook.review.filediff import copy_notes

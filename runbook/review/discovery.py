@@ -13,7 +13,7 @@ and the commands that read them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runbook.errors import InputError
@@ -22,7 +22,6 @@ from runbook.model.command import Status
 from runbook.model.events import Event, Registered
 from runbook.options import RunSettings
 from runbook.plan.discover import Discovered, discovery_plan, merged, stale
-from runbook.records import dataclass
 from runbook.run.launch import Launch, PreparedRun, Slot, launch
 from runbook.run.runner import Resume, RunResult
 

@@ -19,7 +19,7 @@ import hashlib
 import shlex
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from runbook.errors import ConnectError, InputError
 from runbook.model.command import Command, Outcome
@@ -27,7 +27,6 @@ from runbook.model.files import SHOWN_DIGEST, show_mode
 from runbook.model.plan import Plan
 from runbook.options import RunSettings
 from runbook.plan.text import Note
-from runbook.records import dataclass
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.launch import execution_context
 from runbook.run.transfer.content import Payload

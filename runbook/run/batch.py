@@ -25,14 +25,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from runbook.model.command import Command, CommandResult, Status, StepStatus
 from runbook.model.events import BatchStarted, Event
 from runbook.model.plan import PlannedBatch, PlannedGroup, PlannedStep, Section
 from runbook.model.spec import OnFailure
-from runbook.records import dataclass
 from runbook.run.values import RunValues, register_value
 
 Decide = Callable[[PlannedStep, Command], CommandResult | None]

@@ -11,12 +11,12 @@ does, never exit 2.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from runbook.errors import TemplateError
 from runbook.model.command import Command, CommandResult, Status
 from runbook.model.controller import Assertion, SetValues
-from runbook.records import dataclass
 from runbook.run.values import RunValues
 from runbook.templating.controlled import checked, computed
 from runbook.templating.env import evaluate

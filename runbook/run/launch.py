@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from runbook.model.events import Event, Listener, PlanApproved
 from runbook.model.plan import Plan
 from runbook.options import RunSettings, SshOptions
 from runbook.plan.discover import Discovered
-from runbook.records import dataclass
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.runner import Resume, Runner, RunResult
 

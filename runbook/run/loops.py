@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.model.command import Command, CommandResult, Status
-from runbook.records import dataclass
 from runbook.run.values import register_value
 
 Value = dict[str, Any]

@@ -13,9 +13,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-
-from runbook.records import dataclass
 
 _SENTINEL = None
 

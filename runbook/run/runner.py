@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 
 from runbook.errors import ConnectError, TemplateError
 from runbook.model.command import Command, CommandResult, Status, StepStatus, status_counts
@@ -50,7 +50,6 @@ from runbook.model.events import (
 from runbook.model.plan import Plan, PlannedGroup, PlannedStep, Section
 from runbook.model.runbook import Host
 from runbook.model.spec import OnFailure
-from runbook.records import dataclass
 from runbook.run.batch import BatchRun, step_status
 from runbook.run.contexts.base import ExecutionContext
 from runbook.run.controller_steps import derived_strings, evaluate_on_controller, recomputed

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 
 from runbook.model.command import Command
-from runbook.records import dataclass
 
 BUILTIN_READ_SHELLS = frozenset({"bash"})
 BUILTIN_READ_MAX = 16 * 1024  # bytes: above this, head -c is faster than bash's read

@@ -4,13 +4,13 @@ template file's own FILE:LINE (not the runbook's), line endings kept."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
 import jinja2.meta
 
 from runbook.errors import InputError, Position
-from runbook.records import dataclass
 from runbook.templating.env import ENV, compile_file, render_compiled
 
 # A template is rendered whole in memory, once per host: configs and certificates, not

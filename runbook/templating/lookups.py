@@ -28,13 +28,12 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
 
 from runbook.errors import Position
-from runbook.records import dataclass
 from runbook.text import STAND_IN
 
 PIPE_TIMEOUT = 60.0  # seconds a pipe lookup may run

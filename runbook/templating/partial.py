@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import operator
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +27,6 @@ import jinja2
 from jinja2 import nodes
 
 from runbook.errors import TemplateError
-from runbook.records import dataclass
 from runbook.templating.env import ENV, compile_expression, template_names
 from runbook.templating.env import render as render_template
 

@@ -10,11 +10,11 @@ the stand-in, never the secret.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from runbook.errors import InputError, Position, TemplateError
 from runbook.model.command import Templates
-from runbook.records import dataclass
 from runbook.templating.env import ENV, evaluate, expression_names, template_names
 from runbook.templating.env import render as render_template
 

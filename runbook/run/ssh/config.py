@@ -12,11 +12,11 @@ from __future__ import annotations
 import getpass
 import os
 import re
+from dataclasses import dataclass
 
 import paramiko
 
 from runbook.model.runbook import Host
-from runbook.records import dataclass
 from runbook.run.ssh.hostkeys import known_hosts_name
 from runbook.run.ssh.paramiko_adapter import config_blocks, config_of
 

@@ -21,11 +21,11 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import paramiko
 
 from runbook.options import HostKeyPolicy
-from runbook.records import dataclass
 
 # paramiko offers RSA keys only with SHA-2 signatures; known_hosts calls them ssh-rsa.
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}

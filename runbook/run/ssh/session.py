@@ -47,12 +47,11 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.util import MAGIC_NUMBER
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from runbook.records import dataclass
 from runbook.remote import executor as wire
 from runbook.run.capture import Capture, kept
 from runbook.run.contexts.base import DRAIN, KILL_GRACE, READ_SIZE, OutputCallback

@@ -5,8 +5,9 @@ directory is refused, as a directory is."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from runbook.model.files import DEFAULT_MODE, Transfer
-from runbook.records import dataclass
 from runbook.run.transfer.control import TransferFailed
 
 

@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runbook.errors import InputError, Position, TemplateError
@@ -22,7 +22,6 @@ from runbook.model.command import Command
 from runbook.model.files import Transfer, TransferKind
 from runbook.model.plan import Plan
 from runbook.plan.transfers import CHUNK, check_source, file_digest
-from runbook.records import dataclass
 from runbook.run.transfer.control import TransferFailed, Watch, describe_os_error
 from runbook.templating.env import evaluate
 from runbook.templating.files import parse_template

@@ -14,10 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import field
+from dataclasses import dataclass, field
 
 from runbook.model.command import Command, Outcome
-from runbook.records import dataclass
 
 
 def stderr_text(err: bytes) -> str:
