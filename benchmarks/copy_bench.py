@@ -84,30 +84,20 @@ class Bench:
         return [self.dest / tool / f"{h}.bin" for h in self.hosts]
 
     def runbook(self, tool: str) -> list[str]:
-        (self.dest / tool).mkdir(exist_ok=True)
-        rb = self.work / f"{tool}.yml"
-        rb.write_text(
-            f"name: copy {self.src.name}\nhosts:\n  fleet: {json.dumps(self.hosts)}\n"
-            "steps:\n  - name: copy\n    hosts: fleet\n"
-            f'    copy: {{src: {self.src}, dest: "{self.dest / tool}/{{{{ host.name }}}}.bin"}}\n'
-        )
-        return [
-            sys.executable,
-            "-m",
-            "runbook",
-            "apply",
-            "--yes",
-            "--forks",
-            str(len(self.hosts)),
-        ] + ["--ssh-config", str(self.fleet.ssh_config), str(rb)]
+        return self._apply(tool, "copy", self.src)
 
     def fetch(self, tool: str) -> list[str]:
+        return self._apply(tool, "fetch", self.remote_src)
+
+    def _apply(self, tool: str, action: str, src: object) -> list[str]:
+        """``runbook apply`` of one ``copy`` or ``fetch`` step on every host, into
+        ``DEST/TOOL/HOST.bin``."""
         (self.dest / tool).mkdir(exist_ok=True)
         rb = self.work / f"{tool}.yml"
         rb.write_text(
-            f"name: fetch {self.src.name}\nhosts:\n  fleet: {json.dumps(self.hosts)}\n"
-            "steps:\n  - name: fetch\n    hosts: fleet\n"
-            f"    fetch: {{src: {self.remote_src}, "
+            f"name: {action} {self.src.name}\nhosts:\n  fleet: {json.dumps(self.hosts)}\n"
+            f"steps:\n  - name: {action}\n    hosts: fleet\n"
+            f"    {action}: {{src: {src}, "
             f'dest: "{self.dest / tool}/{{{{ host.name }}}}.bin"}}\n'
         )
         return [
