@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 # would otherwise import whichever runbook is installed (an editable install of another
 # worktree, say).
 ROOT = Path(__file__).resolve().parents[2]
+NOBODY = pwd.getpwnam("nobody")  # the unprivileged user of the become tests
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:

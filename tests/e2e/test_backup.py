@@ -8,20 +8,15 @@ Fleet hosts are this machine, so a "remote" file is checked here byte for byte.
 from __future__ import annotations
 
 import os
-import pwd
 import re
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import events, runbook
+from tests.e2e.helpers import NOBODY, events, runbook
 
-NOBODY = pwd.getpwnam("nobody")
 BACKUP_NAME = re.compile(r"^(?P<dest>.+)\.(?P<stamp>\d{8}T\d{6})(?:\.\d+)?~$")
 
 RUNBOOK = """
@@ -38,19 +33,6 @@ steps:
     hosts: HOST
     run: echo "backup=[{{ shipped.backup }}]"
 """
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory ``nobody`` can reach (not under a 0700 tmp_path), one it owns inside."""
-    root = Path(tempfile.mkdtemp(prefix="runbook-backup-"))
-    os.chmod(root, 0o755)
-    (root / "nobody").mkdir()
-    os.chown(root / "nobody", NOBODY.pw_uid, NOBODY.pw_gid)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root)
 
 
 def apply(rb: Path, extra: list[str]) -> list[dict[str, Any]]:

@@ -12,41 +12,24 @@ import glob
 import hashlib
 import json
 import os
-import pwd
-import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import events, finished, journal_dirs, runbook
+from tests.e2e.helpers import NOBODY, events, finished, journal_dirs, runbook
 from tests.fleet import Fleet
 
 pytestmark = pytest.mark.ssh
 
 HOSTS = ["h1", "h2", "h3"]
 SECRET = "tls-s3cret-Value-91"  # a template reads it: only the file may hold it
-NOBODY = pwd.getpwnam("nobody")
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory ``nobody`` can reach, with a subdirectory it owns."""
-    root = Path(tempfile.mkdtemp(prefix="runbook-files-"))
-    os.chmod(root, 0o755)
-    (root / "nobody").mkdir()
-    os.chown(root / "nobody", NOBODY.pw_uid, NOBODY.pw_gid)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root)
 
 
 def private_uploads() -> set[str]:
