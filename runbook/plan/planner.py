@@ -272,7 +272,7 @@ class _Planner:
         if found is None:
             names = per_command | _STEP_NAMES
             found = self._env_decided[key] = any(
-                names & template_names(v) or "lookup" in v or "query" in v for _, v in parts.env
+                names & template_names(v) or may_call_lookup(v) for _, v in parts.env
             )
         return found
 

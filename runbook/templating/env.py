@@ -134,7 +134,7 @@ def render(source: str, context: Mapping[str, Any], position: Position | None = 
         values = tuple(context.get(n, _MISSING) for n in _names(source))
         # The types are part of the key: 1 == 1.0 == True, but they render differently.
         # A lookup reads the controller (and a secret's lookup, the secret): not cached.
-        scalars = all(isinstance(v, _SCALARS) for v in values) and not _calls_lookup(source)
+        scalars = all(isinstance(v, _SCALARS) for v in values) and not may_call_lookup(source)
         key = (source, tuple((type(v), v) for v in values)) if scalars else None
         if key is not None:
             done = _rendered.get(key)
@@ -206,7 +206,7 @@ def evaluate(source: str, context: Mapping[str, Any], position: Position | None 
     # An expression is compiled inside a wrapper template: its line numbers mean nothing.
     with (
         _as_template_error("expression", position, lines=False, source=source),
-        _where(source, position),
+        _where(source, position, expression=True),
     ):
         return bool(compile_expression(source)(**context))
 
@@ -286,13 +286,11 @@ def may_call_lookup(source: str, expression: bool = False) -> bool:
     return any(n.name in LOOKUP_GLOBALS for n in tree.find_all(jinja2.nodes.Name))
 
 
-def _calls_lookup(source: str) -> bool:
-    return "lookup" in source or "query" in source
-
-
-def _where(source: str, position: Position | None) -> contextlib.AbstractContextManager[None]:
+def _where(
+    source: str, position: Position | None, expression: bool = False
+) -> contextlib.AbstractContextManager[None]:
     """Where a template that calls a lookup is written (relative paths start there)."""
-    if _calls_lookup(source):
+    if may_call_lookup(source, expression):
         return rendering_at(position)
     return contextlib.nullcontext()
 

@@ -55,3 +55,35 @@ def test_a_lookup_of_a_secrets_source_is_that_secret(tmp_path: Path) -> None:
         assert render("{{ lookup('file', 'token.txt') }}", {"tok": "***"}, where) == "***"
         assert render("{{ lookup('file', 'token.txt') }}", {"tok": "real"}, where) == "real"
     assert touched == {"tok"}
+
+
+@pytest.mark.parametrize(
+    "call", ["lookup('file', 'x.txt')", "query('file', 'x.txt')[0]", "q('file', 'x.txt')[0]"]
+)
+def test_every_spelling_of_a_lookup_reads_beside_the_runbook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """``q`` is ``query`` (as in Ansible): relative to the runbook's directory, not to
+    where runbook runs, in a template and in an expression."""
+    (tmp_path / "x.txt").write_text("beside\n")
+    monkeypatch.chdir(tmp_path.parent)  # where runbook runs: no x.txt here
+    where = Position(str(tmp_path / "rb.yml"), 1, 1)
+    assert render("{{ " + call + " }}", {}, where) == "beside"
+    assert evaluate(call + " == 'beside'", {}, where)
+
+
+@pytest.mark.parametrize("call", ["lookup('file', 'token.txt')", "q('file', 'token.txt')[0]"])
+def test_a_secret_read_through_any_spelling_is_recorded_on_every_render(
+    tmp_path: Path, call: str
+) -> None:
+    """Rendered text of a template that calls a lookup is never reused: the second host's
+    render must record the secret too (or its command would not be masked)."""
+    token = tmp_path / "token.txt"
+    token.write_text("real value\n")
+    lookups = Lookups(secrets=(SecretSource("tok", file=str(token)),))
+    where = Position(str(tmp_path / "rb.yml"), 1, 1)
+    source = "{{ " + call + " }} {{ port }}"
+    for _host in ("a", "b"):
+        with planning(lookups), recording() as touched:
+            assert render(source, {"tok": "***", "port": 5432}, where) == "*** 5432"
+        assert touched == {"tok"}
